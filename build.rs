@@ -1,0 +1,23 @@
+//! Generates the tonic/prost code and the reflection descriptor set from
+//! `proto/`, with the protoc shipped by protoc-bin-vendored so that a fresh
+//! machine needs no system protoc.
+
+use std::{env, error::Error, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
+    unsafe { env::set_var("PROTOC", protoc) };
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let protos = [
+        "proto/floodgate/v1/common.proto",
+        "proto/floodgate/v1/admission.proto",
+        "proto/floodgate/v1/workers.proto",
+        "proto/floodgate/v1/admin.proto",
+    ];
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("floodgate_descriptor.bin"))
+        .compile_protos(&protos, &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

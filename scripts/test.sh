@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, and every Rust test (unit,
+# property, end to end). Installs redis-server from Debian's packages when
+# it is missing (the Redis tests start their own on free ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server missing: installing Debian's redis-server package" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+  cargo test --locked --doc
+else
+  cargo test --locked --no-fail-fast
+fi

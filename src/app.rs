@@ -1,0 +1,180 @@
+//! Wiring: store, service, background refresh, the gRPC server (with
+//! health and reflection), the HTTP shim, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::auth::{Authenticator, Role};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Settings, StoreUrl};
+use crate::grpc::admin::AdminService;
+use crate::grpc::admission::AdmissionService;
+use crate::grpc::pb::{admin_server::AdminServer, admission_server::AdmissionServer, workers_server::WorkersServer};
+use crate::grpc::workers::WorkersService;
+use crate::grpc::{FILE_DESCRIPTOR_SET, require};
+use crate::service::Floodgate;
+use crate::store::{AnyStore, MemoryStore};
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Store(String),
+    #[error("server failed: {0}")]
+    Serve(String),
+}
+
+/// A bound, not yet serving, floodgate.
+pub struct App {
+    settings: Settings,
+    floodgate: Arc<Floodgate>,
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+/// The gRPC service names that health reports on.
+pub const SERVICE_NAMES: [&str; 3] = ["floodgate.v1.Admission", "floodgate.v1.Workers", "floodgate.v1.Admin"];
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
+}
+
+impl App {
+    /// Checks the settings, opens the store and binds both listeners
+    /// (port 0 picks a free port; see [`App::grpc_addr`]).
+    pub async fn bind(settings: Settings) -> Result<App, AppError> {
+        App::bind_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::bind`] with a chosen clock.
+    pub async fn bind_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, AppError> {
+        settings.check()?;
+        let store = match &settings.store {
+            StoreUrl::Memory => AnyStore::Memory(MemoryStore::new()),
+            StoreUrl::Redis(_) => {
+                return Err(AppError::Store("the Redis store is not available in this build yet".into()));
+            }
+        };
+        let floodgate = Arc::new(Floodgate::new(store, settings.runtime.clone(), clock));
+        floodgate.refresh_snapshot().await.map_err(|e| AppError::Store(e.to_string()))?;
+        let grpc = bind(settings.grpc_addr).await?;
+        let http = bind(settings.http_addr).await?;
+        Ok(App { settings, floodgate, grpc, http })
+    }
+
+    /// The gRPC listener's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.settings.grpc_addr)
+    }
+
+    /// The HTTP shim's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.settings.http_addr)
+    }
+
+    /// The service behind both listeners.
+    pub fn floodgate(&self) -> Arc<Floodgate> {
+        self.floodgate.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets
+    /// in-flight calls finish and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let App { settings, floodgate, grpc, http } = self;
+        let auth = Authenticator::new(settings.tokens.clone());
+        if auth.is_open() {
+            tracing::warn!(
+                "AUTH IS OFF: no caller tokens configured, every caller may use every RPC. Set FLOODGATE_*_TOKENS before exposing floodgate."
+            );
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let background = tokio::spawn(run_background(floodgate.clone(), settings.snapshot_refresh_ms, stop_rx.clone()));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in SERVICE_NAMES {
+            health.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+        }
+        // v1 for current tools, v1alpha for grpcurl 1.8 and older clients.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().map_err(|e| AppError::Serve(e.to_string()))?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| AppError::Serve(e.to_string()))?;
+
+        let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
+        let grpc_server = Server::builder()
+            .timeout(Duration::from_millis(settings.request_timeout_ms))
+            .concurrency_limit_per_connection(settings.max_concurrent_requests)
+            .tcp_nodelay(true)
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                AdmissionServer::new(AdmissionService::new(floodgate.clone())).max_decoding_message_size(max_message),
+                require(auth.clone(), Role::Frontend),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                WorkersServer::new(WorkersService::new(floodgate.clone())).max_decoding_message_size(max_message),
+                require(auth.clone(), Role::Worker),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                AdminServer::new(AdminService::new(floodgate.clone())),
+                require(auth.clone(), Role::Admin),
+            ))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+
+        let http_server = axum::serve(http, crate::http::router(floodgate.clone(), auth))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future();
+
+        let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
+        let _ = background.await;
+        grpc_result.map_err(|e| AppError::Serve(e.to_string()))?;
+        http_result.map_err(|e| AppError::Serve(e.to_string()))?;
+        tracing::info!("floodgate stopped");
+        Ok(())
+    }
+}
+
+/// Keeps the capacity snapshot fresh and runs housekeeping until stopped.
+async fn run_background(floodgate: Arc<Floodgate>, refresh_ms: u64, mut stop: watch::Receiver<bool>) {
+    let mut refresh = tokio::time::interval(Duration::from_millis(refresh_ms.max(10)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = refresh.tick() => {}
+        }
+        ticks += 1;
+        if let Err(e) = floodgate.refresh_snapshot().await {
+            tracing::warn!(error = %e, "capacity snapshot refresh failed; keeping the last one");
+        }
+        // Housekeeping about once a second.
+        if ticks.is_multiple_of((1_000 / refresh_ms.clamp(10, 1_000)).max(1))
+            && let Err(e) = floodgate.maintain().await
+        {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Caller tokens → roles (design §9): one check used by the gRPC
+//! interceptors and the HTTP shim. Tokens are compared in constant time.
+
+use subtle::ConstantTimeEq;
+
+use crate::config::Tokens;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Frontends: the Admission service.
+    Frontend,
+    /// Chat workers: the Workers service.
+    Worker,
+    /// Super-admins: everything.
+    Admin,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing or unknown bearer token")]
+    Unauthenticated,
+    #[error("this token's role may not call this service")]
+    PermissionDenied,
+}
+
+/// Checks `authorization: Bearer <token>` against the configured tokens.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    tokens: Tokens,
+}
+
+impl Authenticator {
+    /// With no token configured, every call is allowed (development only).
+    pub fn new(tokens: Tokens) -> Authenticator {
+        Authenticator { tokens }
+    }
+
+    /// Whether auth is off.
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Authorizes a call that needs `required`, given the raw header value.
+    pub fn authorize(&self, authorization: Option<&[u8]>, required: Role) -> Result<Role, AuthError> {
+        if self.is_open() {
+            return Ok(required);
+        }
+        let token = authorization
+            .and_then(|h| h.strip_prefix(b"Bearer ").or_else(|| h.strip_prefix(b"bearer ")))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Unauthenticated)?;
+        let role = self.role_of(token).ok_or(AuthError::Unauthenticated)?;
+        if role == Role::Admin || role == required { Ok(role) } else { Err(AuthError::PermissionDenied) }
+    }
+
+    /// Every configured token is compared, so timing does not tell which
+    /// list (or whether any) matched.
+    fn role_of(&self, token: &[u8]) -> Option<Role> {
+        let mut found = None;
+        for (role, list) in [
+            (Role::Admin, &self.tokens.admin),
+            (Role::Frontend, &self.tokens.frontend),
+            (Role::Worker, &self.tokens.worker),
+        ] {
+            for candidate in list {
+                if bool::from(candidate.as_bytes().ct_eq(token)) && found.is_none() {
+                    found = Some(role);
+                }
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(Tokens { admin: vec!["adm".into()], frontend: vec!["fe".into()], worker: vec!["wk".into()] })
+    }
+
+    #[test]
+    fn roles_follow_tokens() {
+        let a = auth();
+        assert_eq!(a.authorize(Some(b"Bearer fe"), Role::Frontend), Ok(Role::Frontend));
+        assert_eq!(a.authorize(Some(b"Bearer wk"), Role::Frontend), Err(AuthError::PermissionDenied));
+        assert_eq!(a.authorize(Some(b"Bearer fe"), Role::Admin), Err(AuthError::PermissionDenied));
+        assert_eq!(a.authorize(Some(b"Bearer adm"), Role::Worker), Ok(Role::Admin));
+    }
+
+    #[test]
+    fn missing_or_unknown_tokens_are_unauthenticated() {
+        let a = auth();
+        assert_eq!(a.authorize(None, Role::Frontend), Err(AuthError::Unauthenticated));
+        assert_eq!(a.authorize(Some(b"Bearer nope"), Role::Frontend), Err(AuthError::Unauthenticated));
+        assert_eq!(a.authorize(Some(b"fe"), Role::Frontend), Err(AuthError::Unauthenticated));
+        assert_eq!(a.authorize(Some(b"Bearer "), Role::Frontend), Err(AuthError::Unauthenticated));
+    }
+
+    #[test]
+    fn no_tokens_means_open() {
+        let open = Authenticator::new(Tokens::default());
+        assert_eq!(open.authorize(None, Role::Admin), Ok(Role::Admin));
+    }
+}

@@ -1,0 +1,270 @@
+//! The seed's eight-step capacity calculation and the per-user-type limits
+//! derived from it (design §2).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::UserType;
+
+/// Tolerance for float products that should be whole numbers (0.6 × 10
+/// is 6.000000000000001, 0.7 × 30 is 20.999999999999996): floors are taken
+/// after adding it, so a limit never loses a slot to rounding.
+const FLOOR_EPSILON: f64 = 1e-9;
+
+/// The configured numbers that capacity is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CapacityConfig {
+    /// Step 1: concurrent chat tasks one process runs.
+    pub concurrent_per_process: u32,
+    /// Expected chat REST processes per instance (for deficit reporting).
+    pub processes_per_instance: u32,
+    /// Share of concurrency held back, in [0, 1).
+    pub capacity_buffer: f64,
+    /// Queue slots per concurrent slot.
+    pub queue_multiplier: u32,
+}
+
+/// Fractions of the system total at which each user type is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    pub anonymous: f64,
+    pub registered: f64,
+    /// The hard limit, which privileged users are held to.
+    pub hard_limit: f64,
+}
+
+/// Steps 2–6 for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceCapacity {
+    pub instance_id: String,
+    pub healthy_processes: u64,
+    pub total_concurrent: u64,
+    pub effective: u64,
+    pub queue_capacity: u64,
+    pub total: u64,
+}
+
+/// The whole calculation: per-instance steps and the system total `T`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityCalculation {
+    pub config: CapacityConfig,
+    pub instances: Vec<InstanceCapacity>,
+    pub system_total: u64,
+}
+
+/// `floor(x)` that tolerates float noise just under a whole number.
+fn floor_tolerant(x: f64) -> u64 {
+    if x <= 0.0 { 0 } else { (x + FLOOR_EPSILON).floor() as u64 }
+}
+
+/// Steps 3–6 for an instance with `healthy` chat REST processes.
+pub fn instance_capacity(config: &CapacityConfig, instance_id: &str, healthy: u64) -> InstanceCapacity {
+    let total_concurrent = u64::from(config.concurrent_per_process) * healthy;
+    let effective = floor_tolerant(total_concurrent as f64 * (1.0 - config.capacity_buffer));
+    let queue_capacity = total_concurrent * u64::from(config.queue_multiplier);
+    InstanceCapacity {
+        instance_id: instance_id.to_owned(),
+        healthy_processes: healthy,
+        total_concurrent,
+        effective,
+        queue_capacity,
+        total: effective + queue_capacity,
+    }
+}
+
+/// Runs the eight steps over the healthy chat REST process count of each
+/// instance. Instances with no healthy process are not detected (step 7).
+pub fn calculate(config: &CapacityConfig, healthy_by_instance: &BTreeMap<String, u64>) -> CapacityCalculation {
+    let instances: Vec<InstanceCapacity> = healthy_by_instance
+        .iter()
+        .filter(|(_, healthy)| **healthy > 0)
+        .map(|(id, healthy)| instance_capacity(config, id, *healthy))
+        .collect();
+    let system_total = instances.iter().map(|i| i.total).sum();
+    CapacityCalculation { config: *config, instances, system_total }
+}
+
+impl CapacityCalculation {
+    /// Step 2 summed over instances.
+    pub fn healthy_processes(&self) -> u64 {
+        self.instances.iter().map(|i| i.healthy_processes).sum()
+    }
+
+    fn sum(&self, field: impl Fn(&InstanceCapacity) -> u64) -> u64 {
+        self.instances.iter().map(field).sum()
+    }
+
+    /// The seed's `step_1_config` … `step_8_system_total` sentences.
+    pub fn breakdown(&self) -> [String; 8] {
+        let c = &self.config;
+        let per_instance = {
+            let mut totals: Vec<u64> = self.instances.iter().map(|i| i.total).collect();
+            totals.dedup();
+            match totals.as_slice() {
+                [] => "0".to_owned(),
+                [one] => one.to_string(),
+                many => many.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
+            }
+        };
+        [
+            format!("{} concurrent per process", c.concurrent_per_process),
+            format!("{} healthy chat REST processes", self.healthy_processes()),
+            format!("{} total concurrent capacity", self.sum(|i| i.total_concurrent)),
+            format!("{} effective (after {}% buffer)", self.sum(|i| i.effective), format_percent(c.capacity_buffer)),
+            format!("{} queue capacity ({}x multiplier)", self.sum(|i| i.queue_capacity), c.queue_multiplier),
+            format!("{per_instance} total capacity per instance"),
+            format!("{} instances detected", self.instances.len()),
+            format!("{} total system capacity", self.system_total),
+        ]
+    }
+}
+
+/// 0.2 → "20", 0.155 → "15.5": percent without float noise.
+pub fn format_percent(fraction: f64) -> String {
+    let percent = (fraction * 10_000.0).round() / 100.0;
+    let text = format!("{percent:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The load each user type may fill the system to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub anonymous: u64,
+    pub registered: u64,
+    pub privileged: u64,
+}
+
+impl Limits {
+    /// `floor(threshold × T)` for each user type.
+    pub fn from_thresholds(thresholds: &Thresholds, system_total: u64) -> Limits {
+        let t = system_total as f64;
+        Limits {
+            anonymous: floor_tolerant(thresholds.anonymous * t),
+            registered: floor_tolerant(thresholds.registered * t),
+            privileged: floor_tolerant(thresholds.hard_limit * t),
+        }
+    }
+
+    /// The limit a request of `user_type` is held to.
+    pub fn for_user(&self, user_type: UserType) -> u64 {
+        match user_type {
+            UserType::Anonymous => self.anonymous,
+            UserType::Registered => self.registered,
+            UserType::Privileged => self.privileged,
+        }
+    }
+}
+
+/// `L / T`, or 1.0 when there is no capacity at all.
+pub fn pressure_ratio(load: u64, system_total: u64) -> f64 {
+    if system_total == 0 { 1.0 } else { load as f64 / system_total as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seed_config() -> CapacityConfig {
+        CapacityConfig {
+            concurrent_per_process: 5,
+            processes_per_instance: 1,
+            capacity_buffer: 0.2,
+            queue_multiplier: 2,
+        }
+    }
+
+    const SEED_THRESHOLDS: Thresholds = Thresholds { anonymous: 0.6, registered: 0.8, hard_limit: 0.95 };
+
+    fn one_instance(healthy: u64) -> BTreeMap<String, u64> {
+        BTreeMap::from([("home-instance-1".to_owned(), healthy)])
+    }
+
+    #[test]
+    fn seed_example_gives_fourteen_with_the_seed_sentences() {
+        let calc = calculate(&seed_config(), &one_instance(1));
+        assert_eq!(calc.system_total, 14);
+        assert_eq!(
+            calc.breakdown(),
+            [
+                "5 concurrent per process",
+                "1 healthy chat REST processes",
+                "5 total concurrent capacity",
+                "4 effective (after 20% buffer)",
+                "10 queue capacity (2x multiplier)",
+                "14 total capacity per instance",
+                "1 instances detected",
+                "14 total system capacity",
+            ]
+        );
+    }
+
+    #[test]
+    fn seed_limits_are_eight_eleven_thirteen() {
+        let limits = Limits::from_thresholds(&SEED_THRESHOLDS, 14);
+        assert_eq!(limits, Limits { anonymous: 8, registered: 11, privileged: 13 });
+    }
+
+    #[test]
+    fn ten_concurrent_on_one_process_gives_twenty_eight() {
+        let config = CapacityConfig { concurrent_per_process: 10, ..seed_config() };
+        assert_eq!(calculate(&config, &one_instance(1)).system_total, 28);
+    }
+
+    #[test]
+    fn instances_without_healthy_processes_are_not_detected() {
+        let mut healthy = one_instance(2);
+        healthy.insert("down".to_owned(), 0);
+        let calc = calculate(&seed_config(), &healthy);
+        assert_eq!(calc.instances.len(), 1);
+        assert_eq!(calc.system_total, 28);
+        assert_eq!(calc.breakdown()[6], "1 instances detected");
+    }
+
+    #[test]
+    fn unequal_instances_list_each_total() {
+        let healthy = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        let calc = calculate(&seed_config(), &healthy);
+        assert_eq!(calc.system_total, 14 + 28);
+        assert_eq!(calc.breakdown()[5], "14/28 total capacity per instance");
+    }
+
+    #[test]
+    fn no_capacity_means_full_pressure() {
+        assert_eq!(pressure_ratio(0, 0), 1.0);
+        assert_eq!(pressure_ratio(7, 14), 0.5);
+    }
+
+    #[test]
+    fn percent_formatting_has_no_float_noise() {
+        assert_eq!(format_percent(0.2), "20");
+        assert_eq!(format_percent(0.15), "15");
+        assert_eq!(format_percent(0.155), "15.5");
+        assert_eq!(format_percent(0.0), "0");
+    }
+
+    proptest! {
+        #[test]
+        fn capacity_is_monotone_in_healthy_processes(
+            c in 1u32..200, buffer in 0.0f64..0.99, mult in 0u32..5, p in 0u64..100,
+        ) {
+            let config = CapacityConfig { concurrent_per_process: c, processes_per_instance: 1, capacity_buffer: buffer, queue_multiplier: mult };
+            let fewer = calculate(&config, &one_instance(p)).system_total;
+            let more = calculate(&config, &one_instance(p + 1)).system_total;
+            prop_assert!(more >= fewer);
+        }
+
+        #[test]
+        fn limits_are_ordered_and_within_total(
+            t in 0u64..100_000, a in 0.0f64..=1.0, r in 0.0f64..=1.0, h in 0.0f64..=1.0,
+        ) {
+            let mut v = [a, r, h];
+            v.sort_by(f64::total_cmp);
+            let limits = Limits::from_thresholds(&Thresholds { anonymous: v[0], registered: v[1], hard_limit: v[2] }, t);
+            prop_assert!(limits.anonymous <= limits.registered);
+            prop_assert!(limits.registered <= limits.privileged);
+            prop_assert!(limits.privileged <= t);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Heartbeat health classification (design §4) and the healthy chat REST
+//! process counts that capacity is computed from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+/// What a process says about itself in its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// What floodgate concludes about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Stale,
+}
+
+impl Health {
+    /// HEALTHY and DEGRADED processes count towards capacity.
+    pub fn counts_for_capacity(self) -> bool {
+        matches!(self, Health::Healthy | Health::Degraded)
+    }
+
+    /// Lower-case name, as in the seed's JSON (`"healthy"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unhealthy => "unhealthy",
+            Health::Stale => "stale",
+        }
+    }
+}
+
+/// The chat REST service that capacity is computed from.
+pub const CHAT_SERVICE_TYPE: &str = "chat";
+/// See [`CHAT_SERVICE_TYPE`].
+pub const CHAT_SERVICE_NAME: &str = "rest";
+
+/// The last heartbeat of one worker process, stamped with the receive time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub instance_id: String,
+    pub process_id: String,
+    pub service_type: String,
+    pub service_name: String,
+    pub load: u32,
+    pub capacity: u32,
+    pub status: ProcessStatus,
+    pub last_seen_ms: Millis,
+}
+
+impl ProcessRecord {
+    /// Whether this is a chat REST process (the only kind that makes capacity).
+    pub fn is_chat_rest(&self) -> bool {
+        self.service_type == CHAT_SERVICE_TYPE && self.service_name == CHAT_SERVICE_NAME
+    }
+
+    /// The seed's service-group key, e.g. `chat_rest`.
+    pub fn group(&self) -> String {
+        format!("{}_{}", self.service_type, self.service_name)
+    }
+}
+
+/// Health timing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthTiming {
+    /// No heartbeat for this long → STALE.
+    pub stale_after_ms: Millis,
+    /// No heartbeat for this long → the record is dropped.
+    pub expire_after_ms: Millis,
+}
+
+/// STALE if silent for `stale_after`; else UNHEALTHY if it says so; else
+/// DEGRADED if it says so or is at its capacity; else HEALTHY.
+pub fn classify(record: &ProcessRecord, now: Millis, timing: HealthTiming) -> Health {
+    if now.saturating_sub(record.last_seen_ms) >= timing.stale_after_ms {
+        return Health::Stale;
+    }
+    match record.status {
+        ProcessStatus::Unhealthy => Health::Unhealthy,
+        ProcessStatus::Degraded => Health::Degraded,
+        ProcessStatus::Healthy if record.capacity > 0 && record.load >= record.capacity => Health::Degraded,
+        ProcessStatus::Healthy => Health::Healthy,
+    }
+}
+
+/// Whether a record is old enough to be dropped altogether.
+pub fn is_expired(record: &ProcessRecord, now: Millis, timing: HealthTiming) -> bool {
+    now.saturating_sub(record.last_seen_ms) >= timing.expire_after_ms
+}
+
+/// Healthy (or degraded) chat REST processes per instance: capacity's input.
+pub fn healthy_chat_rest_by_instance(
+    records: &[ProcessRecord],
+    now: Millis,
+    timing: HealthTiming,
+) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for record in records.iter().filter(|r| r.is_chat_rest()) {
+        let healthy = classify(record, now, timing).counts_for_capacity();
+        *counts.entry(record.instance_id.clone()).or_insert(0) += u64::from(healthy);
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: HealthTiming = HealthTiming { stale_after_ms: 15_000, expire_after_ms: 300_000 };
+
+    fn record(status: ProcessStatus, load: u32, capacity: u32, last_seen_ms: Millis) -> ProcessRecord {
+        ProcessRecord {
+            instance_id: "i1".into(),
+            process_id: "p1".into(),
+            service_type: "chat".into(),
+            service_name: "rest".into(),
+            load,
+            capacity,
+            status,
+            last_seen_ms,
+        }
+    }
+
+    #[test]
+    fn silence_for_stale_after_makes_a_process_stale() {
+        let r = record(ProcessStatus::Healthy, 0, 5, 1_000);
+        assert_eq!(classify(&r, 15_999, TIMING), Health::Healthy);
+        assert_eq!(classify(&r, 16_000, TIMING), Health::Stale);
+    }
+
+    #[test]
+    fn self_reports_are_believed() {
+        assert_eq!(classify(&record(ProcessStatus::Unhealthy, 0, 5, 0), 0, TIMING), Health::Unhealthy);
+        assert_eq!(classify(&record(ProcessStatus::Degraded, 0, 5, 0), 0, TIMING), Health::Degraded);
+    }
+
+    #[test]
+    fn a_full_process_is_degraded_but_still_counts() {
+        let full = record(ProcessStatus::Healthy, 5, 5, 0);
+        assert_eq!(classify(&full, 0, TIMING), Health::Degraded);
+        assert_eq!(healthy_chat_rest_by_instance(&[full], 0, TIMING)["i1"], 1);
+    }
+
+    #[test]
+    fn only_chat_rest_processes_count() {
+        let mut kb = record(ProcessStatus::Healthy, 0, 5, 0);
+        kb.service_type = "kb".into();
+        let chat = record(ProcessStatus::Healthy, 0, 5, 0);
+        let unhealthy = ProcessRecord { process_id: "p2".into(), ..record(ProcessStatus::Unhealthy, 0, 5, 0) };
+        let counts = healthy_chat_rest_by_instance(&[kb, chat, unhealthy], 0, TIMING);
+        assert_eq!(counts, BTreeMap::from([("i1".to_owned(), 1)]));
+    }
+
+    #[test]
+    fn records_expire_after_expire_after() {
+        let r = record(ProcessStatus::Healthy, 0, 5, 0);
+        assert!(!is_expired(&r, 299_999, TIMING));
+        assert!(is_expired(&r, 300_000, TIMING));
+    }
+}

@@ -1,0 +1,75 @@
+//! The pure decision core: capacity, admission, health and GCRA rules as
+//! plain functions over values. No I/O, no clock reads: `now` is an argument.
+
+pub mod admission;
+pub mod capacity;
+pub mod gcra;
+pub mod health;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, as every `now` in the core is given.
+pub type Millis = u64;
+
+/// Who a chat request is for; decides thresholds, rate limits and lease priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserType {
+    Anonymous,
+    Registered,
+    Privileged,
+}
+
+impl UserType {
+    /// All user types, lowest priority first.
+    pub const ALL: [UserType; 3] = [UserType::Anonymous, UserType::Registered, UserType::Privileged];
+
+    /// The snake_case name used in JSON, metrics and store keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserType::Anonymous => "anonymous",
+            UserType::Registered => "registered",
+            UserType::Privileged => "privileged",
+        }
+    }
+
+    /// Index into per-user-type arrays (0 = anonymous … 2 = privileged).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Inverse of [`UserType::index`].
+    pub fn from_index(index: usize) -> Option<UserType> {
+        UserType::ALL.get(index).copied()
+    }
+}
+
+/// Which frontend entry point asked; it only matters to analytics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Unspecified,
+    Rest,
+    Websocket,
+}
+
+/// An admission answer. Rejections are decisions, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Admit,
+    RateLimited,
+    Backpressure,
+    CircuitOpen,
+}
+
+impl Decision {
+    /// The HTTP status a frontend should answer with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Decision::Admit => 200,
+            Decision::RateLimited => 429,
+            Decision::Backpressure | Decision::CircuitOpen => 503,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The gRPC edge: generated types, proto ↔ domain conversion, and the one
+//! place where service errors become `tonic::Status`.
+
+pub mod admin;
+pub mod admission;
+pub mod workers;
+
+use tonic::{Request, Status};
+
+use crate::auth::{AuthError, Authenticator, Role};
+use crate::core::health::ProcessStatus;
+use crate::core::{Decision, Transport, UserType};
+use crate::error::ServiceError;
+
+/// Code generated from `proto/floodgate/v1`.
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("floodgate.v1");
+}
+
+/// Code generated from the vendored `google/api` subset.
+#[allow(clippy::all)]
+pub mod google_api {
+    tonic::include_proto!("google.api");
+}
+
+/// The encoded descriptor set, for server reflection and route checks.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("floodgate_descriptor");
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        match e {
+            ServiceError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ServiceError::NotFound(m) => Status::not_found(m),
+            ServiceError::Unavailable(store) => {
+                tracing::warn!(error = %store, "call failed: state store unavailable");
+                Status::unavailable("state store unavailable; retry later")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        match e {
+            AuthError::Unauthenticated => Status::unauthenticated(e.to_string()),
+            AuthError::PermissionDenied => Status::permission_denied(e.to_string()),
+        }
+    }
+}
+
+/// A tonic interceptor admitting callers whose token carries `role`.
+pub fn require(auth: Authenticator, role: Role) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
+        auth.authorize(header, role)?;
+        Ok(request)
+    }
+}
+
+/// Proto user type → domain; UNSPECIFIED is bad input.
+pub fn user_type(raw: i32) -> Result<UserType, ServiceError> {
+    match pb::UserType::try_from(raw) {
+        Ok(pb::UserType::Anonymous) => Ok(UserType::Anonymous),
+        Ok(pb::UserType::Registered) => Ok(UserType::Registered),
+        Ok(pb::UserType::Privileged) => Ok(UserType::Privileged),
+        _ => Err(ServiceError::invalid(
+            "user_type",
+            "must be USER_TYPE_ANONYMOUS, USER_TYPE_REGISTERED or USER_TYPE_PRIVILEGED",
+        )),
+    }
+}
+
+/// Domain user type → proto.
+pub fn user_type_to_pb(user_type: UserType) -> pb::UserType {
+    match user_type {
+        UserType::Anonymous => pb::UserType::Anonymous,
+        UserType::Registered => pb::UserType::Registered,
+        UserType::Privileged => pb::UserType::Privileged,
+    }
+}
+
+/// Proto transport → domain; unknown values count as unspecified.
+pub fn transport(raw: i32) -> Transport {
+    match pb::Transport::try_from(raw) {
+        Ok(pb::Transport::Rest) => Transport::Rest,
+        Ok(pb::Transport::Websocket) => Transport::Websocket,
+        _ => Transport::Unspecified,
+    }
+}
+
+/// Domain decision → proto.
+pub fn decision_to_pb(decision: Decision) -> pb::Decision {
+    match decision {
+        Decision::Admit => pb::Decision::Admit,
+        Decision::RateLimited => pb::Decision::RateLimited,
+        Decision::Backpressure => pb::Decision::Backpressure,
+        Decision::CircuitOpen => pb::Decision::CircuitOpen,
+    }
+}
+
+/// Proto process status → domain; UNSPECIFIED is bad input.
+pub fn process_status(raw: i32) -> Result<ProcessStatus, ServiceError> {
+    match pb::ProcessStatus::try_from(raw) {
+        Ok(pb::ProcessStatus::Healthy) => Ok(ProcessStatus::Healthy),
+        Ok(pb::ProcessStatus::Degraded) => Ok(ProcessStatus::Degraded),
+        Ok(pb::ProcessStatus::Unhealthy) => Ok(ProcessStatus::Unhealthy),
+        _ => Err(ServiceError::invalid("status", "must be PROCESS_STATUS_HEALTHY, _DEGRADED or _UNHEALTHY")),
+    }
+}

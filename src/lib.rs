@@ -1,0 +1,15 @@
+//! floodgate: gRPC admission control for chat platforms. Dual-level
+//! backpressure (an immediate check and an atomic check-and-enqueue),
+//! rate limits by user type, and capacity computed from worker heartbeats.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod telemetry;

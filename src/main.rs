@@ -1,0 +1,135 @@
+//! The `floodgate` binary: command line → config → telemetry → app.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use floodgate::app::App;
+use floodgate::config::{self, Profile, ServeOptions, Tokens};
+
+#[derive(Parser)]
+#[command(name = "floodgate", version, about = "gRPC admission control for chat platforms")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+    /// Validate a TOML config file; exits non-zero naming the bad field.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+        /// Profile whose defaults the file overrides (else the file's own).
+        #[arg(long)]
+        profile: Option<Profile>,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "FLOODGATE_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// HTTP shim listen address.
+    #[arg(long, env = "FLOODGATE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// `memory` or `redis://host:port/db`.
+    #[arg(long, env = "FLOODGATE_STORE")]
+    store: Option<String>,
+    /// development, production or loadtest.
+    #[arg(long, env = "FLOODGATE_PROFILE")]
+    profile: Option<Profile>,
+    /// Optional TOML config file.
+    #[arg(long, env = "FLOODGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn env_tokens(name: &str) -> Vec<String> {
+    std::env::var(name).map(|v| Tokens::parse_list(&v)).unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file, profile }) => match config::check_file(&file, profile) {
+            Ok((profile, _)) => {
+                println!("{}: valid ({profile} profile)", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let options = ServeOptions {
+        grpc_addr: args.grpc_addr,
+        http_addr: args.http_addr,
+        store: args.store,
+        profile: args.profile,
+        config: args.config,
+        replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
+        tokens: Tokens {
+            admin: env_tokens("FLOODGATE_ADMIN_TOKENS"),
+            frontend: env_tokens("FLOODGATE_FRONTEND_TOKENS"),
+            worker: env_tokens("FLOODGATE_WORKER_TOKENS"),
+        },
+    };
+    let settings = match options.resolve() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("floodgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    floodgate::telemetry::init(settings.profile, std::env::var("FLOODGATE_LOG_FORMAT").ok().as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("floodgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let app = App::bind(settings.clone()).await?;
+        tracing::info!(
+            grpc = %app.grpc_addr(), http = %app.http_addr(), profile = %settings.profile,
+            replica = %settings.replica_id, "floodgate listening"
+        );
+        // A stable line for scripts and tests that start floodgate on port 0.
+        println!("floodgate listening grpc={} http={}", app.grpc_addr(), app.http_addr());
+        app.serve(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("floodgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop floodgate with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

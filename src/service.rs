@@ -1,0 +1,492 @@
+//! The floodgate service: validates domain requests, asks the core for the
+//! rules and the store for state. gRPC and the HTTP shim both call this, so
+//! every answer is computed once, here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{Mutex, Notify};
+
+use crate::clock::Clock;
+use crate::config::RuntimeConfig;
+use crate::core::admission::{self, Pressure, Verdict};
+use crate::core::capacity::{self, CapacityCalculation, Limits};
+use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
+use crate::core::{Millis, Transport, UserType};
+use crate::error::ServiceError;
+use crate::store::rate::RateTable;
+use crate::store::{AnyStore, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, Store};
+
+/// Longest subject, session id, request id, task id or idempotency key.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest route.
+pub const MAX_ROUTE_BYTES: usize = 1_024;
+/// Largest load or capacity a heartbeat may report.
+pub const MAX_PROCESS_LOAD: u32 = 1_000_000;
+
+/// The fields both admission levels share.
+#[derive(Debug, Clone)]
+pub struct AdmissionRequest {
+    pub user_type: UserType,
+    pub subject: String,
+    pub session_id: String,
+    pub transport: Transport,
+    pub route: String,
+    pub request_id: String,
+}
+
+/// Level 2's request: the admission fields plus the task.
+#[derive(Debug, Clone)]
+pub struct EnqueueRequest {
+    pub admission: AdmissionRequest,
+    pub payload: Vec<u8>,
+    /// Empty means none.
+    pub idempotency_key: String,
+}
+
+/// Level 2's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnqueueAnswer {
+    pub verdict: Verdict,
+    pub task_id: Option<String>,
+    pub queue_position: u64,
+}
+
+/// A worker's heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatReport {
+    pub instance_id: String,
+    pub process_id: String,
+    pub service_type: String,
+    pub service_name: String,
+    pub load: u32,
+    pub capacity: u32,
+    pub status: ProcessStatus,
+}
+
+/// What a heartbeat is answered with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeartbeatAck {
+    pub health: Health,
+    pub heartbeat_interval_ms: Millis,
+    pub system_capacity: u64,
+}
+
+/// A worker asking for tasks.
+#[derive(Debug, Clone)]
+pub struct LeaseQuery {
+    pub instance_id: String,
+    pub process_id: String,
+    pub max_tasks: u32,
+    pub lease_ms: Millis,
+    pub wait_ms: Millis,
+}
+
+/// The capacity view that Level 1 decides against, at most one refresh
+/// interval old.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub calculation: CapacityCalculation,
+    pub limits: Limits,
+    pub processes: Vec<ProcessRecord>,
+    pub taken_at_ms: Millis,
+}
+
+/// One service group's healthy count on an instance (seed `actual_processes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupCount {
+    pub service_type: String,
+    pub service_name: String,
+    pub healthy_processes: u64,
+    pub is_chat_rest: bool,
+}
+
+/// The seed's `/debug/capacity-calculation` document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityReport {
+    pub configuration: CapacityConfigurationView,
+    pub actual_processes: ActualProcessesView,
+    pub calculations_breakdown: BTreeMap<String, String>,
+    pub totals: CapacityTotals,
+}
+
+/// `configuration` of the capacity document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityConfigurationView {
+    pub concurrent_per_process: u32,
+    pub processes_per_instance: u32,
+    pub capacity_buffer: f64,
+    pub queue_multiplier: u32,
+}
+
+/// `actual_processes` of the capacity document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActualProcessesView {
+    pub instances_found: Vec<String>,
+    pub processes_per_instance: BTreeMap<String, Vec<GroupCount>>,
+}
+
+/// The numbers behind the breakdown's sentences.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityTotals {
+    pub healthy_chat_rest_processes: u64,
+    pub total_concurrent: u64,
+    pub effective: u64,
+    pub queue_capacity: u64,
+    pub total_per_instance: Vec<u64>,
+    pub instances: u64,
+    pub system_total: u64,
+    pub anonymous_limit: u64,
+    pub registered_limit: u64,
+    pub privileged_limit: u64,
+}
+
+/// The service. Cheap to share: hold it in an `Arc`.
+pub struct Floodgate {
+    store: AnyStore,
+    runtime: ArcSwap<RuntimeConfig>,
+    snapshot: ArcSwap<Snapshot>,
+    /// Serialises snapshot refreshes so an older one never overwrites a newer.
+    refreshing: Mutex<()>,
+    /// Level 1's rate limiter when the store fails (fail open, design §6).
+    fallback_rates: RateTable,
+    /// Wakes long-polling `LeaseTasks` calls when a task is enqueued here.
+    task_ready: Notify,
+    clock: Arc<dyn Clock>,
+}
+
+fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError> {
+    if required && value.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(ServiceError::invalid(field, format!("must be at most {MAX_ID_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ServiceError> {
+    if value < min || value > max {
+        return Err(ServiceError::invalid(field, format!("must be {min}..={max}, got {value}")));
+    }
+    Ok(())
+}
+
+impl AdmissionRequest {
+    fn validate(&self) -> Result<(), ServiceError> {
+        check_id("subject", &self.subject, true)?;
+        check_id("session_id", &self.session_id, false)?;
+        check_id("request_id", &self.request_id, false)?;
+        if self.route.len() > MAX_ROUTE_BYTES {
+            return Err(ServiceError::invalid("route", format!("must be at most {MAX_ROUTE_BYTES} bytes")));
+        }
+        Ok(())
+    }
+}
+
+impl Floodgate {
+    /// A service over `store`, starting from `runtime`, with an empty
+    /// capacity snapshot until the first refresh.
+    pub fn new(store: AnyStore, runtime: RuntimeConfig, clock: Arc<dyn Clock>) -> Floodgate {
+        let now = clock.now_ms();
+        let calculation = capacity::calculate(&runtime.capacity(), &BTreeMap::new());
+        let limits = Limits::from_thresholds(&runtime.thresholds(), 0);
+        Floodgate {
+            store,
+            runtime: ArcSwap::from_pointee(runtime),
+            snapshot: ArcSwap::from_pointee(Snapshot { calculation, limits, processes: Vec::new(), taken_at_ms: now }),
+            refreshing: Mutex::new(()),
+            fallback_rates: RateTable::default(),
+            task_ready: Notify::new(),
+            clock,
+        }
+    }
+
+    /// The runtime config in force.
+    pub fn runtime(&self) -> Arc<RuntimeConfig> {
+        self.runtime.load_full()
+    }
+
+    /// The capacity snapshot Level 1 decides against.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The store (for housekeeping and tests).
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+
+    /// Re-reads process records and recomputes capacity and limits.
+    pub async fn refresh_snapshot(&self) -> Result<Arc<Snapshot>, ServiceError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let runtime = self.runtime();
+        let now = self.clock.now_ms();
+        let processes = self.store.processes(now, runtime.expire_after_ms).await?;
+        let healthy = health::healthy_chat_rest_by_instance(&processes, now, runtime.health_timing());
+        let calculation = capacity::calculate(&runtime.capacity(), &healthy);
+        let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
+        let snapshot = Arc::new(Snapshot { calculation, limits, processes, taken_at_ms: now });
+        self.snapshot.store(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Housekeeping: lease expiry, idle keys, expired idempotency keys.
+    pub async fn maintain(&self) -> Result<(), ServiceError> {
+        let runtime = self.runtime();
+        self.store.maintain(self.clock.now_ms(), runtime.max_deliveries).await?;
+        self.fallback_rates.evict_idle(self.clock.now_us());
+        Ok(())
+    }
+
+    fn pressure(&self, snapshot: &Snapshot, load: u64) -> Pressure {
+        Pressure { load, system_total: snapshot.calculation.system_total, limits: snapshot.limits }
+    }
+
+    /// Level 1: rate limit, then immediate backpressure against the snapshot.
+    pub async fn check_capacity(&self, request: &AdmissionRequest) -> Result<Verdict, ServiceError> {
+        request.validate()?;
+        let runtime = self.runtime.load();
+        let user_type = request.user_type;
+        let admin_route = admission::bypasses_rate_limit(user_type, &request.route, &runtime.admin_route_prefix);
+        let rate = if admin_route {
+            None
+        } else {
+            let limit = runtime.rate_limits.for_user(user_type);
+            let now_us = self.clock.now_us();
+            Some(match self.store.rate_limit(user_type, &request.subject, limit, 1, now_us).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // Fail open to a local limiter: Level 1 reserves nothing,
+                    // and Level 2 still fails closed.
+                    tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
+                    self.fallback_rates.check(user_type, &request.subject, limit, 1, now_us)
+                }
+            })
+        };
+        let snapshot = self.snapshot.load();
+        let pressure = self.pressure(&snapshot, self.store.cached_load());
+        Ok(admission::level_one(user_type, admin_route, rate, pressure, runtime.backpressure_retry_after_ms))
+    }
+
+    /// Level 2: the atomic re-check against the live load, and the enqueue.
+    pub async fn enqueue_atomic(&self, request: EnqueueRequest) -> Result<EnqueueAnswer, ServiceError> {
+        request.admission.validate()?;
+        check_id("idempotency_key", &request.idempotency_key, false)?;
+        let runtime = self.runtime.load_full();
+        if request.payload.len() > runtime.max_payload_bytes as usize {
+            return Err(ServiceError::invalid(
+                "payload",
+                format!(
+                    "is {} bytes, more than max_payload_bytes {}",
+                    request.payload.len(),
+                    runtime.max_payload_bytes
+                ),
+            ));
+        }
+        let snapshot = self.snapshot.load_full();
+        let user_type = request.admission.user_type;
+        let limit = snapshot.limits.for_user(user_type);
+        let task = NewTask {
+            user_type,
+            payload: request.payload,
+            idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
+            idempotency_ttl_ms: runtime.idempotency_ttl_ms,
+        };
+        let outcome = self.store.enqueue(task, limit, self.clock.now_ms()).await?;
+        Ok(match outcome {
+            EnqueueOutcome::Admitted { task_id, queue_position, load } => {
+                self.task_ready.notify_waiters();
+                self.admitted(&snapshot, task_id, queue_position, load)
+            }
+            EnqueueOutcome::Duplicate { task_id, queue_position, load } => {
+                self.admitted(&snapshot, task_id, queue_position, load)
+            }
+            EnqueueOutcome::Refused { load } => EnqueueAnswer {
+                verdict: admission::refused(
+                    user_type,
+                    self.pressure(&snapshot, load),
+                    runtime.backpressure_retry_after_ms,
+                ),
+                task_id: None,
+                queue_position: 0,
+            },
+        })
+    }
+
+    fn admitted(&self, snapshot: &Snapshot, task_id: String, queue_position: u64, load: u64) -> EnqueueAnswer {
+        let ratio = capacity::pressure_ratio(load, snapshot.calculation.system_total);
+        EnqueueAnswer { verdict: admission::admitted(ratio), task_id: Some(task_id), queue_position }
+    }
+
+    /// Records a heartbeat and refreshes capacity at once, so a new worker
+    /// is usable by the next request.
+    pub async fn heartbeat(&self, report: HeartbeatReport) -> Result<HeartbeatAck, ServiceError> {
+        check_id("instance_id", &report.instance_id, true)?;
+        check_id("process_id", &report.process_id, true)?;
+        check_id("service_type", &report.service_type, true)?;
+        check_id("service_name", &report.service_name, true)?;
+        let max = u64::from(MAX_PROCESS_LOAD);
+        check_range("capacity", u64::from(report.capacity), 1, max)?;
+        check_range("load", u64::from(report.load), 0, max)?;
+        let runtime = self.runtime();
+        let now = self.clock.now_ms();
+        let record = ProcessRecord {
+            instance_id: report.instance_id,
+            process_id: report.process_id,
+            service_type: report.service_type,
+            service_name: report.service_name,
+            load: report.load,
+            capacity: report.capacity,
+            status: report.status,
+            last_seen_ms: now,
+        };
+        let health = health::classify(&record, now, runtime.health_timing());
+        self.store.heartbeat(record, now).await?;
+        let snapshot = self.refresh_snapshot().await?;
+        Ok(HeartbeatAck {
+            health,
+            heartbeat_interval_ms: runtime.heartbeat_interval_ms,
+            system_capacity: snapshot.calculation.system_total,
+        })
+    }
+
+    /// Leases tasks, long-polling up to `wait_ms` while none is ready.
+    pub async fn lease_tasks(&self, query: LeaseQuery) -> Result<Vec<LeasedTask>, ServiceError> {
+        check_id("instance_id", &query.instance_id, true)?;
+        check_id("process_id", &query.process_id, true)?;
+        let runtime = self.runtime();
+        check_range("max_tasks", u64::from(query.max_tasks), 1, u64::from(runtime.max_tasks_per_lease))?;
+        check_range("lease_ms", query.lease_ms, 1, runtime.max_lease_ms)?;
+        check_range("wait_ms", query.wait_ms, 0, runtime.max_wait_ms)?;
+        let request = LeaseRequest {
+            max_tasks: query.max_tasks,
+            lease_ms: query.lease_ms,
+            max_deliveries: runtime.max_deliveries,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(query.wait_ms);
+        loop {
+            // Register interest before looking, so an enqueue between the
+            // look and the wait still wakes us.
+            let ready = self.task_ready.notified();
+            let tasks = self.store.lease(request.clone(), self.clock.now_ms()).await?;
+            let now = tokio::time::Instant::now();
+            if !tasks.is_empty() || now >= deadline {
+                return Ok(tasks);
+            }
+            // Tasks enqueued through another instance (shared store) wake
+            // nobody here, so poll as well.
+            let poll = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(poll, ready).await;
+        }
+    }
+
+    /// Completes a leased task, freeing its capacity.
+    pub async fn complete_task(&self, task_id: &str, lease_id: &str) -> Result<(), ServiceError> {
+        check_id("task_id", task_id, true)?;
+        check_id("lease_id", lease_id, true)?;
+        if self.store.complete(task_id, lease_id, self.clock.now_ms()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition(format!(
+                "task {task_id} is not leased under this lease_id (wrong, expired or already completed)"
+            )))
+        }
+    }
+
+    /// Extends a held lease; answers the new expiry.
+    pub async fn extend_lease(&self, task_id: &str, lease_id: &str, lease_ms: Millis) -> Result<Millis, ServiceError> {
+        check_id("task_id", task_id, true)?;
+        check_id("lease_id", lease_id, true)?;
+        check_range("lease_ms", lease_ms, 1, self.runtime().max_lease_ms)?;
+        self.store.extend(task_id, lease_id, lease_ms, self.clock.now_ms()).await?.ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "task {task_id} is not leased under this lease_id (wrong or expired)"
+            ))
+        })
+    }
+
+    /// Queue depths, leases and dead letters.
+    pub async fn queue_stats(&self) -> Result<QueueStats, ServiceError> {
+        Ok(self.store.queue_stats().await?)
+    }
+
+    /// The seed's capacity-calculation document, from a fresh snapshot.
+    pub async fn capacity_calculation(&self) -> Result<CapacityReport, ServiceError> {
+        let snapshot = self.refresh_snapshot().await?;
+        Ok(self.capacity_report(&snapshot))
+    }
+
+    /// Builds the capacity document from a snapshot.
+    pub fn capacity_report(&self, snapshot: &Snapshot) -> CapacityReport {
+        let runtime = self.runtime();
+        let calc = &snapshot.calculation;
+        let now = self.clock.now_ms();
+        let mut groups: BTreeMap<String, BTreeMap<(String, String), u64>> = BTreeMap::new();
+        for record in &snapshot.processes {
+            let healthy = health::classify(record, now, runtime.health_timing()).counts_for_capacity();
+            let count = groups
+                .entry(record.instance_id.clone())
+                .or_default()
+                .entry((record.service_type.clone(), record.service_name.clone()))
+                .or_default();
+            *count += u64::from(healthy);
+        }
+        let processes_per_instance = groups
+            .into_iter()
+            .map(|(instance, groups)| {
+                let counts = groups
+                    .into_iter()
+                    .map(|((service_type, service_name), healthy_processes)| GroupCount {
+                        is_chat_rest: service_type == health::CHAT_SERVICE_TYPE
+                            && service_name == health::CHAT_SERVICE_NAME,
+                        service_type,
+                        service_name,
+                        healthy_processes,
+                    })
+                    .collect();
+                (instance, counts)
+            })
+            .collect();
+        let steps = calc.breakdown();
+        let names = [
+            "step_1_config",
+            "step_2_processes",
+            "step_3_total_concurrent",
+            "step_4_effective",
+            "step_5_queue",
+            "step_6_total_per_instance",
+            "step_7_instances",
+            "step_8_system_total",
+        ];
+        let sum = |f: fn(&capacity::InstanceCapacity) -> u64| calc.instances.iter().map(f).sum();
+        CapacityReport {
+            configuration: CapacityConfigurationView {
+                concurrent_per_process: calc.config.concurrent_per_process,
+                processes_per_instance: calc.config.processes_per_instance,
+                capacity_buffer: calc.config.capacity_buffer,
+                queue_multiplier: calc.config.queue_multiplier,
+            },
+            actual_processes: ActualProcessesView {
+                instances_found: calc.instances.iter().map(|i| i.instance_id.clone()).collect(),
+                processes_per_instance,
+            },
+            calculations_breakdown: names.iter().map(|n| n.to_string()).zip(steps).collect(),
+            totals: CapacityTotals {
+                healthy_chat_rest_processes: calc.healthy_processes(),
+                total_concurrent: sum(|i| i.total_concurrent),
+                effective: sum(|i| i.effective),
+                queue_capacity: sum(|i| i.queue_capacity),
+                total_per_instance: calc.instances.iter().map(|i| i.total).collect(),
+                instances: calc.instances.len() as u64,
+                system_total: calc.system_total,
+                anonymous_limit: snapshot.limits.anonymous,
+                registered_limit: snapshot.limits.registered,
+                privileged_limit: snapshot.limits.privileged,
+            },
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The embedded store: everything in this process's memory. The
+//! check-and-enqueue, lease, complete and extend each run in one critical
+//! section over the queues, which is what makes Level 2 exact.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::core::admission::admits;
+use crate::core::gcra::{GcraOutcome, RateLimit};
+use crate::core::health::ProcessRecord;
+use crate::core::{Millis, UserType};
+
+use super::rate::RateTable;
+use super::{DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, Store, StoreResult};
+
+/// A task waiting in, or leased from, a priority queue.
+#[derive(Debug, Clone)]
+struct Task {
+    task_id: String,
+    /// Enqueue order, so requeued tasks go back in FIFO order.
+    seq: u64,
+    user_type: UserType,
+    payload: Vec<u8>,
+    enqueued_at_ms: Millis,
+    delivery_count: u32,
+}
+
+#[derive(Debug)]
+struct Lease {
+    lease_id: String,
+    expires_at_ms: Millis,
+    task: Task,
+}
+
+/// The remembered first answer for an idempotency key.
+#[derive(Debug, Clone)]
+struct Remembered {
+    task_id: String,
+    queue_position: u64,
+    expires_at_ms: Millis,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    /// Waiting tasks per user type, indexed by `UserType::index`.
+    ready: [VecDeque<Task>; 3],
+    leased: HashMap<String, Lease>,
+    /// (expiry, task_id) of every lease, to find expired ones in order.
+    expiries: BTreeSet<(Millis, String)>,
+    dead: Vec<DeadLetter>,
+    idempotency: HashMap<String, Remembered>,
+    /// (expiry, key) in insertion order; TTLs only grow, so it stays sorted
+    /// unless the TTL is lowered live, which only delays eviction.
+    idempotency_order: VecDeque<(Millis, String)>,
+    next_seq: u64,
+}
+
+impl Queues {
+    fn load(&self) -> u64 {
+        self.ready.iter().map(|q| q.len() as u64).sum::<u64>() + self.leased.len() as u64
+    }
+
+    /// Expired leases go back to the head of their queue, or to the
+    /// dead-letter list once they have had `max_deliveries` deliveries.
+    fn requeue_expired(&mut self, now: Millis, max_deliveries: u32) {
+        let mut expired = Vec::new();
+        while let Some((expires_at, _)) = self.expiries.first() {
+            if *expires_at > now {
+                break;
+            }
+            let Some((_, task_id)) = self.expiries.pop_first() else {
+                break;
+            };
+            if let Some(lease) = self.leased.remove(&task_id) {
+                expired.push(lease.task);
+            }
+        }
+        // Newest first, so that pushing each to the front leaves FIFO order.
+        expired.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        for task in expired {
+            if task.delivery_count >= max_deliveries {
+                self.dead.push(DeadLetter {
+                    task_id: task.task_id,
+                    user_type: task.user_type,
+                    enqueued_at_ms: task.enqueued_at_ms,
+                    delivery_count: task.delivery_count,
+                    dead_at_ms: now,
+                });
+            } else {
+                self.ready[task.user_type.index()].push_front(task);
+            }
+        }
+    }
+
+    fn forget_expired_keys(&mut self, now: Millis) {
+        while let Some((expires_at, _)) = self.idempotency_order.front() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, key)) = self.idempotency_order.pop_front()
+                && self.idempotency.get(&key).is_some_and(|r| r.expires_at_ms <= now)
+            {
+                self.idempotency.remove(&key);
+            }
+        }
+    }
+}
+
+/// The embedded, single-instance store.
+#[derive(Default)]
+pub struct MemoryStore {
+    queues: Mutex<Queues>,
+    /// Mirror of the queues' load for lock-free reads by Level 1.
+    load: AtomicU64,
+    processes: Mutex<HashMap<(String, String), ProcessRecord>>,
+    rates: RateTable,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn with_queues<T>(&self, f: impl FnOnce(&mut Queues) -> T) -> T {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let result = f(&mut queues);
+        self.load.store(queues.load(), Ordering::Release);
+        result
+    }
+
+    /// Rate-limit keys held (for memory-bound checks).
+    pub fn rate_keys(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// Idempotency keys held (for memory-bound checks).
+    pub fn idempotency_keys(&self) -> usize {
+        self.with_queues(|q| q.idempotency.len())
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Store for MemoryStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        let key = (record.instance_id.clone(), record.process_id.clone());
+        let record = ProcessRecord { last_seen_ms: now, ..record };
+        self.processes.lock().unwrap_or_else(|p| p.into_inner()).insert(key, record);
+        Ok(())
+    }
+
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<Vec<ProcessRecord>> {
+        let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        processes.retain(|_, r| now.saturating_sub(r.last_seen_ms) < expire_after_ms);
+        Ok(processes.values().cloned().collect())
+    }
+
+    async fn rate_limit(
+        &self,
+        user_type: UserType,
+        subject: &str,
+        limit: RateLimit,
+        cost: u32,
+        now_us: u64,
+    ) -> StoreResult<GcraOutcome> {
+        Ok(self.rates.check(user_type, subject, limit, cost, now_us))
+    }
+
+    async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
+        Ok(self.with_queues(|q| {
+            if let Some(key) = &task.idempotency_key
+                && let Some(first) = q.idempotency.get(key).filter(|r| r.expires_at_ms > now)
+            {
+                return EnqueueOutcome::Duplicate {
+                    task_id: first.task_id.clone(),
+                    queue_position: first.queue_position,
+                    load: q.load(),
+                };
+            }
+            let load = q.load();
+            if !admits(load, limit) {
+                return EnqueueOutcome::Refused { load };
+            }
+            q.next_seq += 1;
+            let task_id = new_id();
+            let queue = &mut q.ready[task.user_type.index()];
+            queue.push_back(Task {
+                task_id: task_id.clone(),
+                seq: q.next_seq,
+                user_type: task.user_type,
+                payload: task.payload,
+                enqueued_at_ms: now,
+                delivery_count: 0,
+            });
+            let queue_position = queue.len() as u64;
+            if let Some(key) = task.idempotency_key {
+                let expires_at_ms = now + task.idempotency_ttl_ms;
+                q.idempotency_order.push_back((expires_at_ms, key.clone()));
+                q.idempotency.insert(key, Remembered { task_id: task_id.clone(), queue_position, expires_at_ms });
+            }
+            EnqueueOutcome::Admitted { task_id, queue_position, load: load + 1 }
+        }))
+    }
+
+    async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
+        Ok(self.with_queues(|q| {
+            q.requeue_expired(now, request.max_deliveries);
+            let mut leased = Vec::new();
+            let expires_at_ms = now + request.lease_ms;
+            for user_type in UserType::ALL.iter().rev() {
+                while leased.len() < request.max_tasks as usize {
+                    let Some(mut task) = q.ready[user_type.index()].pop_front() else {
+                        break;
+                    };
+                    task.delivery_count += 1;
+                    let lease_id = new_id();
+                    leased.push(LeasedTask {
+                        task_id: task.task_id.clone(),
+                        lease_id: lease_id.clone(),
+                        payload: task.payload.clone(),
+                        user_type: task.user_type,
+                        enqueued_at_ms: task.enqueued_at_ms,
+                        delivery_count: task.delivery_count,
+                        lease_expires_at_ms: expires_at_ms,
+                    });
+                    q.expiries.insert((expires_at_ms, task.task_id.clone()));
+                    q.leased.insert(task.task_id.clone(), Lease { lease_id, expires_at_ms, task });
+                }
+            }
+            leased
+        }))
+    }
+
+    async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
+        Ok(self.with_queues(|q| {
+            let held = q.leased.get(task_id).is_some_and(|l| l.lease_id == lease_id && l.expires_at_ms > now);
+            if held && let Some(lease) = q.leased.remove(task_id) {
+                q.expiries.remove(&(lease.expires_at_ms, task_id.to_owned()));
+            }
+            held
+        }))
+    }
+
+    async fn extend(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<Millis>> {
+        Ok(self.with_queues(|q| {
+            let lease = q.leased.get_mut(task_id).filter(|l| l.lease_id == lease_id && l.expires_at_ms > now)?;
+            let old = (lease.expires_at_ms, task_id.to_owned());
+            lease.expires_at_ms = now + lease_ms;
+            let new = (lease.expires_at_ms, task_id.to_owned());
+            q.expiries.remove(&old);
+            q.expiries.insert(new);
+            Some(now + lease_ms)
+        }))
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        Ok(self.with_queues(|q| QueueStats {
+            queued: [0, 1, 2].map(|i| q.ready[i].len() as u64),
+            leased: q.leased.len() as u64,
+            dead_letters: q.dead.len() as u64,
+        }))
+    }
+
+    async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+        Ok(self.with_queues(|q| q.dead.iter().rev().take(limit).cloned().collect()))
+    }
+
+    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
+        self.with_queues(|q| {
+            q.requeue_expired(now, max_deliveries);
+            q.forget_expired_keys(now);
+        });
+        self.rates.evict_idle(now.saturating_mul(1_000));
+        Ok(())
+    }
+
+    fn cached_load(&self) -> u64 {
+        self.load.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,230 @@
+//! State stores: one trait, an embedded in-memory backend and a shared
+//! Redis backend. Stores persist and apply atomically; the rules they apply
+//! (limits, GCRA, health) come from `crate::core`.
+
+pub mod memory;
+pub mod rate;
+
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::core::gcra::{GcraOutcome, RateLimit};
+use crate::core::health::ProcessRecord;
+use crate::core::{Millis, UserType};
+
+pub use memory::MemoryStore;
+
+/// A chat task to enqueue if the limit allows.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub user_type: UserType,
+    pub payload: Vec<u8>,
+    /// When set, a second enqueue with the same key returns the first answer.
+    pub idempotency_key: Option<String>,
+    /// How long the key remembers that answer.
+    pub idempotency_ttl_ms: Millis,
+}
+
+/// The answer of the atomic check-and-enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Counted and queued; `load` is the load including this task.
+    Admitted { task_id: String, queue_position: u64, load: u64 },
+    /// The idempotency key was seen: the first answer, nothing enqueued.
+    Duplicate { task_id: String, queue_position: u64, load: u64 },
+    /// `load` had reached the limit; nothing changed.
+    Refused { load: u64 },
+}
+
+/// What a worker asks for.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub max_tasks: u32,
+    pub lease_ms: Millis,
+    /// Deliveries after which an expired lease dead-letters its task.
+    pub max_deliveries: u32,
+}
+
+/// A task handed to a worker until `lease_expires_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedTask {
+    pub task_id: String,
+    pub lease_id: String,
+    pub payload: Vec<u8>,
+    pub user_type: UserType,
+    pub enqueued_at_ms: Millis,
+    pub delivery_count: u32,
+    pub lease_expires_at_ms: Millis,
+}
+
+/// A task that exhausted its deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub task_id: String,
+    pub user_type: UserType,
+    pub enqueued_at_ms: Millis,
+    pub delivery_count: u32,
+    pub dead_at_ms: Millis,
+}
+
+/// Queue depths: what makes up the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct QueueStats {
+    /// Waiting tasks per user type, indexed by [`UserType::index`].
+    pub queued: [u64; 3],
+    pub leased: u64,
+    pub dead_letters: u64,
+}
+
+impl QueueStats {
+    /// `L` = queued + leased.
+    pub fn load(&self) -> u64 {
+        self.queued.iter().sum::<u64>() + self.leased
+    }
+}
+
+/// A store operation failed. The core's policy decides what that means.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or timed out; retrying may work.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something floodgate cannot read.
+    #[error("state store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The operations every backend provides, each atomic on its own.
+pub trait Store: Send + Sync + 'static {
+    /// Upserts a process record. The backend stamps the receive time
+    /// (`now` here; Redis uses its server time).
+    fn heartbeat(&self, record: ProcessRecord, now: Millis) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// All process records not older than `expire_after_ms`; older ones are dropped.
+    fn processes(
+        &self,
+        now: Millis,
+        expire_after_ms: Millis,
+    ) -> impl Future<Output = StoreResult<Vec<ProcessRecord>>> + Send;
+
+    /// One GCRA step for `subject` of `user_type`, taking `cost` requests.
+    fn rate_limit(
+        &self,
+        user_type: UserType,
+        subject: &str,
+        limit: RateLimit,
+        cost: u32,
+        now_us: u64,
+    ) -> impl Future<Output = StoreResult<GcraOutcome>> + Send;
+
+    /// The atomic check-and-enqueue: admits while `load < limit`.
+    fn enqueue(
+        &self,
+        task: NewTask,
+        limit: u64,
+        now: Millis,
+    ) -> impl Future<Output = StoreResult<EnqueueOutcome>> + Send;
+
+    /// Requeues expired leases, then leases up to `max_tasks`, privileged
+    /// first and FIFO within a class.
+    fn lease(&self, request: LeaseRequest, now: Millis) -> impl Future<Output = StoreResult<Vec<LeasedTask>>> + Send;
+
+    /// Completes a task whose lease is held; false when it is not.
+    fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Extends a held lease to `now + lease_ms`; None when it is not held.
+    fn extend(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> impl Future<Output = StoreResult<Option<Millis>>> + Send;
+
+    /// Queue depths, leases and dead letters.
+    fn queue_stats(&self) -> impl Future<Output = StoreResult<QueueStats>> + Send;
+
+    /// The most recent dead letters, newest first.
+    fn dead_letters(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<DeadLetter>>> + Send;
+
+    /// Housekeeping: requeue or dead-letter expired leases, forget idle
+    /// rate-limit keys and expired idempotency keys.
+    fn maintain(&self, now: Millis, max_deliveries: u32) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The last load this instance knows of, without I/O (Level 1's view).
+    fn cached_load(&self) -> u64;
+}
+
+/// The store chosen at startup. An enum rather than a trait object so the
+/// hot path pays no boxing; every variant implements [`Store`].
+pub enum AnyStore {
+    Memory(MemoryStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        dispatch!(self, s => s.heartbeat(record, now).await)
+    }
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<Vec<ProcessRecord>> {
+        dispatch!(self, s => s.processes(now, expire_after_ms).await)
+    }
+    async fn rate_limit(
+        &self,
+        user_type: UserType,
+        subject: &str,
+        limit: RateLimit,
+        cost: u32,
+        now_us: u64,
+    ) -> StoreResult<GcraOutcome> {
+        dispatch!(self, s => s.rate_limit(user_type, subject, limit, cost, now_us).await)
+    }
+    async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
+        dispatch!(self, s => s.enqueue(task, limit, now).await)
+    }
+    async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
+        dispatch!(self, s => s.lease(request, now).await)
+    }
+    async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
+        dispatch!(self, s => s.complete(task_id, lease_id, now).await)
+    }
+    async fn extend(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<Millis>> {
+        dispatch!(self, s => s.extend(task_id, lease_id, lease_ms, now).await)
+    }
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        dispatch!(self, s => s.queue_stats().await)
+    }
+    async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+        dispatch!(self, s => s.dead_letters(limit).await)
+    }
+    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
+        dispatch!(self, s => s.maintain(now, max_deliveries).await)
+    }
+    fn cached_load(&self) -> u64 {
+        dispatch!(self, s => s.cached_load())
+    }
+}

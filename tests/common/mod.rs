@@ -1,0 +1,165 @@
+//! Test harness: the real server on 127.0.0.1:0 with real tonic clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use floodgate::app::App;
+use floodgate::clock::{Clock, SystemClock};
+use floodgate::config::{Profile, RuntimeConfig, Settings, Tokens};
+use floodgate::grpc::pb;
+use floodgate::service::Floodgate;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub const ADMIN: &str = "admin-token";
+pub const FRONTEND: &str = "frontend-token";
+pub const WORKER: &str = "worker-token";
+
+pub fn tokens() -> Tokens {
+    Tokens { admin: vec![ADMIN.into()], frontend: vec![FRONTEND.into()], worker: vec![WORKER.into()] }
+}
+
+/// A running floodgate; stopped gracefully on drop of the sender.
+pub struct Server {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub floodgate: Arc<Floodgate>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Settings for a test: port 0, tokens on, the profile's runtime with
+/// `overrides` (TOML) merged over it.
+pub fn settings(profile: Profile, overrides: &str) -> Settings {
+    let mut settings = Settings::for_profile(profile);
+    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.tokens = tokens();
+    settings.snapshot_refresh_ms = 50;
+    let overrides: toml::Table = toml::from_str(overrides).expect("overrides are TOML");
+    settings.runtime = RuntimeConfig::for_profile(profile).merged(overrides).expect("valid overrides");
+    settings
+}
+
+pub async fn start(profile: Profile, overrides: &str) -> Server {
+    start_with(settings(profile, overrides), Arc::new(SystemClock)).await
+}
+
+pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
+    let app = App::bind_with_clock(settings, clock).await.expect("server binds");
+    let (grpc, http, floodgate) = (app.grpc_addr(), app.http_addr(), app.floodgate());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.serve(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    Server { grpc, http, floodgate, stop: Some(stop), handle: Some(handle) }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects")
+}
+
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
+}
+
+pub type Admission = pb::admission_client::AdmissionClient<InterceptedService<Channel, Bearer>>;
+pub type Workers = pb::workers_client::WorkersClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = pb::admin_client::AdminClient<InterceptedService<Channel, Bearer>>;
+
+pub struct Clients {
+    pub admission: Admission,
+    pub workers: Workers,
+    pub admin: Admin,
+}
+
+pub async fn clients(server: &Server) -> Clients {
+    let channel = channel(server.grpc).await;
+    Clients {
+        admission: pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND))),
+        workers: pb::workers_client::WorkersClient::with_interceptor(channel.clone(), bearer(Some(WORKER))),
+        admin: pb::admin_client::AdminClient::with_interceptor(channel, bearer(Some(ADMIN))),
+    }
+}
+
+pub fn heartbeat(instance: &str, process: &str, status: pb::ProcessStatus) -> pb::HeartbeatRequest {
+    pb::HeartbeatRequest {
+        instance_id: instance.into(),
+        process_id: process.into(),
+        service_type: "chat".into(),
+        service_name: "rest".into(),
+        load: 0,
+        capacity: 5,
+        status: status.into(),
+    }
+}
+
+pub fn enqueue(user_type: pb::UserType, subject: &str) -> pb::EnqueueAtomicRequest {
+    pb::EnqueueAtomicRequest {
+        user_type: user_type.into(),
+        subject: subject.into(),
+        transport: pb::Transport::Rest.into(),
+        route: "/landing/chat".into(),
+        payload: subject.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+pub fn check(user_type: pb::UserType, subject: &str) -> pb::CheckCapacityRequest {
+    pb::CheckCapacityRequest {
+        user_type: user_type.into(),
+        subject: subject.into(),
+        transport: pb::Transport::Websocket.into(),
+        route: "/socket.io/chat".into(),
+        ..Default::default()
+    }
+}
+
+pub fn lease(max_tasks: u32, lease_ms: u64) -> pb::LeaseTasksRequest {
+    pb::LeaseTasksRequest { instance_id: "i1".into(), process_id: "p1".into(), max_tasks, lease_ms, wait_ms: 0 }
+}
+
+/// The live load, from the store.
+pub async fn load(server: &Server) -> u64 {
+    server.floodgate.queue_stats().await.unwrap().load()
+}

@@ -1,0 +1,459 @@
+//! End to end on the embedded store: the real server on 127.0.0.1:0 and
+//! real tonic clients (issue: the data plane).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use floodgate::clock::ManualClock;
+use floodgate::config::Profile;
+use floodgate::grpc::pb::{self, Decision, ProcessStatus, UserType};
+use tonic::Code;
+
+async fn seed_server() -> (Server, Clients) {
+    let server = start(Profile::Production, "").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    (server, c)
+}
+
+async fn admit(c: &mut Clients, user_type: UserType, subject: &str) -> pb::EnqueueAtomicResponse {
+    c.admission.enqueue_atomic(enqueue(user_type, subject)).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn capacity_calculation_reproduces_the_seed_example() {
+    let (_server, mut c) = seed_server().await;
+    let calc = c.admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap().into_inner();
+    let config = calc.configuration.unwrap();
+    assert_eq!((config.concurrent_per_process, config.processes_per_instance, config.capacity_buffer), (5, 1, 0.2));
+    let b = calc.calculations_breakdown.unwrap();
+    assert_eq!(b.step_1_config, "5 concurrent per process");
+    assert_eq!(b.step_2_processes, "1 healthy chat REST processes");
+    assert_eq!(b.step_3_total_concurrent, "5 total concurrent capacity");
+    assert_eq!(b.step_4_effective, "4 effective (after 20% buffer)");
+    assert_eq!(b.step_5_queue, "10 queue capacity (2x multiplier)");
+    assert_eq!(b.step_6_total_per_instance, "14 total capacity per instance");
+    assert_eq!(b.step_7_instances, "1 instances detected");
+    assert_eq!(b.step_8_system_total, "14 total system capacity");
+    let actual = calc.actual_processes.unwrap();
+    assert_eq!(actual.instances_found, ["home-instance-1"]);
+    let groups = &actual.processes_per_instance["home-instance-1"].groups;
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].healthy_processes, groups[0].is_chat_rest), (1, true));
+    let t = calc.totals.unwrap();
+    assert_eq!((t.anonymous_limit, t.registered_limit, t.privileged_limit, t.system_total), (8, 11, 13, 14));
+}
+
+#[tokio::test]
+async fn thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged() {
+    let (server, mut c) = seed_server().await;
+    for i in 0..8 {
+        let r = admit(&mut c, UserType::Anonymous, &format!("anon-{i}")).await;
+        assert_eq!(r.decision(), Decision::Admit, "anonymous #{i}");
+        assert!(!r.task_id.is_empty());
+        assert_eq!(r.queue_position, i + 1);
+    }
+    let refused = admit(&mut c, UserType::Anonymous, "anon-8").await;
+    assert_eq!(refused.decision(), Decision::Backpressure);
+    assert_eq!(refused.http_status, 503);
+    assert!(refused.retry_after_ms > 0);
+    assert!(refused.task_id.is_empty());
+    assert_eq!(load(&server).await, 8);
+
+    for i in 0..3 {
+        assert_eq!(admit(&mut c, UserType::Registered, &format!("reg-{i}")).await.decision(), Decision::Admit);
+    }
+    assert_eq!(load(&server).await, 11);
+    assert_eq!(admit(&mut c, UserType::Registered, "reg-3").await.decision(), Decision::Backpressure);
+    for i in 0..2 {
+        assert_eq!(admit(&mut c, UserType::Privileged, &format!("priv-{i}")).await.decision(), Decision::Admit);
+    }
+    assert_eq!(load(&server).await, 13);
+    for user_type in [UserType::Anonymous, UserType::Registered, UserType::Privileged] {
+        assert_eq!(admit(&mut c, user_type, "late").await.decision(), Decision::Backpressure);
+    }
+
+    // Completing one leased task frees exactly one slot.
+    let task = c.workers.lease_tasks(lease(1, 10_000)).await.unwrap().into_inner().tasks.remove(0);
+    assert_eq!(load(&server).await, 13, "a leased task still counts");
+    c.workers.complete_task(pb::CompleteTaskRequest { task_id: task.task_id, lease_id: task.lease_id }).await.unwrap();
+    assert_eq!(load(&server).await, 12);
+    assert_eq!(admit(&mut c, UserType::Privileged, "freed").await.decision(), Decision::Admit);
+    assert_eq!(admit(&mut c, UserType::Privileged, "again").await.decision(), Decision::Backpressure);
+}
+
+#[tokio::test]
+async fn check_capacity_follows_the_same_thresholds() {
+    let (_server, mut c) = seed_server().await;
+    for i in 0..8 {
+        admit(&mut c, UserType::Anonymous, &format!("a{i}")).await;
+    }
+    let anon = c.admission.check_capacity(check(UserType::Anonymous, "fresh")).await.unwrap().into_inner();
+    assert_eq!((anon.decision(), anon.http_status), (Decision::Backpressure, 503));
+    assert!((anon.pressure_ratio - 8.0 / 14.0).abs() < 1e-9);
+    let reg = c.admission.check_capacity(check(UserType::Registered, "fresh")).await.unwrap().into_inner();
+    assert_eq!((reg.decision(), reg.http_status), (Decision::Admit, 200));
+}
+
+#[tokio::test]
+async fn leases_go_by_priority_then_fifo() {
+    let (_server, mut c) = seed_server().await;
+    for (user_type, name) in [
+        (UserType::Anonymous, "a1"),
+        (UserType::Registered, "r1"),
+        (UserType::Anonymous, "a2"),
+        (UserType::Privileged, "p1"),
+        (UserType::Registered, "r2"),
+        (UserType::Privileged, "p2"),
+    ] {
+        assert_eq!(admit(&mut c, user_type, name).await.decision(), Decision::Admit);
+    }
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let tasks = c.workers.lease_tasks(lease(2, 10_000)).await.unwrap().into_inner().tasks;
+        order.extend(tasks.into_iter().map(|t| String::from_utf8(t.payload).unwrap()));
+    }
+    assert_eq!(order, ["p1", "p2", "r1", "r2", "a1", "a2"]);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_enqueues_admit_exactly_the_limit() {
+    let (server, mut c) = seed_server().await;
+    for round in 0..25 {
+        let calls = (0..200).map(|i| {
+            let mut admission = c.admission.clone();
+            tokio::spawn(async move {
+                admission
+                    .enqueue_atomic(enqueue(UserType::Registered, &format!("r{round}-{i}")))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let admitted = answers.iter().filter(|a| a.as_ref().unwrap().decision() == Decision::Admit).count();
+        assert_eq!(admitted, 11, "round {round}");
+        assert_eq!(load(&server).await, 11);
+        // Drain for the next round.
+        let tasks = c.workers.lease_tasks(lease(100, 10_000)).await.unwrap().into_inner().tasks;
+        assert_eq!(tasks.len(), 11);
+        for t in tasks {
+            c.workers
+                .complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id })
+                .await
+                .unwrap();
+        }
+        assert_eq!(load(&server).await, 0);
+    }
+}
+
+async fn system_total(c: &mut Clients) -> u64 {
+    let calc = c.admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap().into_inner();
+    calc.totals.unwrap().system_total
+}
+
+#[tokio::test]
+async fn silent_processes_go_stale_and_leave_capacity() {
+    let server = start(Profile::Production, "heartbeat_interval_ms = 50\nstale_after_ms = 300").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    assert_eq!(system_total(&mut c).await, 14);
+    let mut total = 14;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        total = system_total(&mut c).await;
+        if total == 0 {
+            break;
+        }
+    }
+    assert_eq!(total, 0, "a process silent for stale_after must leave the capacity");
+    let refused = admit(&mut c, UserType::Privileged, "nobody-home").await;
+    assert_eq!(refused.decision(), Decision::Backpressure);
+    assert_eq!(refused.reason, "no healthy chat REST processes");
+}
+
+#[tokio::test]
+async fn unhealthy_leaves_at_once_and_degraded_still_counts() {
+    let (_server, mut c) = seed_server().await;
+    let ack =
+        c.workers.heartbeat(heartbeat("home-instance-1", "p2", ProcessStatus::Degraded)).await.unwrap().into_inner();
+    assert_eq!((ack.health.as_str(), ack.system_capacity), ("degraded", 28));
+    let ack =
+        c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Unhealthy)).await.unwrap().into_inner();
+    assert_eq!((ack.health.as_str(), ack.system_capacity), ("unhealthy", 14));
+    assert_eq!(system_total(&mut c).await, 14);
+    // A process at its own capacity is degraded, and still counts.
+    let mut full = heartbeat("home-instance-1", "p3", ProcessStatus::Healthy);
+    full.load = 5;
+    let ack = c.workers.heartbeat(full).await.unwrap().into_inner();
+    assert_eq!((ack.health.as_str(), ack.system_capacity), ("degraded", 28));
+}
+
+#[tokio::test]
+async fn expired_leases_are_redelivered_then_dead_lettered() {
+    let server = start(Profile::Production, "max_deliveries = 2").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    admit(&mut c, UserType::Registered, "job").await;
+
+    let first = c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.remove(0);
+    assert_eq!(first.delivery_count, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The expired lease can no longer complete, and nothing changes.
+    let err = c
+        .workers
+        .complete_task(pb::CompleteTaskRequest { task_id: first.task_id.clone(), lease_id: first.lease_id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(load(&server).await, 1);
+
+    let second = c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.remove(0);
+    assert_eq!((second.task_id.as_str(), second.delivery_count), (first.task_id.as_str(), 2));
+    assert_ne!(second.lease_id, first.lease_id);
+    // A wrong lease id is refused too.
+    let err = c
+        .workers
+        .complete_task(pb::CompleteTaskRequest { task_id: second.task_id.clone(), lease_id: "not-the-lease".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(load(&server).await, 1);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.is_empty());
+    let stats = server.floodgate.queue_stats().await.unwrap();
+    assert_eq!((stats.load(), stats.dead_letters), (0, 1));
+    let dead = floodgate::store::Store::dead_letters(server.floodgate.store(), 10).await.unwrap();
+    assert_eq!(dead[0].task_id, first.task_id);
+}
+
+#[tokio::test]
+async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot() {
+    let (server, mut c) = seed_server().await;
+    admit(&mut c, UserType::Registered, "long").await;
+    let t = c.workers.lease_tasks(lease(1, 150)).await.unwrap().into_inner().tasks.remove(0);
+    let extended = c
+        .workers
+        .extend_lease(pb::ExtendLeaseRequest {
+            task_id: t.task_id.clone(),
+            lease_id: t.lease_id.clone(),
+            lease_ms: 10_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(extended.lease_expires_at_ms > t.lease_expires_at_ms);
+    let wrong = c
+        .workers
+        .extend_lease(pb::ExtendLeaseRequest { task_id: t.task_id.clone(), lease_id: "x".into(), lease_ms: 10_000 })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::FailedPrecondition);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.is_empty(), "extended lease held");
+    c.workers.complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id }).await.unwrap();
+    assert_eq!(load(&server).await, 0);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_when_a_task_arrives() {
+    let (_server, mut c) = seed_server().await;
+    let mut workers = c.workers.clone();
+    let waiting = tokio::spawn(async move {
+        let mut request = lease(1, 10_000);
+        request.wait_ms = 5_000;
+        workers.lease_tasks(request).await.unwrap().into_inner().tasks
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admit(&mut c, UserType::Anonymous, "wake-up").await;
+    let tasks = waiting.await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].payload, b"wake-up");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_gives_one_task() {
+    let (server, mut c) = seed_server().await;
+    let mut request = enqueue(UserType::Registered, "once");
+    request.idempotency_key = "order-42".into();
+    let first = c.admission.enqueue_atomic(request.clone()).await.unwrap().into_inner();
+    let second = c.admission.enqueue_atomic(request).await.unwrap().into_inner();
+    assert_eq!(first.decision(), Decision::Admit);
+    assert_eq!(second.decision(), Decision::Admit);
+    assert_eq!(second.task_id, first.task_id);
+    assert_eq!(second.queue_position, first.queue_position);
+    assert_eq!(load(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_subject_over_its_rate_is_limited_until_retry_after() {
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(settings(Profile::Production, ""), clock.clone()).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // Production: anonymous 10/min, burst 5.
+    for i in 0..5 {
+        let r = c.admission.check_capacity(check(UserType::Anonymous, "10.0.0.7")).await.unwrap().into_inner();
+        assert_eq!(r.decision(), Decision::Admit, "request {i}");
+    }
+    let limited = c.admission.check_capacity(check(UserType::Anonymous, "10.0.0.7")).await.unwrap().into_inner();
+    assert_eq!((limited.decision(), limited.http_status, limited.retry_after_ms), (Decision::RateLimited, 429, 6_000));
+    let other = c.admission.check_capacity(check(UserType::Anonymous, "10.0.0.8")).await.unwrap().into_inner();
+    assert_eq!(other.decision(), Decision::Admit);
+    clock.advance_ms(limited.retry_after_ms - 1);
+    let early = c.admission.check_capacity(check(UserType::Anonymous, "10.0.0.7")).await.unwrap().into_inner();
+    assert_eq!(early.decision(), Decision::RateLimited);
+    clock.advance_ms(1);
+    let later = c.admission.check_capacity(check(UserType::Anonymous, "10.0.0.7")).await.unwrap().into_inner();
+    assert_eq!(later.decision(), Decision::Admit);
+}
+
+#[tokio::test]
+async fn privileged_admin_routes_bypass_rate_limits_but_chat_does_not() {
+    let (_server, mut c) = seed_server().await;
+    let mut admin_route = check(UserType::Privileged, "root");
+    admin_route.route = "/admin/users".into();
+    for _ in 0..100 {
+        let r = c.admission.check_capacity(admin_route.clone()).await.unwrap().into_inner();
+        assert_eq!(r.decision(), Decision::Admit);
+    }
+    // Privileged chat: 300/min burst 60.
+    let decisions: Vec<_> = futures_util::future::join_all((0..61).map(|_| {
+        let mut a = c.admission.clone();
+        async move { a.check_capacity(check(UserType::Privileged, "root")).await.unwrap().into_inner().decision() }
+    }))
+    .await;
+    assert_eq!(decisions.iter().filter(|d| **d == Decision::RateLimited).count(), 1);
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
+    let status = result.expect_err("must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+    assert!(status.message().starts_with(field), "message {:?} must name {field}", status.message());
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_changes_nothing() {
+    let (server, mut c) = seed_server().await;
+    let capacity_before = system_total(&mut c).await;
+
+    let mut r = enqueue(UserType::Registered, "x");
+    r.user_type = 0;
+    assert_invalid(c.admission.enqueue_atomic(r).await, "user_type");
+    assert_invalid(c.admission.check_capacity(check(UserType::Unspecified, "x")).await, "user_type");
+    assert_invalid(c.admission.enqueue_atomic(enqueue(UserType::Registered, "")).await, "subject");
+    assert_invalid(c.admission.check_capacity(check(UserType::Registered, "")).await, "subject");
+    let mut big = enqueue(UserType::Registered, "big");
+    big.payload = vec![0; 64 * 1024 + 1];
+    assert_invalid(c.admission.enqueue_atomic(big).await, "payload");
+    let mut long_key = enqueue(UserType::Registered, "k");
+    long_key.idempotency_key = "k".repeat(300);
+    assert_invalid(c.admission.enqueue_atomic(long_key).await, "idempotency_key");
+
+    let mut hb = heartbeat("", "p9", ProcessStatus::Healthy);
+    assert_invalid(c.workers.heartbeat(hb.clone()).await, "instance_id");
+    hb.instance_id = "i9".into();
+    hb.process_id = String::new();
+    assert_invalid(c.workers.heartbeat(hb.clone()).await, "process_id");
+    hb.process_id = "p9".into();
+    hb.load = 2_000_000;
+    assert_invalid(c.workers.heartbeat(hb.clone()).await, "load");
+    hb.load = 0;
+    hb.capacity = 0;
+    assert_invalid(c.workers.heartbeat(hb.clone()).await, "capacity");
+    hb.capacity = 5;
+    hb.status = 0;
+    assert_invalid(c.workers.heartbeat(hb).await, "status");
+
+    assert_invalid(c.workers.lease_tasks(lease(1, 0)).await, "lease_ms");
+    assert_invalid(c.workers.lease_tasks(lease(1, 600_001)).await, "lease_ms");
+    assert_invalid(c.workers.lease_tasks(lease(0, 1_000)).await, "max_tasks");
+    assert_invalid(c.workers.lease_tasks(lease(101, 1_000)).await, "max_tasks");
+    let mut poll = lease(1, 1_000);
+    poll.wait_ms = 1_000_000;
+    assert_invalid(c.workers.lease_tasks(poll).await, "wait_ms");
+    assert_invalid(
+        c.workers.extend_lease(pb::ExtendLeaseRequest { task_id: "t".into(), lease_id: "l".into(), lease_ms: 0 }).await,
+        "lease_ms",
+    );
+    assert_invalid(
+        c.workers.complete_task(pb::CompleteTaskRequest { task_id: String::new(), lease_id: "l".into() }).await,
+        "task_id",
+    );
+
+    assert_eq!(load(&server).await, 0, "no task was enqueued");
+    assert_eq!(system_total(&mut c).await, capacity_before, "no process was recorded");
+}
+
+#[tokio::test]
+async fn callers_need_the_right_token() {
+    let (server, _c) = seed_server().await;
+    let channel = channel(server.grpc).await;
+    let mut anonymous = pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(None));
+    let err = anonymous.check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut forged = pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some("forged")));
+    assert_eq!(
+        forged.check_capacity(check(UserType::Registered, "u")).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let mut worker_on_admission =
+        pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some(WORKER)));
+    assert_eq!(
+        worker_on_admission.check_capacity(check(UserType::Registered, "u")).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let mut frontend_on_workers =
+        pb::workers_client::WorkersClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND)));
+    assert_eq!(frontend_on_workers.lease_tasks(lease(1, 1_000)).await.unwrap_err().code(), Code::PermissionDenied);
+    let mut frontend_on_admin =
+        pb::admin_client::AdminClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND)));
+    assert_eq!(
+        frontend_on_admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let mut admin_on_admission = pb::admission_client::AdmissionClient::with_interceptor(channel, bearer(Some(ADMIN)));
+    assert!(admin_on_admission.check_capacity(check(UserType::Registered, "u")).await.is_ok());
+}
+
+#[tokio::test]
+async fn health_reports_serving_without_a_token() {
+    let server = start(Profile::Production, "").await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(server.grpc).await);
+    for service in ["", "floodgate.v1.Admission", "floodgate.v1.Workers"] {
+        let r =
+            health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn http_probes_and_capacity_document() {
+    let (server, _c) = seed_server().await;
+    let body = http_get(server.http, "/healthz", None).await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let body = http_get(server.http, "/debug/capacity-calculation", None).await;
+    assert!(body.starts_with("HTTP/1.1 401"), "{body}");
+    let body = http_get(server.http, "/debug/capacity-calculation", Some(ADMIN)).await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["calculations_breakdown"]["step_8_system_total"], "14 total system capacity");
+    assert_eq!(json["configuration"]["capacity_buffer"], 0.2);
+    assert_eq!(json["actual_processes"]["instances_found"][0], "home-instance-1");
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket: no client library between the test and the shim.
+async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
