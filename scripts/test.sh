@@ -12,10 +12,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
-  cargo test --locked --doc
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
 else
-  cargo test --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast
 fi

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use floodgate::clock::ManualClock;
 use floodgate::config::Profile;
-use floodgate::grpc::pb::{self, Decision, ProcessStatus, UserType};
+use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use tonic::Code;
 
 async fn seed_server() -> (Server, Clients) {
@@ -392,38 +392,27 @@ async fn bad_input_names_the_field_and_changes_nothing() {
 #[tokio::test]
 async fn callers_need_the_right_token() {
     let (server, _c) = seed_server().await;
-    let channel = channel(server.grpc).await;
-    let mut anonymous = pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(None));
-    let err = anonymous.check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
+    let client = connect(&server, None).await;
+    let as_ = |token: Option<&str>| client.with_token(token).unwrap();
+    let err = as_(None).admission().check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    let mut forged = pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some("forged")));
-    assert_eq!(
-        forged.check_capacity(check(UserType::Registered, "u")).await.unwrap_err().code(),
-        Code::Unauthenticated
-    );
-    let mut worker_on_admission =
-        pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some(WORKER)));
-    assert_eq!(
-        worker_on_admission.check_capacity(check(UserType::Registered, "u")).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
-    let mut frontend_on_workers =
-        pb::workers_client::WorkersClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND)));
-    assert_eq!(frontend_on_workers.lease_tasks(lease(1, 1_000)).await.unwrap_err().code(), Code::PermissionDenied);
-    let mut frontend_on_admin =
-        pb::admin_client::AdminClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND)));
-    assert_eq!(
-        frontend_on_admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
-    let mut admin_on_admission = pb::admission_client::AdmissionClient::with_interceptor(channel, bearer(Some(ADMIN)));
+    let err = as_(Some("forged")).admission().check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = as_(Some(WORKER)).admission().check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = as_(Some(FRONTEND)).workers().lease_tasks(lease(1, 1_000)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err =
+        as_(Some(FRONTEND)).admin().get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut admin_on_admission = as_(Some(ADMIN)).admission();
     assert!(admin_on_admission.check_capacity(check(UserType::Registered, "u")).await.is_ok());
 }
 
 #[tokio::test]
 async fn health_reports_serving_without_a_token() {
     let server = start(Profile::Production, "").await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(server.grpc).await);
+    let mut health = connect(&server, None).await.health();
     for service in ["", "floodgate.v1.Admission", "floodgate.v1.Workers"] {
         let r =
             health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();

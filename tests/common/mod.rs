@@ -7,14 +7,10 @@ use std::sync::Arc;
 use floodgate::app::App;
 use floodgate::clock::{Clock, SystemClock};
 use floodgate::config::{Profile, RuntimeConfig, Settings, Tokens};
-use floodgate::grpc::pb;
 use floodgate::service::Floodgate;
+use floodgate_client::{AdminClient, AdmissionClient, Client, WorkersClient, pb};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Request, Status};
 
 pub const ADMIN: &str = "admin-token";
 pub const FRONTEND: &str = "frontend-token";
@@ -83,42 +79,22 @@ pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
     Server { grpc, http, floodgate, stop: Some(stop), handle: Some(handle) }
 }
 
-pub async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects")
+pub async fn connect(server: &Server, token: Option<&str>) -> Client {
+    Client::connect(&server.grpc.to_string(), token).await.expect("connects")
 }
-
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub fn bearer(token: Option<&str>) -> Bearer {
-    Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
-}
-
-pub type Admission = pb::admission_client::AdmissionClient<InterceptedService<Channel, Bearer>>;
-pub type Workers = pb::workers_client::WorkersClient<InterceptedService<Channel, Bearer>>;
-pub type Admin = pb::admin_client::AdminClient<InterceptedService<Channel, Bearer>>;
 
 pub struct Clients {
-    pub admission: Admission,
-    pub workers: Workers,
-    pub admin: Admin,
+    pub admission: AdmissionClient,
+    pub workers: WorkersClient,
+    pub admin: AdminClient,
 }
 
 pub async fn clients(server: &Server) -> Clients {
-    let channel = channel(server.grpc).await;
+    let client = connect(server, None).await;
     Clients {
-        admission: pb::admission_client::AdmissionClient::with_interceptor(channel.clone(), bearer(Some(FRONTEND))),
-        workers: pb::workers_client::WorkersClient::with_interceptor(channel.clone(), bearer(Some(WORKER))),
-        admin: pb::admin_client::AdminClient::with_interceptor(channel, bearer(Some(ADMIN))),
+        admission: client.with_token(Some(FRONTEND)).unwrap().admission(),
+        workers: client.with_token(Some(WORKER)).unwrap().workers(),
+        admin: client.with_token(Some(ADMIN)).unwrap().admin(),
     }
 }
 

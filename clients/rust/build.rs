@@ -1,0 +1,18 @@
+//! Generates client-only tonic code from the repository's `proto/`.
+
+use std::{env, error::Error};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
+    unsafe { env::set_var("PROTOC", protoc) };
+    let protos = [
+        "../../proto/floodgate/v1/common.proto",
+        "../../proto/floodgate/v1/admission.proto",
+        "../../proto/floodgate/v1/workers.proto",
+        "../../proto/floodgate/v1/admin.proto",
+    ];
+    tonic_prost_build::configure().build_server(false).compile_protos(&protos, &["../../proto"])?;
+    println!("cargo:rerun-if-changed=../../proto");
+    Ok(())
+}

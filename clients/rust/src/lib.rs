@@ -1,0 +1,125 @@
+//! A Rust client for floodgate: one connection, bearer-token auth, and
+//! typed calls for frontends (the two admission levels), chat workers and
+//! operators. The load generator and floodgate's own tests use it.
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Generated protobuf types and clients of `floodgate.v1`.
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("floodgate.v1");
+}
+
+pub use pb::{Decision, ProcessStatus, Transport, UserType};
+pub use tonic::{Code, Status as RpcStatus};
+
+/// Connecting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid target {0:?}")]
+    Target(String),
+    #[error("token is not valid header text")]
+    Token,
+    #[error("cannot connect: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone, Debug, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// A bearer interceptor; `None` sends no header.
+    pub fn new(token: Option<&str>) -> Result<Bearer, ConnectError> {
+        token.map(|t| format!("Bearer {t}").parse().map_err(|_| ConnectError::Token)).transpose().map(Bearer)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The channel with auth attached.
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
+/// Level 1 and Level 2 calls.
+pub type AdmissionClient = pb::admission_client::AdmissionClient<AuthChannel>;
+/// Heartbeats and the lease cycle.
+pub type WorkersClient = pb::workers_client::WorkersClient<AuthChannel>;
+/// The operator surface.
+pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
+/// `grpc.health.v1` (no auth needed).
+pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
+
+/// One HTTP/2 connection to floodgate, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    bearer: Bearer,
+}
+
+impl Client {
+    /// Connects to `target` (`host:port` or `http://host:port`).
+    pub async fn connect(target: &str, token: Option<&str>) -> Result<Client, ConnectError> {
+        let uri = if target.contains("://") { target.to_owned() } else { format!("http://{target}") };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|_| ConnectError::Target(target.to_owned()))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect().await?;
+        Ok(Client { channel, bearer: Bearer::new(token)? })
+    }
+
+    /// The same connection with another token.
+    pub fn with_token(&self, token: Option<&str>) -> Result<Client, ConnectError> {
+        Ok(Client { channel: self.channel.clone(), bearer: Bearer::new(token)? })
+    }
+
+    /// The Admission service.
+    pub fn admission(&self) -> AdmissionClient {
+        pb::admission_client::AdmissionClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// The Workers service.
+    pub fn workers(&self) -> WorkersClient {
+        pb::workers_client::WorkersClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// The Admin service.
+    pub fn admin(&self) -> AdminClient {
+        pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// `grpc.health.v1.Health`.
+    pub fn health(&self) -> HealthClient {
+        tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+    }
+}
+
+/// A chat REST heartbeat for `instance_id` / `process_id`.
+pub fn chat_rest_heartbeat(
+    instance_id: &str,
+    process_id: &str,
+    capacity: u32,
+    status: ProcessStatus,
+) -> pb::HeartbeatRequest {
+    pb::HeartbeatRequest {
+        instance_id: instance_id.into(),
+        process_id: process_id.into(),
+        service_type: "chat".into(),
+        service_name: "rest".into(),
+        load: 0,
+        capacity,
+        status: status.into(),
+    }
+}
