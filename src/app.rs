@@ -20,7 +20,7 @@ use crate::grpc::pb::{admin_server::AdminServer, admission_server::AdmissionServ
 use crate::grpc::workers::WorkersService;
 use crate::grpc::{FILE_DESCRIPTOR_SET, require};
 use crate::service::Floodgate;
-use crate::store::{AnyStore, MemoryStore};
+use crate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore};
 
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +62,20 @@ impl App {
         settings.check()?;
         let store = match &settings.store {
             StoreUrl::Memory => AnyStore::Memory(MemoryStore::new()),
-            StoreUrl::Redis(_) => {
-                return Err(AppError::Store("the Redis store is not available in this build yet".into()));
+            StoreUrl::Redis(url) => {
+                let options = RedisOptions {
+                    prefix: settings.redis_prefix.clone(),
+                    timeout: Duration::from_millis(settings.redis_timeout_ms),
+                    time: settings.redis_time,
+                };
+                AnyStore::Redis(RedisStore::connect(url, options).await.map_err(|e| AppError::Store(e.to_string()))?)
             }
         };
         let floodgate = Arc::new(Floodgate::new(store, settings.runtime.clone(), clock));
-        floodgate.refresh_snapshot().await.map_err(|e| AppError::Store(e.to_string()))?;
+        if let Err(e) = floodgate.refresh_snapshot().await {
+            // Start anyway: health says NOT_SERVING until the store answers.
+            tracing::error!(error = %e, "state store unreachable at startup");
+        }
         let grpc = bind(settings.grpc_addr).await?;
         let http = bind(settings.http_addr).await?;
         Ok(App { settings, floodgate, grpc, http })
@@ -106,12 +114,12 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let background = tokio::spawn(run_background(floodgate.clone(), settings.snapshot_refresh_ms, stop_rx.clone()));
-
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
             health.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         }
+        let background =
+            tokio::spawn(run_background(floodgate.clone(), health, settings.snapshot_refresh_ms, stop_rx.clone()));
         // v1 for current tools, v1alpha for grpcurl 1.8 and older clients.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -156,8 +164,15 @@ impl App {
     }
 }
 
-/// Keeps the capacity snapshot fresh and runs housekeeping until stopped.
-async fn run_background(floodgate: Arc<Floodgate>, refresh_ms: u64, mut stop: watch::Receiver<bool>) {
+/// Keeps the capacity snapshot fresh, reports store reachability through
+/// `grpc.health.v1`, and runs housekeeping until stopped.
+async fn run_background(
+    floodgate: Arc<Floodgate>,
+    health: tonic_health::server::HealthReporter,
+    refresh_ms: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut serving = true;
     let mut refresh = tokio::time::interval(Duration::from_millis(refresh_ms.max(10)));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
@@ -167,8 +182,25 @@ async fn run_background(floodgate: Arc<Floodgate>, refresh_ms: u64, mut stop: wa
             _ = refresh.tick() => {}
         }
         ticks += 1;
-        if let Err(e) = floodgate.refresh_snapshot().await {
-            tracing::warn!(error = %e, "capacity snapshot refresh failed; keeping the last one");
+        let reachable = match floodgate.refresh_snapshot().await {
+            Ok(_) => true,
+            Err(e) => {
+                if serving {
+                    tracing::error!(error = %e, "state store unreachable: Admission NOT_SERVING, Level 1 fails open, Level 2 fails closed");
+                }
+                false
+            }
+        };
+        if reachable != serving {
+            serving = reachable;
+            let status =
+                if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            for name in SERVICE_NAMES {
+                health.set_service_status(name, status).await;
+            }
+            if serving {
+                tracing::info!("state store reachable again: serving");
+            }
         }
         // Housekeeping about once a second.
         if ticks.is_multiple_of((1_000 / refresh_ms.clamp(10, 1_000)).max(1))

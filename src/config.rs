@@ -294,6 +294,9 @@ pub struct FileConfig {
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub store: Option<String>,
+    /// Key prefix in Redis; must contain a `{hash tag}`.
+    pub redis_prefix: Option<String>,
+    pub redis_timeout_ms: Option<u64>,
     /// Runtime overrides applied over the profile's defaults.
     #[serde(default)]
     pub runtime: toml::Table,
@@ -389,6 +392,12 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// Concurrent requests per connection before the server queues them.
     pub max_concurrent_requests: usize,
+    /// Key prefix of this deployment in Redis; holds the Cluster hash tag.
+    pub redis_prefix: String,
+    /// Bound on every Redis command.
+    pub redis_timeout_ms: u64,
+    /// Whose clock Redis scripts use (Redis TIME unless testing).
+    pub redis_time: crate::store::TimeSource,
 }
 
 impl Settings {
@@ -405,6 +414,9 @@ impl Settings {
             snapshot_refresh_ms: 250,
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
+            redis_prefix: "{floodgate}".to_owned(),
+            redis_timeout_ms: 500,
+            redis_time: crate::store::TimeSource::Server,
         }
     }
 
@@ -420,6 +432,14 @@ impl Settings {
                 "the production profile refuses to start without caller tokens: set FLOODGATE_ADMIN_TOKENS, FLOODGATE_FRONTEND_TOKENS and FLOODGATE_WORKER_TOKENS".into(),
             ));
         }
+        if !valid_hash_tag(&self.redis_prefix) {
+            return Err(ConfigError::Invalid(vec![FieldError {
+                field: "redis_prefix".into(),
+                message:
+                    "must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps all keys in one slot"
+                        .into(),
+            }]));
+        }
         if self.runtime.max_wait_ms >= self.request_timeout_ms {
             return Err(ConfigError::Invalid(vec![FieldError {
                 field: "max_wait_ms".into(),
@@ -428,6 +448,11 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Whether `prefix` holds a `{tag}` with at least one character.
+fn valid_hash_tag(prefix: &str) -> bool {
+    prefix.split_once('{').and_then(|(_, rest)| rest.split_once('}')).is_some_and(|(tag, _)| !tag.is_empty())
 }
 
 /// Host name + pid, so replicas on one host differ.
@@ -530,6 +555,7 @@ pub struct ServeOptions {
     pub profile: Option<Profile>,
     pub config: Option<std::path::PathBuf>,
     pub replica_id: Option<String>,
+    pub redis_prefix: Option<String>,
     pub tokens: Tokens,
 }
 
@@ -552,6 +578,12 @@ impl ServeOptions {
         }
         if let Some(store) = self.store.or(file.store) {
             settings.store = store.parse().map_err(ConfigError::Setting)?;
+        }
+        if let Some(prefix) = self.redis_prefix.or(file.redis_prefix) {
+            settings.redis_prefix = prefix;
+        }
+        if let Some(timeout) = file.redis_timeout_ms {
+            settings.redis_timeout_ms = timeout;
         }
         if let Some(id) = self.replica_id.filter(|id| !id.is_empty()) {
             settings.replica_id = id;

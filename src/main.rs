@@ -81,6 +81,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         profile: args.profile,
         config: args.config,
         replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
+        redis_prefix: std::env::var("FLOODGATE_REDIS_PREFIX").ok(),
         tokens: Tokens {
             admin: env_tokens("FLOODGATE_ADMIN_TOKENS"),
             frontend: env_tokens("FLOODGATE_FRONTEND_TOKENS"),

@@ -224,8 +224,10 @@ impl Floodgate {
     pub async fn refresh_snapshot(&self) -> Result<Arc<Snapshot>, ServiceError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let runtime = self.runtime();
-        let now = self.clock.now_ms();
-        let processes = self.store.processes(now, runtime.expire_after_ms).await?;
+        let view = self.store.processes(self.clock.now_ms(), runtime.expire_after_ms).await?;
+        // Keep Level 1's load fresh too (a shared store changes under us).
+        self.store.queue_stats().await?;
+        let (processes, now) = (view.records, view.now_ms);
         let healthy = health::healthy_chat_rest_by_instance(&processes, now, runtime.health_timing());
         let calculation = capacity::calculate(&runtime.capacity(), &healthy);
         let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);

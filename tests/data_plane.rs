@@ -12,8 +12,8 @@ use floodgate::config::Profile;
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use tonic::Code;
 
-async fn seed_server() -> (Server, Clients) {
-    let server = start(Profile::Production, "").await;
+async fn seed_server(backend: Backend) -> (Server, Clients) {
+    let server = start_on(backend, Profile::Production, "").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
     (server, c)
@@ -23,9 +23,8 @@ async fn admit(c: &mut Clients, user_type: UserType, subject: &str) -> pb::Enque
     c.admission.enqueue_atomic(enqueue(user_type, subject)).await.unwrap().into_inner()
 }
 
-#[tokio::test]
-async fn capacity_calculation_reproduces_the_seed_example() {
-    let (_server, mut c) = seed_server().await;
+async fn capacity_calculation_reproduces_the_seed_example(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     let calc = c.admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap().into_inner();
     let config = calc.configuration.unwrap();
     assert_eq!((config.concurrent_per_process, config.processes_per_instance, config.capacity_buffer), (5, 1, 0.2));
@@ -47,9 +46,8 @@ async fn capacity_calculation_reproduces_the_seed_example() {
     assert_eq!((t.anonymous_limit, t.registered_limit, t.privileged_limit, t.system_total), (8, 11, 13, 14));
 }
 
-#[tokio::test]
-async fn thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged() {
-    let (server, mut c) = seed_server().await;
+async fn thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged(backend: Backend) {
+    let (server, mut c) = seed_server(backend).await;
     for i in 0..8 {
         let r = admit(&mut c, UserType::Anonymous, &format!("anon-{i}")).await;
         assert_eq!(r.decision(), Decision::Admit, "anonymous #{i}");
@@ -85,9 +83,8 @@ async fn thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged(
     assert_eq!(admit(&mut c, UserType::Privileged, "again").await.decision(), Decision::Backpressure);
 }
 
-#[tokio::test]
-async fn check_capacity_follows_the_same_thresholds() {
-    let (_server, mut c) = seed_server().await;
+async fn check_capacity_follows_the_same_thresholds(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     for i in 0..8 {
         admit(&mut c, UserType::Anonymous, &format!("a{i}")).await;
     }
@@ -98,9 +95,8 @@ async fn check_capacity_follows_the_same_thresholds() {
     assert_eq!((reg.decision(), reg.http_status), (Decision::Admit, 200));
 }
 
-#[tokio::test]
-async fn leases_go_by_priority_then_fifo() {
-    let (_server, mut c) = seed_server().await;
+async fn leases_go_by_priority_then_fifo(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     for (user_type, name) in [
         (UserType::Anonymous, "a1"),
         (UserType::Registered, "r1"),
@@ -119,9 +115,8 @@ async fn leases_go_by_priority_then_fifo() {
     assert_eq!(order, ["p1", "p2", "r1", "r2", "a1", "a2"]);
 }
 
-#[tokio::test]
-async fn two_hundred_concurrent_enqueues_admit_exactly_the_limit() {
-    let (server, mut c) = seed_server().await;
+async fn two_hundred_concurrent_enqueues_admit_exactly_the_limit(backend: Backend) {
+    let (server, mut c) = seed_server(backend).await;
     for round in 0..25 {
         let calls = (0..200).map(|i| {
             let mut admission = c.admission.clone();
@@ -155,9 +150,8 @@ async fn system_total(c: &mut Clients) -> u64 {
     calc.totals.unwrap().system_total
 }
 
-#[tokio::test]
-async fn silent_processes_go_stale_and_leave_capacity() {
-    let server = start(Profile::Production, "heartbeat_interval_ms = 50\nstale_after_ms = 300").await;
+async fn silent_processes_go_stale_and_leave_capacity(backend: Backend) {
+    let server = start_on(backend, Profile::Production, "heartbeat_interval_ms = 50\nstale_after_ms = 300").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     assert_eq!(system_total(&mut c).await, 14);
@@ -175,9 +169,8 @@ async fn silent_processes_go_stale_and_leave_capacity() {
     assert_eq!(refused.reason, "no healthy chat REST processes");
 }
 
-#[tokio::test]
-async fn unhealthy_leaves_at_once_and_degraded_still_counts() {
-    let (_server, mut c) = seed_server().await;
+async fn unhealthy_leaves_at_once_and_degraded_still_counts(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     let ack =
         c.workers.heartbeat(heartbeat("home-instance-1", "p2", ProcessStatus::Degraded)).await.unwrap().into_inner();
     assert_eq!((ack.health.as_str(), ack.system_capacity), ("degraded", 28));
@@ -192,9 +185,8 @@ async fn unhealthy_leaves_at_once_and_degraded_still_counts() {
     assert_eq!((ack.health.as_str(), ack.system_capacity), ("degraded", 28));
 }
 
-#[tokio::test]
-async fn expired_leases_are_redelivered_then_dead_lettered() {
-    let server = start(Profile::Production, "max_deliveries = 2").await;
+async fn expired_leases_are_redelivered_then_dead_lettered(backend: Backend) {
+    let server = start_on(backend, Profile::Production, "max_deliveries = 2").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     admit(&mut c, UserType::Registered, "job").await;
@@ -231,9 +223,8 @@ async fn expired_leases_are_redelivered_then_dead_lettered() {
     assert_eq!(dead[0].task_id, first.task_id);
 }
 
-#[tokio::test]
-async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot() {
-    let (server, mut c) = seed_server().await;
+async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot(backend: Backend) {
+    let (server, mut c) = seed_server(backend).await;
     admit(&mut c, UserType::Registered, "long").await;
     let t = c.workers.lease_tasks(lease(1, 150)).await.unwrap().into_inner().tasks.remove(0);
     let extended = c
@@ -259,9 +250,8 @@ async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot() {
     assert_eq!(load(&server).await, 0);
 }
 
-#[tokio::test]
-async fn long_poll_wakes_when_a_task_arrives() {
-    let (_server, mut c) = seed_server().await;
+async fn long_poll_wakes_when_a_task_arrives(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     let mut workers = c.workers.clone();
     let waiting = tokio::spawn(async move {
         let mut request = lease(1, 10_000);
@@ -275,9 +265,8 @@ async fn long_poll_wakes_when_a_task_arrives() {
     assert_eq!(tasks[0].payload, b"wake-up");
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_gives_one_task() {
-    let (server, mut c) = seed_server().await;
+async fn the_same_idempotency_key_gives_one_task(backend: Backend) {
+    let (server, mut c) = seed_server(backend).await;
     let mut request = enqueue(UserType::Registered, "once");
     request.idempotency_key = "order-42".into();
     let first = c.admission.enqueue_atomic(request.clone()).await.unwrap().into_inner();
@@ -289,10 +278,12 @@ async fn the_same_idempotency_key_gives_one_task() {
     assert_eq!(load(&server).await, 1);
 }
 
-#[tokio::test]
-async fn a_subject_over_its_rate_is_limited_until_retry_after() {
+async fn a_subject_over_its_rate_is_limited_until_retry_after(backend: Backend) {
     let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
-    let server = start_with(settings(Profile::Production, ""), clock.clone()).await;
+    let mut settings = settings(Profile::Production, "");
+    // Scripts take the manual clock's time instead of Redis TIME.
+    settings.redis_time = floodgate::store::TimeSource::Caller;
+    let server = backend_server(backend, settings, clock.clone()).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     // Production: anonymous 10/min, burst 5.
@@ -312,9 +303,8 @@ async fn a_subject_over_its_rate_is_limited_until_retry_after() {
     assert_eq!(later.decision(), Decision::Admit);
 }
 
-#[tokio::test]
-async fn privileged_admin_routes_bypass_rate_limits_but_chat_does_not() {
-    let (_server, mut c) = seed_server().await;
+async fn privileged_admin_routes_bypass_rate_limits_but_chat_does_not(backend: Backend) {
+    let (_server, mut c) = seed_server(backend).await;
     let mut admin_route = check(UserType::Privileged, "root");
     admin_route.route = "/admin/users".into();
     for _ in 0..100 {
@@ -336,9 +326,8 @@ fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &s
     assert!(status.message().starts_with(field), "message {:?} must name {field}", status.message());
 }
 
-#[tokio::test]
-async fn bad_input_names_the_field_and_changes_nothing() {
-    let (server, mut c) = seed_server().await;
+async fn bad_input_names_the_field_and_changes_nothing(backend: Backend) {
+    let (server, mut c) = seed_server(backend).await;
     let capacity_before = system_total(&mut c).await;
 
     let mut r = enqueue(UserType::Registered, "x");
@@ -391,7 +380,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
 
 #[tokio::test]
 async fn callers_need_the_right_token() {
-    let (server, _c) = seed_server().await;
+    let (server, _c) = seed_server(Backend::Memory).await;
     let client = connect(&server, None).await;
     let as_ = |token: Option<&str>| client.with_token(token).unwrap();
     let err = as_(None).admission().check_capacity(check(UserType::Registered, "u")).await.unwrap_err();
@@ -422,7 +411,7 @@ async fn health_reports_serving_without_a_token() {
 
 #[tokio::test]
 async fn http_probes_and_capacity_document() {
-    let (server, _c) = seed_server().await;
+    let (server, _c) = seed_server(Backend::Memory).await;
     let body = http_get(server.http, "/healthz", None).await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let body = http_get(server.http, "/debug/capacity-calculation", None).await;
@@ -446,3 +435,32 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// Every store behaviour above runs on both stores from one test body.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
+        }
+        mod redis {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
+        }
+    };
+}
+
+on_both_stores!(
+    capacity_calculation_reproduces_the_seed_example,
+    thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged,
+    check_capacity_follows_the_same_thresholds,
+    leases_go_by_priority_then_fifo,
+    two_hundred_concurrent_enqueues_admit_exactly_the_limit,
+    silent_processes_go_stale_and_leave_capacity,
+    unhealthy_leaves_at_once_and_degraded_still_counts,
+    expired_leases_are_redelivered_then_dead_lettered,
+    extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot,
+    long_poll_wakes_when_a_task_arrives,
+    the_same_idempotency_key_gives_one_task,
+    a_subject_over_its_rate_is_limited_until_retry_after,
+    privileged_admin_routes_bypass_rate_limits_but_chat_does_not,
+    bad_input_names_the_field_and_changes_nothing,
+);

@@ -12,7 +12,9 @@ use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::rate::RateTable;
-use super::{DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, Store, StoreResult};
+use super::{
+    DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store, StoreResult,
+};
 
 /// A task waiting in, or leased from, a priority queue.
 #[derive(Debug, Clone)]
@@ -153,10 +155,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<Vec<ProcessRecord>> {
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
         let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
         processes.retain(|_, r| now.saturating_sub(r.last_seen_ms) < expire_after_ms);
-        Ok(processes.values().cloned().collect())
+        Ok(ProcessView { records: processes.values().cloned().collect(), now_ms: now })
     }
 
     async fn rate_limit(

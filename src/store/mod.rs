@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod rate;
+pub mod redis;
 
 use std::future::Future;
 
@@ -13,7 +14,16 @@ use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
+pub use self::redis::{RedisOptions, RedisStore, TimeSource};
 pub use memory::MemoryStore;
+
+/// Process records with the store's clock reading, so that health is
+/// judged against the same clock that stamped the heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessView {
+    pub records: Vec<ProcessRecord>,
+    pub now_ms: Millis,
+}
 
 /// A chat task to enqueue if the limit allows.
 #[derive(Debug, Clone)]
@@ -112,11 +122,7 @@ pub trait Store: Send + Sync + 'static {
     fn heartbeat(&self, record: ProcessRecord, now: Millis) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// All process records not older than `expire_after_ms`; older ones are dropped.
-    fn processes(
-        &self,
-        now: Millis,
-        expire_after_ms: Millis,
-    ) -> impl Future<Output = StoreResult<Vec<ProcessRecord>>> + Send;
+    fn processes(&self, now: Millis, expire_after_ms: Millis) -> impl Future<Output = StoreResult<ProcessView>> + Send;
 
     /// One GCRA step for `subject` of `user_type`, taking `cost` requests.
     fn rate_limit(
@@ -170,12 +176,14 @@ pub trait Store: Send + Sync + 'static {
 /// hot path pays no boxing; every variant implements [`Store`].
 pub enum AnyStore {
     Memory(MemoryStore),
+    Redis(RedisStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Memory($store) => $call,
+            AnyStore::Redis($store) => $call,
         }
     };
 }
@@ -184,7 +192,7 @@ impl Store for AnyStore {
     async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
         dispatch!(self, s => s.heartbeat(record, now).await)
     }
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<Vec<ProcessRecord>> {
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
         dispatch!(self, s => s.processes(now, expire_after_ms).await)
     }
     async fn rate_limit(

@@ -1,12 +1,15 @@
-//! Test harness: the real server on 127.0.0.1:0 with real tonic clients.
+//! Test harness: the real server on 127.0.0.1:0 with real tonic clients,
+//! on the embedded store or on a private redis-server.
 #![allow(dead_code)]
+
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use floodgate::app::App;
 use floodgate::clock::{Clock, SystemClock};
-use floodgate::config::{Profile, RuntimeConfig, Settings, Tokens};
+use floodgate::config::{Profile, RuntimeConfig, Settings, StoreUrl, Tokens};
 use floodgate::service::Floodgate;
 use floodgate_client::{AdminClient, AdmissionClient, Client, WorkersClient, pb};
 use tokio::sync::oneshot;
@@ -20,6 +23,13 @@ pub fn tokens() -> Tokens {
     Tokens { admin: vec![ADMIN.into()], frontend: vec![FRONTEND.into()], worker: vec![WORKER.into()] }
 }
 
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
 /// A running floodgate; stopped gracefully on drop of the sender.
 pub struct Server {
     pub grpc: SocketAddr,
@@ -27,6 +37,8 @@ pub struct Server {
     pub floodgate: Arc<Floodgate>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
+    /// The private redis-server, stopped after the floodgate.
+    pub redis: Option<redis::RedisServer>,
 }
 
 impl Server {
@@ -62,7 +74,23 @@ pub fn settings(profile: Profile, overrides: &str) -> Settings {
 }
 
 pub async fn start(profile: Profile, overrides: &str) -> Server {
-    start_with(settings(profile, overrides), Arc::new(SystemClock)).await
+    start_on(Backend::Memory, profile, overrides).await
+}
+
+/// Starts floodgate on `backend`; Redis gets its own fresh server.
+pub async fn start_on(backend: Backend, profile: Profile, overrides: &str) -> Server {
+    backend_server(backend, settings(profile, overrides), Arc::new(SystemClock)).await
+}
+
+/// [`start_with`] on `backend`.
+pub async fn backend_server(backend: Backend, mut settings: Settings, clock: Arc<dyn Clock>) -> Server {
+    let redis = (backend == Backend::Redis).then(redis::RedisServer::start);
+    if let Some(redis) = &redis {
+        settings.store = StoreUrl::Redis(redis.url());
+    }
+    let mut server = start_with(settings, clock).await;
+    server.redis = redis;
+    server
 }
 
 pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
@@ -76,7 +104,7 @@ pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
         .await
         .expect("server runs");
     });
-    Server { grpc, http, floodgate, stop: Some(stop), handle: Some(handle) }
+    Server { grpc, http, floodgate, stop: Some(stop), handle: Some(handle), redis: None }
 }
 
 pub async fn connect(server: &Server, token: Option<&str>) -> Client {

@@ -1,0 +1,63 @@
+-- Requeue expired leases at the head of their queue (or dead-letter them
+-- after max deliveries), then lease up to ARGV[1] tasks, privileged first,
+-- FIFO within a class. ARGV[1] = 0 only does the requeueing.
+-- KEYS[1..3] ready queues (anonymous, registered, privileged)   KEYS[4] lease expiry zset
+-- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[7] leases hash   KEYS[8] dead-letter list
+-- ARGV[1] max tasks   ARGV[2] lease ms   ARGV[3] max deliveries   ARGV[4] lease-id nonce
+-- ARGV[5] now ms ('' = Redis TIME)
+-- Reply: {now, then 7 entries per leased task: task_id, lease_id, payload, user_type,
+--         enqueued_at_ms, delivery_count, lease_expires_at_ms}
+local now = now_ms(ARGV[5])
+local function parse(meta)
+  local a, b, c, d = string.match(meta, '^(%d+)|(%d+)|(%d+)|(%d+)$')
+  return tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+end
+local max_deliveries = tonumber(ARGV[3])
+local back = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HDEL', KEYS[7], id)
+  local meta = redis.call('HGET', KEYS[5], id)
+  if meta then
+    local user_type, enqueued_at, deliveries, seq = parse(meta)
+    if deliveries >= max_deliveries then
+      redis.call('LPUSH', KEYS[8], string.format(
+        '{"task_id":"%s","user_type":%d,"enqueued_at_ms":%d,"delivery_count":%d,"dead_at_ms":%d}',
+        id, user_type, enqueued_at, deliveries, now))
+      redis.call('HDEL', KEYS[5], id)
+      redis.call('HDEL', KEYS[6], id)
+    else
+      table.insert(back, {id, user_type, seq})
+    end
+  end
+end
+-- Newest first, so that pushing each to the head leaves FIFO order.
+table.sort(back, function(x, y) return x[3] > y[3] end)
+for _, task in ipairs(back) do
+  redis.call('LPUSH', KEYS[task[2] + 1], task[1])
+end
+
+local reply = {now}
+local wanted = tonumber(ARGV[1])
+local expires_at = now + tonumber(ARGV[2])
+for queue = 3, 1, -1 do
+  while wanted > 0 do
+    local id = redis.call('LPOP', KEYS[queue])
+    if not id then break end
+    local meta = redis.call('HGET', KEYS[5], id)
+    if meta then
+      local user_type, enqueued_at, deliveries, seq = parse(meta)
+      deliveries = deliveries + 1
+      redis.call('HSET', KEYS[5], id, string.format('%d|%d|%d|%d', user_type, enqueued_at, deliveries, seq))
+      local lease_id = ARGV[4] .. '-' .. deliveries .. '-' .. id
+      redis.call('HSET', KEYS[7], id, lease_id .. '|' .. string.format('%d', expires_at))
+      redis.call('ZADD', KEYS[4], expires_at, id)
+      local payload = redis.call('HGET', KEYS[6], id) or ''
+      for _, v in ipairs({id, lease_id, payload, user_type, enqueued_at, deliveries, expires_at}) do
+        table.insert(reply, v)
+      end
+      wanted = wanted - 1
+    end
+  end
+end
+return reply

@@ -1,0 +1,534 @@
+//! The shared store: every floodgate replica of a deployment keeps its state
+//! in one Redis. Each decision that must be atomic is one Lua script (one
+//! EVALSHA, one round trip); every key carries the deployment's hash tag so
+//! Redis Cluster sees one slot. Replies are decoded by pure functions below.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use crate::core::gcra::{GcraOutcome, RateLimit};
+use crate::core::health::ProcessRecord;
+use crate::core::{Millis, UserType};
+
+use super::{
+    DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store, StoreError,
+    StoreResult,
+};
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// Where "now" comes from for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// Redis TIME: one clock for all replicas (production).
+    Server,
+    /// The caller's clock, passed to every script (tests with a manual clock).
+    Caller,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Key prefix holding the hash tag, e.g. `{floodgate}`.
+    pub prefix: String,
+    /// Bound on every command.
+    pub timeout: Duration,
+    pub time: TimeSource,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions { prefix: "{floodgate}".into(), timeout: Duration::from_millis(500), time: TimeSource::Server }
+    }
+}
+
+/// The key names of one deployment.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+    /// Ready queues indexed by `UserType::index`.
+    queues: [String; 3],
+    expiry: String,
+    meta: String,
+    payload: String,
+    leases: String,
+    dead: String,
+    sequence: String,
+    processes: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let k = |name: &str| format!("{prefix}:{name}");
+        Keys {
+            prefix: prefix.to_owned(),
+            queues: UserType::ALL.map(|u| k(&format!("queue:{}", u.as_str()))),
+            expiry: k("lease_expiry"),
+            meta: k("task_meta"),
+            payload: k("task_payload"),
+            leases: k("leases"),
+            dead: k("dead_letters"),
+            sequence: k("sequence"),
+            processes: k("processes"),
+        }
+    }
+
+    fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    fn rate(&self, user_type: UserType, subject: &str) -> String {
+        format!("{}:rate:{}:{subject}", self.prefix, user_type.as_str())
+    }
+}
+
+struct Scripts {
+    enqueue: Script,
+    lease: Script,
+    complete: Script,
+    extend: Script,
+    gcra: Script,
+    heartbeat: Script,
+    processes: Script,
+    stats: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            enqueue: script(include_str!("lua/enqueue.lua")),
+            lease: script(include_str!("lua/lease.lua")),
+            complete: script(include_str!("lua/complete.lua")),
+            extend: script(include_str!("lua/extend.lua")),
+            gcra: script(include_str!("lua/gcra.lua")),
+            heartbeat: script(include_str!("lua/heartbeat.lua")),
+            processes: script(include_str!("lua/processes.lua")),
+            stats: script(include_str!("lua/stats.lua")),
+        }
+    }
+}
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    keys: Keys,
+    scripts: Scripts,
+    options: RedisOptions,
+    /// Last load seen in any reply (Level 1's view between refreshes).
+    load: AtomicU64,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Opens a multiplexed, auto-reconnecting connection. Does not fail
+    /// when Redis is down: calls fail (within the timeout) until it is back.
+    pub async fn connect(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Protocol(format!("bad Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            connection,
+            keys: Keys::new(&options.prefix),
+            scripts: Scripts::new(),
+            options,
+            load: AtomicU64::new(0),
+        })
+    }
+
+    fn now_arg(&self, now: u64) -> String {
+        match self.options.time {
+            TimeSource::Server => String::new(),
+            TimeSource::Caller => now.to_string(),
+        }
+    }
+
+    /// Runs a prepared script invocation, bounded by the timeout.
+    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.options.timeout, invocation.invoke_async::<Value>(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Err(StoreError::Protocol(e.to_string()))
+            }
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
+        }
+    }
+
+    /// Deletes every key of this deployment's prefix (tests only: never
+    /// called on a server the caller did not start).
+    pub async fn delete_all_keys(&self) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}:*", self.keys.prefix.replace('{', "\\{").replace('}', "\\}"));
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(unavailable)?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+// ---- reply decoding: pure functions over redis::Value ----
+
+fn protocol(what: &str, value: &Value) -> StoreError {
+    StoreError::Protocol(format!("unexpected {what} reply: {value:?}"))
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn uint(value: &Value) -> Option<u64> {
+    int(value).and_then(|i| u64::try_from(i).ok())
+}
+
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    bytes(value).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn array<'a>(what: &str, value: &'a Value) -> StoreResult<&'a [Value]> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(protocol(what, other)),
+    }
+}
+
+/// `{status, task_id, queue_position, load}` → outcome.
+pub fn decode_enqueue(value: &Value) -> StoreResult<EnqueueOutcome> {
+    let items = array("enqueue", value)?;
+    let bad = || protocol("enqueue", value);
+    let [status, task_id, position, load] = items else { return Err(bad()) };
+    let (status, position, load) =
+        (int(status).ok_or_else(bad)?, uint(position).ok_or_else(bad)?, uint(load).ok_or_else(bad)?);
+    let task_id = text(task_id).ok_or_else(bad)?;
+    match status {
+        1 => Ok(EnqueueOutcome::Admitted { task_id, queue_position: position, load }),
+        2 => Ok(EnqueueOutcome::Duplicate { task_id, queue_position: position, load }),
+        0 => Ok(EnqueueOutcome::Refused { load }),
+        _ => Err(bad()),
+    }
+}
+
+/// `{now, 7 entries per task…}` → leased tasks.
+pub fn decode_lease(value: &Value) -> StoreResult<Vec<LeasedTask>> {
+    let items = array("lease", value)?;
+    let bad = || protocol("lease", value);
+    let tasks = items.get(1..).ok_or_else(bad)?;
+    if tasks.len() % 7 != 0 {
+        return Err(bad());
+    }
+    tasks
+        .chunks_exact(7)
+        .map(|t| {
+            Ok(LeasedTask {
+                task_id: text(&t[0]).ok_or_else(bad)?,
+                lease_id: text(&t[1]).ok_or_else(bad)?,
+                payload: bytes(&t[2]).ok_or_else(bad)?,
+                user_type: uint(&t[3]).and_then(|i| UserType::from_index(i as usize)).ok_or_else(bad)?,
+                enqueued_at_ms: uint(&t[4]).ok_or_else(bad)?,
+                delivery_count: uint(&t[5]).and_then(|d| u32::try_from(d).ok()).ok_or_else(bad)?,
+                lease_expires_at_ms: uint(&t[6]).ok_or_else(bad)?,
+            })
+        })
+        .collect()
+}
+
+/// `{1, tat}` or `{0, retry_after_us}` → GCRA outcome.
+pub fn decode_gcra(value: &Value) -> StoreResult<GcraOutcome> {
+    let items = array("gcra", value)?;
+    let bad = || protocol("gcra", value);
+    let [allowed, n] = items else { return Err(bad()) };
+    let n = uint(n).ok_or_else(bad)?;
+    match int(allowed) {
+        Some(1) => Ok(GcraOutcome::Allowed { tat: n }),
+        Some(0) => Ok(GcraOutcome::Limited { retry_after_us: n }),
+        _ => Err(bad()),
+    }
+}
+
+/// `{now, "stamp|json", …}` → records stamped with the store's time.
+pub fn decode_processes(value: &Value) -> StoreResult<ProcessView> {
+    let items = array("processes", value)?;
+    let bad = || protocol("processes", value);
+    let now_ms = items.first().and_then(uint).ok_or_else(bad)?;
+    let records = items[1..]
+        .iter()
+        .map(|item| {
+            let raw = text(item).ok_or_else(bad)?;
+            let (stamp, json) = raw.split_once('|').ok_or_else(bad)?;
+            let record: ProcessRecord = serde_json::from_str(json).map_err(|e| StoreError::Protocol(e.to_string()))?;
+            Ok(ProcessRecord { last_seen_ms: stamp.parse().map_err(|_| bad())?, ..record })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(ProcessView { records, now_ms })
+}
+
+/// `{anonymous, registered, privileged, leased, dead}` → stats.
+pub fn decode_stats(value: &Value) -> StoreResult<QueueStats> {
+    let items = array("stats", value)?;
+    let n: Vec<u64> = items.iter().map(uint).collect::<Option<_>>().ok_or_else(|| protocol("stats", value))?;
+    let [a, r, p, leased, dead] = n[..] else { return Err(protocol("stats", value)) };
+    Ok(QueueStats { queued: [a, r, p], leased, dead_letters: dead })
+}
+
+#[derive(serde::Deserialize)]
+struct DeadLetterJson {
+    task_id: String,
+    user_type: usize,
+    enqueued_at_ms: u64,
+    delivery_count: u32,
+    dead_at_ms: u64,
+}
+
+/// One dead-letter list entry (JSON written by lease.lua).
+pub fn decode_dead_letter(raw: &str) -> StoreResult<DeadLetter> {
+    let d: DeadLetterJson = serde_json::from_str(raw).map_err(|e| StoreError::Protocol(e.to_string()))?;
+    Ok(DeadLetter {
+        task_id: d.task_id,
+        user_type: UserType::from_index(d.user_type).ok_or_else(|| StoreError::Protocol(raw.to_owned()))?,
+        enqueued_at_ms: d.enqueued_at_ms,
+        delivery_count: d.delivery_count,
+        dead_at_ms: d.dead_at_ms,
+    })
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Store for RedisStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        let field = format!("{}\u{1f}{}", record.instance_id, record.process_id);
+        let json = serde_json::to_string(&record).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let mut call = self.scripts.heartbeat.key(&self.keys.processes);
+        call.arg(field).arg(json).arg(self.now_arg(now));
+        self.run(call).await.map(drop)
+    }
+
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
+        let mut call = self.scripts.processes.key(&self.keys.processes);
+        call.arg(expire_after_ms).arg(self.now_arg(now));
+        decode_processes(&self.run(call).await?)
+    }
+
+    async fn rate_limit(
+        &self,
+        user_type: UserType,
+        subject: &str,
+        limit: RateLimit,
+        cost: u32,
+        now_us: u64,
+    ) -> StoreResult<GcraOutcome> {
+        let mut call = self.scripts.gcra.key(self.keys.rate(user_type, subject));
+        call.arg(limit.emission_interval_us()).arg(limit.tolerance_us()).arg(cost).arg(self.now_arg(now_us));
+        decode_gcra(&self.run(call).await?)
+    }
+
+    async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
+        let k = &self.keys;
+        let idempotency_key = task.idempotency_key.as_deref().map(|key| k.idempotency(key));
+        let mut call = self.scripts.enqueue.key(&k.queues[0]);
+        call.key(&k.queues[1]).key(&k.queues[2]).key(&k.expiry).key(&k.meta).key(&k.payload).key(&k.sequence);
+        call.key(idempotency_key.as_deref().unwrap_or(&k.sequence));
+        call.arg(task.user_type.index()).arg(limit).arg(new_id()).arg(task.payload);
+        call.arg(if idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() });
+        call.arg(self.now_arg(now));
+        let outcome = decode_enqueue(&self.run(call).await?)?;
+        if let EnqueueOutcome::Admitted { load, .. } | EnqueueOutcome::Refused { load } = &outcome {
+            self.load.store(*load, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
+        let k = &self.keys;
+        let mut call = self.scripts.lease.key(&k.queues[0]);
+        call.key(&k.queues[1])
+            .key(&k.queues[2])
+            .key(&k.expiry)
+            .key(&k.meta)
+            .key(&k.payload)
+            .key(&k.leases)
+            .key(&k.dead);
+        call.arg(request.max_tasks)
+            .arg(request.lease_ms)
+            .arg(request.max_deliveries)
+            .arg(new_id())
+            .arg(self.now_arg(now));
+        decode_lease(&self.run(call).await?)
+    }
+
+    async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
+        let k = &self.keys;
+        let mut call = self.scripts.complete.key(&k.leases);
+        call.key(&k.expiry).key(&k.meta).key(&k.payload).arg(task_id).arg(lease_id).arg(self.now_arg(now));
+        let value = self.run(call).await?;
+        match int(&value) {
+            Some(1) => {
+                let _ = self.load.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
+                Ok(true)
+            }
+            Some(0) => Ok(false),
+            _ => Err(protocol("complete", &value)),
+        }
+    }
+
+    async fn extend(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease_ms: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<Millis>> {
+        let mut call = self.scripts.extend.key(&self.keys.leases);
+        call.key(&self.keys.expiry).arg(task_id).arg(lease_id).arg(lease_ms).arg(self.now_arg(now));
+        let value = self.run(call).await?;
+        match int(&value) {
+            Some(-1) => Ok(None),
+            Some(expiry) if expiry >= 0 => Ok(Some(expiry as u64)),
+            _ => Err(protocol("extend", &value)),
+        }
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        let k = &self.keys;
+        let mut call = self.scripts.stats.key(&k.queues[0]);
+        call.key(&k.queues[1]).key(&k.queues[2]).key(&k.expiry).key(&k.dead);
+        let stats = decode_stats(&self.run(call).await?)?;
+        self.load.store(stats.load(), Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("LRANGE");
+        command.arg(&self.keys.dead).arg(0).arg(limit - 1);
+        let query = command.query_async::<Vec<String>>(&mut connection);
+        let raw = tokio::time::timeout(self.options.timeout, query).await.map_err(unavailable)?.map_err(unavailable)?;
+        raw.iter().map(|r| decode_dead_letter(r)).collect()
+    }
+
+    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
+        // Rate-limit and idempotency keys expire by TTL; only leases need a sweep.
+        self.lease(LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries }, now).await.map(drop)
+    }
+
+    fn cached_load(&self) -> u64 {
+        self.load.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn enqueue_replies_decode() {
+        let admitted = Value::Array(vec![Value::Int(1), bulk("t1"), Value::Int(3), Value::Int(9)]);
+        assert_eq!(
+            decode_enqueue(&admitted).unwrap(),
+            EnqueueOutcome::Admitted { task_id: "t1".into(), queue_position: 3, load: 9 }
+        );
+        let refused = Value::Array(vec![Value::Int(0), bulk(""), Value::Int(0), Value::Int(8)]);
+        assert_eq!(decode_enqueue(&refused).unwrap(), EnqueueOutcome::Refused { load: 8 });
+        assert!(decode_enqueue(&Value::Int(1)).is_err());
+        assert!(decode_enqueue(&Value::Array(vec![Value::Int(7), bulk("x"), Value::Int(0), Value::Int(0)])).is_err());
+    }
+
+    #[test]
+    fn lease_replies_decode_in_groups_of_seven() {
+        let reply = Value::Array(vec![
+            Value::Int(1_000),
+            bulk("t1"),
+            bulk("n-1-t1"),
+            bulk("hello"),
+            Value::Int(2),
+            Value::Int(900),
+            Value::Int(1),
+            Value::Int(31_000),
+        ]);
+        let tasks = decode_lease(&reply).unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].user_type, UserType::Privileged);
+        assert_eq!((tasks[0].payload.as_slice(), tasks[0].delivery_count), (&b"hello"[..], 1));
+        assert!(decode_lease(&Value::Array(vec![Value::Int(1), bulk("t1")])).is_err());
+        assert!(decode_lease(&Value::Array(vec![Value::Int(1)])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn gcra_and_stats_replies_decode() {
+        assert_eq!(
+            decode_gcra(&Value::Array(vec![Value::Int(0), Value::Int(6)])).unwrap(),
+            GcraOutcome::Limited { retry_after_us: 6 }
+        );
+        assert_eq!(
+            decode_gcra(&Value::Array(vec![Value::Int(1), Value::Int(5)])).unwrap(),
+            GcraOutcome::Allowed { tat: 5 }
+        );
+        let stats = decode_stats(&Value::Array((1..=5).map(Value::Int).collect())).unwrap();
+        assert_eq!((stats.queued, stats.leased, stats.dead_letters, stats.load()), ([1, 2, 3], 4, 5, 10));
+    }
+
+    #[test]
+    fn process_records_take_the_store_stamp() {
+        let record = r#"{"instance_id":"i","process_id":"p","service_type":"chat","service_name":"rest","load":1,"capacity":5,"status":"healthy","last_seen_ms":0}"#;
+        let view = decode_processes(&Value::Array(vec![Value::Int(50), bulk(&format!("42|{record}"))])).unwrap();
+        assert_eq!(view.now_ms, 50);
+        assert_eq!(view.records[0].last_seen_ms, 42);
+    }
+
+    #[test]
+    fn dead_letters_decode() {
+        let d =
+            decode_dead_letter(r#"{"task_id":"t","user_type":0,"enqueued_at_ms":1,"delivery_count":3,"dead_at_ms":9}"#)
+                .unwrap();
+        assert_eq!((d.user_type, d.delivery_count), (UserType::Anonymous, 3));
+    }
+
+    #[test]
+    fn all_keys_share_the_hash_tag() {
+        let k = Keys::new("{floodgate}");
+        for key in [&k.queues[0], &k.expiry, &k.meta, &k.payload, &k.leases, &k.dead, &k.sequence, &k.processes] {
+            assert!(key.starts_with("{floodgate}:"), "{key}");
+        }
+        assert!(k.idempotency("x").starts_with("{floodgate}:"));
+        assert!(k.rate(UserType::Anonymous, "s").starts_with("{floodgate}:"));
+    }
+}
