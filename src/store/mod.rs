@@ -174,6 +174,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The store chosen at startup. An enum rather than a trait object so the
 /// hot path pays no boxing; every variant implements [`Store`].
+#[allow(clippy::large_enum_variant)] // one per process, never moved on the hot path
 pub enum AnyStore {
     Memory(MemoryStore),
     Redis(RedisStore),
