@@ -3,46 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use floodgate_client::{Client, pb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
-
-fn write_config(text: &str) -> tempfile_path::TempPath {
-    tempfile_path::write(text)
-}
-
-/// A tiny temp-file helper (no extra crate): the file is removed on drop.
-mod tempfile_path {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    pub struct TempPath(pub PathBuf);
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    pub fn write(text: &str) -> TempPath {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "floodgate-test-{}-{}.toml",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::write(&path, text).expect("write temp config");
-        TempPath(path)
-    }
-}
+use common::process::{BIN, Process, temp_file};
 
 fn check_config(text: &str) -> (bool, String) {
-    let file = write_config(text);
+    let file = temp_file(text);
     let out = Command::new(BIN).arg("check-config").arg(&file.0).output().expect("runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
 }
@@ -84,34 +54,9 @@ fn production_refuses_to_start_without_tokens() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refuses to start without caller tokens"));
 }
 
-struct Running {
-    child: Child,
-    grpc: String,
-}
-
-fn spawn_server() -> Running {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--profile", "production", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .env("FLOODGATE_ADMIN_TOKENS", ADMIN)
-        .env("FLOODGATE_FRONTEND_TOKENS", FRONTEND)
-        .env("FLOODGATE_WORKER_TOKENS", WORKER)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("listening line");
-    let grpc = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap_or_else(|| panic!("no grpc= in {line:?}"))
-        .to_owned();
-    Running { child, grpc }
-}
-
 #[tokio::test]
 async fn sigterm_finishes_in_flight_calls_and_exits_zero() {
-    let mut server = spawn_server();
+    let mut server = Process::spawn("memory", "");
     let client = Client::connect(&server.grpc, Some(WORKER)).await.unwrap();
     let mut workers = client.workers();
     let long_poll = tokio::spawn(async move {
@@ -126,8 +71,7 @@ async fn sigterm_finishes_in_flight_calls_and_exits_zero() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    server.signal("TERM");
     let answer = long_poll.await.unwrap();
     assert!(answer.is_ok(), "the in-flight long poll must finish: {answer:?}");
     let status = tokio::task::spawn_blocking(move || server.child.wait()).await.unwrap().unwrap();

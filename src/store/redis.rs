@@ -123,7 +123,15 @@ pub struct RedisStore {
     options: RedisOptions,
     /// Last load seen in any reply (Level 1's view between refreshes).
     load: AtomicU64,
+    /// While Redis is failing, calls fail at once until this instant (ms
+    /// since the store was opened) instead of each waiting for the timeout;
+    /// the first call after it is the probe.
+    down_until_ms: AtomicU64,
+    opened: std::time::Instant,
 }
+
+/// How long a failure short-circuits further calls.
+const DOWN_WINDOW: Duration = Duration::from_millis(500);
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -147,6 +155,8 @@ impl RedisStore {
             scripts: Scripts::new(),
             options,
             load: AtomicU64::new(0),
+            down_until_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
         })
     }
 
@@ -159,15 +169,25 @@ impl RedisStore {
 
     /// Runs a prepared script invocation, bounded by the timeout.
     async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
-        let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.options.timeout, invocation.invoke_async::<Value>(&mut connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
-                Err(StoreError::Protocol(e.to_string()))
-            }
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
+        let since_open = self.opened.elapsed().as_millis() as u64;
+        if since_open < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("Redis failed recently; retrying shortly".into()));
         }
+        let mut connection = self.connection.clone();
+        let result =
+            match tokio::time::timeout(self.options.timeout, invocation.invoke_async::<Value>(&mut connection)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                    Err(StoreError::Protocol(e.to_string()))
+                }
+                Ok(Err(e)) => Err(unavailable(e)),
+                Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
+            };
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            let until = self.opened.elapsed() + DOWN_WINDOW;
+            self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Deletes every key of this deployment's prefix (tests only: never

@@ -2,6 +2,7 @@
 //! on the embedded store or on a private redis-server.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;

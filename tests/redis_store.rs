@@ -1,0 +1,458 @@
+//! The Redis store across replicas and failures (issue: shared state in
+//! Redis). Every test starts its own redis-server on a free port.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::process::Process;
+use common::redis::RedisServer;
+use common::*;
+use floodgate::config::{Profile, StoreUrl};
+use floodgate::core::gcra::{self, GcraOutcome, RateLimit};
+use floodgate::core::{UserType as CoreUserType, capacity};
+use floodgate::store::{
+    EnqueueOutcome, LeaseRequest, MemoryStore, NewTask, RedisOptions, RedisStore, Store, TimeSource,
+};
+use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
+use floodgate_client::{Client, Code};
+
+async fn redis_store(redis: &RedisServer) -> RedisStore {
+    let options = RedisOptions { time: TimeSource::Caller, ..RedisOptions::default() };
+    RedisStore::connect(&redis.url(), options).await.unwrap()
+}
+
+// ---- the Lua scripts agree with the Rust core: one scenario table, both stores ----
+
+/// (rate limit, requests as (µs since start, cost)).
+fn gcra_scenarios() -> Vec<(RateLimit, Vec<(u64, u32)>)> {
+    let burst = |n| (0..n).map(|_| (0, 1)).collect::<Vec<_>>();
+    vec![
+        (RateLimit { per_minute: 10, burst: 5 }, burst(7)),
+        (
+            RateLimit { per_minute: 60, burst: 1 },
+            vec![(0, 1), (999_999, 1), (1_000_000, 1), (1_500_000, 1), (2_000_000, 1)],
+        ),
+        (RateLimit { per_minute: 600, burst: 20 }, vec![(0, 5), (0, 10), (0, 6), (0, 5), (100_000, 1), (200_000, 2)]),
+        (RateLimit { per_minute: 6_000_000, burst: 3 }, (0..50).map(|i| (i * 7, 1)).collect()),
+        (RateLimit { per_minute: 1, burst: 2 }, vec![(0, 1), (0, 1), (0, 1), (59_999_999, 1), (60_000_000, 1)]),
+    ]
+}
+
+async fn run_gcra<S: Store>(store: &S, subject: &str, limit: RateLimit, steps: &[(u64, u32)]) -> Vec<GcraOutcome> {
+    let start = 1_800_000_000_000_000u64;
+    let mut out = Vec::new();
+    for (offset, cost) in steps {
+        out.push(store.rate_limit(CoreUserType::Anonymous, subject, limit, *cost, start + offset).await.unwrap());
+    }
+    out
+}
+
+fn gcra_reference(limit: RateLimit, steps: &[(u64, u32)]) -> Vec<GcraOutcome> {
+    let start = 1_800_000_000_000_000u64;
+    let mut tat = None;
+    steps
+        .iter()
+        .map(|(offset, cost)| {
+            let outcome = gcra::check(tat, start + offset, limit, *cost);
+            if let GcraOutcome::Allowed { tat: t } = outcome {
+                tat = Some(t);
+            }
+            outcome
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn gcra_script_matches_the_core_step_for_step() {
+    let redis = RedisServer::start();
+    let (shared, memory) = (redis_store(&redis).await, MemoryStore::new());
+    for (i, (limit, steps)) in gcra_scenarios().into_iter().enumerate() {
+        let expected = gcra_reference(limit, &steps);
+        let subject = format!("scenario-{i}");
+        assert_eq!(run_gcra(&shared, &subject, limit, &steps).await, expected, "redis, scenario {i}");
+        assert_eq!(run_gcra(&memory, &subject, limit, &steps).await, expected, "memory, scenario {i}");
+    }
+}
+
+fn task(user_type: CoreUserType, payload: &str) -> NewTask {
+    NewTask { user_type, payload: payload.as_bytes().to_vec(), idempotency_key: None, idempotency_ttl_ms: 60_000 }
+}
+
+async fn admitted_until_refused<S: Store>(store: &S, user_type: CoreUserType, limit: u64) -> u64 {
+    let mut admitted = 0;
+    loop {
+        match store.enqueue(task(user_type, "x"), limit, 1_000).await.unwrap() {
+            EnqueueOutcome::Admitted { load, .. } => {
+                admitted += 1;
+                assert_eq!(load, admitted);
+            }
+            EnqueueOutcome::Refused { load } => {
+                assert_eq!(load, admitted);
+                return admitted;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn enqueue_script_admits_exactly_the_core_limit() {
+    let thresholds = capacity::Thresholds { anonymous: 0.6, registered: 0.8, hard_limit: 0.95 };
+    for total in [0, 1, 14, 50, 137] {
+        let limits = capacity::Limits::from_thresholds(&thresholds, total);
+        for user_type in CoreUserType::ALL {
+            let redis = RedisServer::start();
+            let expected = limits.for_user(user_type);
+            let shared = admitted_until_refused(&redis_store(&redis).await, user_type, expected).await;
+            let memory = admitted_until_refused(&MemoryStore::new(), user_type, expected).await;
+            assert_eq!((shared, memory), (expected, expected), "T={total} {user_type:?}");
+        }
+    }
+}
+
+async fn lease_order<S: Store>(store: &S) -> Vec<String> {
+    let plan = [
+        (CoreUserType::Anonymous, "a1"),
+        (CoreUserType::Registered, "r1"),
+        (CoreUserType::Privileged, "p1"),
+        (CoreUserType::Anonymous, "a2"),
+        (CoreUserType::Privileged, "p2"),
+        (CoreUserType::Registered, "r2"),
+    ];
+    for (user_type, name) in plan {
+        store.enqueue(task(user_type, name), 100, 1_000).await.unwrap();
+    }
+    let request = |n| LeaseRequest { max_tasks: n, lease_ms: 100, max_deliveries: 5 };
+    let mut order = Vec::new();
+    // Lease three, let them expire: they go back to the head, in order.
+    let first = store.lease(request(3), 2_000).await.unwrap();
+    order.extend(first.iter().map(|t| String::from_utf8(t.payload.clone()).unwrap()));
+    for t in store.lease(request(10), 2_100).await.unwrap() {
+        order.push(format!("{}#{}", String::from_utf8(t.payload).unwrap(), t.delivery_count));
+    }
+    order
+}
+
+#[tokio::test]
+async fn lease_script_orders_like_the_memory_store() {
+    let redis = RedisServer::start();
+    let shared = lease_order(&redis_store(&redis).await).await;
+    let memory = lease_order(&MemoryStore::new()).await;
+    assert_eq!(memory, ["p1", "p2", "r1", "p1#2", "p2#2", "r1#2", "r2#1", "a1#1", "a2#1"]);
+    assert_eq!(shared, memory);
+}
+
+// ---- exactness across replicas ----
+
+const BIG: &str = "concurrent_per_process = 50";
+
+async fn replicas(redis: &RedisServer, n: usize) -> Vec<Server> {
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let mut s = settings(Profile::Production, BIG);
+        s.store = StoreUrl::Redis(redis.url());
+        servers.push(start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await);
+    }
+    servers
+}
+
+/// Waits until every replica's snapshot shows `total`.
+async fn wait_for_capacity(servers: &[Server], total: u64) {
+    for _ in 0..200 {
+        if servers.iter().all(|s| s.floodgate.snapshot().calculation.system_total == total) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("replicas never agreed on capacity {total}");
+}
+
+async fn drain(c: &mut Clients) {
+    loop {
+        let tasks = c.workers.lease_tasks(lease(100, 30_000)).await.unwrap().into_inner().tasks;
+        if tasks.is_empty() {
+            return;
+        }
+        for t in tasks {
+            c.workers
+                .complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id })
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_calls() {
+    let redis = RedisServer::start();
+    let servers = replicas(&redis, 3).await;
+    let mut all = Vec::new();
+    for s in &servers {
+        all.push(clients(s).await);
+    }
+    all[0].workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // C=50, one process: 40 effective + 100 queue = 140; registered limit floor(0.8 × 140) = 112.
+    wait_for_capacity(&servers, 140).await;
+    for round in 0..20 {
+        let calls = (0..1_000).map(|i| {
+            let mut admission = all[i % 3].admission.clone();
+            tokio::spawn(async move {
+                admission
+                    .enqueue_atomic(enqueue(UserType::Registered, &format!("r{round}-{i}")))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let admitted = answers.iter().filter(|a| a.as_ref().unwrap().decision() == Decision::Admit).count();
+        assert_eq!(admitted, 112, "round {round}");
+        assert_eq!(load(&servers[1]).await, 112);
+        drain(&mut all[2]).await;
+    }
+}
+
+#[tokio::test]
+async fn the_last_slot_raced_by_two_replicas_goes_to_exactly_one() {
+    let redis = RedisServer::start();
+    let servers = replicas(&redis, 2).await;
+    let (mut a, mut b) = (clients(&servers[0]).await, clients(&servers[1]).await);
+    a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    wait_for_capacity(&servers, 140).await;
+    for round in 0..20 {
+        for i in 0..111 {
+            let r = a.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("fill-{i}"))).await.unwrap();
+            assert_eq!(r.into_inner().decision(), Decision::Admit);
+        }
+        let (mut x, mut y) = (a.admission.clone(), b.admission.clone());
+        let (ra, rb) = tokio::join!(
+            x.enqueue_atomic(enqueue(UserType::Registered, "racer-a")),
+            y.enqueue_atomic(enqueue(UserType::Registered, "racer-b"))
+        );
+        let winners = [ra.unwrap().into_inner(), rb.unwrap().into_inner()]
+            .iter()
+            .filter(|r| r.decision() == Decision::Admit)
+            .count();
+        assert_eq!(winners, 1, "round {round}");
+        drain(&mut b).await;
+    }
+}
+
+// ---- nothing admitted is lost ----
+
+#[tokio::test]
+async fn a_dead_workers_leases_come_back_to_another_worker() {
+    let redis = RedisServer::start();
+    let servers = replicas(&redis, 2).await;
+    let (mut a, mut b) = (clients(&servers[0]).await, clients(&servers[1]).await);
+    a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    wait_for_capacity(&servers, 140).await;
+    let mut admitted = HashSet::new();
+    for i in 0..10 {
+        admitted.insert(
+            a.admission
+                .enqueue_atomic(enqueue(UserType::Registered, &format!("t{i}")))
+                .await
+                .unwrap()
+                .into_inner()
+                .task_id,
+        );
+    }
+    {
+        // This worker leases everything and dies without completing.
+        let doomed = connect(&servers[0], Some(WORKER)).await;
+        let held = doomed.workers().lease_tasks(lease(100, 300)).await.unwrap().into_inner().tasks;
+        assert_eq!(held.len(), 10);
+    }
+    let mut recovered = HashSet::new();
+    while recovered.len() < 10 {
+        let mut request = lease(100, 30_000);
+        request.wait_ms = 2_000;
+        let tasks = b.workers.lease_tasks(request).await.unwrap().into_inner().tasks;
+        assert!(!tasks.is_empty(), "expired leases must come back");
+        for t in tasks {
+            assert_eq!(t.delivery_count, 2);
+            recovered.insert(t.task_id.clone());
+            b.workers
+                .complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id })
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(recovered, admitted);
+    assert_eq!(load(&servers[1]).await, 0);
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_load_loses_no_admitted_task() {
+    let redis = RedisServer::start();
+    let victim = Process::spawn(&redis.url(), "[runtime]\nconcurrent_per_process = 1000\n");
+    let survivor = Process::spawn(&redis.url(), "[runtime]\nconcurrent_per_process = 1000\n");
+    let to_victim = Client::connect(&victim.grpc, Some(ADMIN)).await.unwrap();
+    to_victim.workers().heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+
+    let admitted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut loops = Vec::new();
+    for l in 0..16 {
+        let (mut admission, admitted) = (to_victim.admission(), admitted.clone());
+        loops.push(tokio::spawn(async move {
+            for i in 0.. {
+                match admission.enqueue_atomic(enqueue(UserType::Privileged, &format!("l{l}-{i}"))).await {
+                    Ok(r) if r.get_ref().decision() == Decision::Admit => {
+                        admitted.lock().unwrap().push(r.into_inner().task_id)
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    victim.signal("KILL");
+    for l in loops {
+        l.await.unwrap();
+    }
+    let admitted: HashSet<String> = admitted.lock().unwrap().iter().cloned().collect();
+    assert!(admitted.len() > 50, "the load ran ({} admitted)", admitted.len());
+
+    let to_survivor = Client::connect(&survivor.grpc, Some(WORKER)).await.unwrap();
+    let mut leased = HashSet::new();
+    loop {
+        let tasks = to_survivor.workers().lease_tasks(lease(100, 60_000)).await.unwrap().into_inner().tasks;
+        if tasks.is_empty() {
+            break;
+        }
+        leased.extend(tasks.into_iter().map(|t| t.task_id));
+    }
+    let missing: Vec<_> = admitted.difference(&leased).collect();
+    assert!(missing.is_empty(), "{} admitted tasks lost: {missing:?}", missing.len());
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_with_aof_keeps_every_admitted_task() {
+    let mut redis = RedisServer::start_durable();
+    let mut s = settings(Profile::Production, BIG);
+    s.store = StoreUrl::Redis(redis.url());
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let mut admitted = HashSet::new();
+    for i in 0..50 {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("d{i}"))).await.unwrap().into_inner();
+        assert_eq!(r.decision(), Decision::Admit);
+        admitted.insert(r.task_id);
+    }
+    redis.kill();
+    redis.restart();
+    let mut leased = HashSet::new();
+    for _ in 0..100 {
+        match c.workers.lease_tasks(lease(100, 60_000)).await {
+            Ok(r) => {
+                let tasks = r.into_inner().tasks;
+                if tasks.is_empty() && !leased.is_empty() {
+                    break;
+                }
+                leased.extend(tasks.into_iter().map(|t| t.task_id));
+            }
+            Err(e) => assert_eq!(e.code(), Code::Unavailable, "while reconnecting: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(leased, admitted);
+}
+
+// ---- Redis down: Level 1 fails open, Level 2 fails closed, both recover ----
+
+async fn admission_health(client: &Client) -> tonic_health::pb::health_check_response::ServingStatus {
+    let request = tonic_health::pb::HealthCheckRequest { service: "floodgate.v1.Admission".into() };
+    client.health().check(request).await.unwrap().into_inner().status()
+}
+
+#[tokio::test]
+async fn with_redis_down_level_one_fails_open_level_two_closed_and_both_recover() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut redis = RedisServer::start();
+    let mut s = settings(Profile::Production, "");
+    s.store = StoreUrl::Redis(redis.url());
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    let probe = connect(&server, None).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    assert_eq!(admission_health(&probe).await, ServingStatus::Serving);
+
+    redis.kill();
+    let level_one = c.admission.check_capacity(check(UserType::Registered, "u1")).await.unwrap().into_inner();
+    assert_eq!(level_one.decision(), Decision::Admit, "fail open against the last snapshot");
+    let level_two = c.admission.enqueue_atomic(enqueue(UserType::Registered, "u1")).await.unwrap_err();
+    assert_eq!(level_two.code(), Code::Unavailable, "fail closed");
+    // The local limiter still limits: production registered burst is 20.
+    let mut limited = 0;
+    for _ in 0..25 {
+        let r = c.admission.check_capacity(check(UserType::Registered, "u2")).await.unwrap().into_inner();
+        limited += usize::from(r.decision() == Decision::RateLimited);
+    }
+    assert_eq!(limited, 5);
+    let mut status = ServingStatus::Serving;
+    for _ in 0..100 {
+        status = admission_health(&probe).await;
+        if status == ServingStatus::NotServing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, ServingStatus::NotServing);
+
+    redis.restart();
+    for _ in 0..200 {
+        if admission_health(&probe).await == ServingStatus::Serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admission_health(&probe).await, ServingStatus::Serving);
+    // The restarted (non-durable) Redis is empty: the worker heartbeats again.
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, "back")).await.unwrap().into_inner();
+    assert_eq!(r.decision(), Decision::Admit);
+}
+
+// ---- round trips: one script call per decision ----
+
+#[tokio::test]
+async fn one_script_call_per_enqueue_and_at_most_one_per_check() {
+    let redis = RedisServer::start();
+    let mut s = settings(Profile::Loadtest, "");
+    s.store = StoreUrl::Redis(redis.url());
+    s.snapshot_refresh_ms = 3_600_000; // keep background refreshes out of the count
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // Warm the script cache (the first EVALSHA of a script may need a SCRIPT LOAD).
+    c.admission.enqueue_atomic(enqueue(UserType::Registered, "warm")).await.unwrap();
+    c.admission.check_capacity(check(UserType::Registered, "warm")).await.unwrap();
+    // commandstats also counts the commands a script runs, so count the
+    // calls a client can make: EVALSHA, EVAL, SCRIPT LOAD and plain reads.
+    let calls = |stats: &[(String, u64)], name: &str| stats.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c);
+    let client_calls = |stats: &[(String, u64)]| {
+        ["evalsha", "eval", "script|load", "lrange", "keys", "hgetall"].iter().map(|n| calls(stats, n)).sum::<u64>()
+    };
+    let evalsha = |stats: &[(String, u64)]| calls(stats, "evalsha");
+
+    let before = redis.command_calls();
+    for i in 0..100 {
+        c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("e{i}"))).await.unwrap();
+    }
+    let after = redis.command_calls();
+    assert_eq!(evalsha(&after) - evalsha(&before), 100);
+    assert_eq!(client_calls(&after) - client_calls(&before), 100, "no call besides the script: {after:?}");
+
+    let before = redis.command_calls();
+    for i in 0..100 {
+        c.admission.check_capacity(check(UserType::Registered, &format!("c{i}"))).await.unwrap();
+    }
+    let after = redis.command_calls();
+    assert_eq!(evalsha(&after) - evalsha(&before), 100, "one GCRA script per CheckCapacity");
+    assert_eq!(client_calls(&after) - client_calls(&before), 100, "no call besides the script: {after:?}");
+}
