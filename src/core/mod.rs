@@ -2,6 +2,9 @@
 //! plain functions over values. No I/O, no clock reads: `now` is an argument.
 
 pub mod admission;
+pub mod alerts;
+pub mod analytics;
+pub mod breaker;
 pub mod capacity;
 pub mod gcra;
 pub mod health;

@@ -1,0 +1,164 @@
+//! The seed's alert conditions (design §7), evaluated from a snapshot of
+//! capacity, processes, breakers and throttle rates.
+
+use serde::Serialize;
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// A condition that holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    pub severity: Severity,
+    /// Stable identifier, e.g. `no_healthy_chat_rest_processes`.
+    pub code: String,
+    pub message: String,
+}
+
+/// What the rules look at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertInputs {
+    pub open_circuits: Vec<String>,
+    pub healthy_chat_rest_processes: u64,
+    /// Load over capacity, percent (100 when there is no capacity).
+    pub utilization_percent: f64,
+    /// Throttle rate over the last 15 minutes and the last hour, percent.
+    pub throttle_rate_15m: f64,
+    pub throttle_rate_1h: f64,
+    /// Requests in the last 15 minutes (rates over nothing don't alert).
+    pub requests_15m: u64,
+    pub process_health_ratio: f64,
+    pub pressure_ratio: f64,
+    pub process_deficit: i64,
+}
+
+/// Utilization above this is critical.
+pub const CRITICAL_UTILIZATION: f64 = 90.0;
+/// Throttling above this, sustained over 15 min and 1 h, is critical.
+pub const CRITICAL_THROTTLE_RATE: f64 = 20.0;
+/// Throttling above this over the last 15 min is a warning.
+pub const WARNING_THROTTLE_RATE: f64 = 10.0;
+/// Health ratio below this is a warning.
+pub const WARNING_HEALTH_RATIO: f64 = 0.8;
+/// Pressure above this is a warning.
+pub const WARNING_PRESSURE: f64 = 0.8;
+
+/// Every critical and warning condition that holds.
+pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
+    let mut out = Vec::new();
+    let mut raise = |severity, code: &str, message: String| {
+        out.push(Condition { severity, code: code.to_owned(), message });
+    };
+    for circuit in &i.open_circuits {
+        raise(Severity::Critical, &format!("circuit_open_{circuit}"), format!("circuit breaker {circuit} is open"));
+    }
+    if i.healthy_chat_rest_processes == 0 {
+        raise(
+            Severity::Critical,
+            "no_healthy_chat_rest_processes",
+            "no healthy chat REST processes detected: capacity is 0".into(),
+        );
+    }
+    if i.utilization_percent > CRITICAL_UTILIZATION {
+        raise(
+            Severity::Critical,
+            "utilization_high",
+            format!("system utilization {:.1}% > 90%", i.utilization_percent),
+        );
+    }
+    let sustained = i.throttle_rate_15m > CRITICAL_THROTTLE_RATE && i.throttle_rate_1h > CRITICAL_THROTTLE_RATE;
+    if i.requests_15m > 0 && sustained {
+        raise(
+            Severity::Critical,
+            "throttle_rate_sustained",
+            format!("throttle rate {:.1}% (1h {:.1}%) > 20% sustained", i.throttle_rate_15m, i.throttle_rate_1h),
+        );
+    } else if i.requests_15m > 0 && i.throttle_rate_15m > WARNING_THROTTLE_RATE {
+        raise(Severity::Warning, "throttle_rate_high", format!("throttle rate {:.1}% > 10%", i.throttle_rate_15m));
+    }
+    if i.process_health_ratio < WARNING_HEALTH_RATIO {
+        raise(
+            Severity::Warning,
+            "process_health_low",
+            format!("process health ratio {:.2} < 0.80", i.process_health_ratio),
+        );
+    }
+    if i.pressure_ratio > WARNING_PRESSURE {
+        raise(Severity::Warning, "queue_pressure_high", format!("queue pressure ratio {:.2} > 0.80", i.pressure_ratio));
+    }
+    if i.process_deficit > 0 {
+        raise(
+            Severity::Warning,
+            "process_deficit",
+            format!("{} expected chat REST processes missing", i.process_deficit),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calm() -> AlertInputs {
+        AlertInputs { healthy_chat_rest_processes: 1, process_health_ratio: 1.0, ..AlertInputs::default() }
+    }
+
+    fn codes(i: &AlertInputs) -> Vec<String> {
+        evaluate(i).into_iter().map(|c| c.code).collect()
+    }
+
+    #[test]
+    fn a_calm_system_raises_nothing() {
+        assert!(evaluate(&calm()).is_empty());
+    }
+
+    #[test]
+    fn no_healthy_process_is_critical() {
+        let i = AlertInputs { healthy_chat_rest_processes: 0, ..calm() };
+        assert_eq!(evaluate(&i)[0].severity, Severity::Critical);
+        assert_eq!(codes(&i), ["no_healthy_chat_rest_processes"]);
+    }
+
+    #[test]
+    fn utilization_over_ninety_is_critical_and_pressure_a_warning() {
+        let i = AlertInputs { utilization_percent: 92.9, pressure_ratio: 0.929, ..calm() };
+        assert_eq!(codes(&i), ["utilization_high", "queue_pressure_high"]);
+    }
+
+    #[test]
+    fn throttling_warns_then_goes_critical_when_sustained() {
+        let warn = AlertInputs { throttle_rate_15m: 15.0, throttle_rate_1h: 25.0, requests_15m: 10, ..calm() };
+        assert_eq!(codes(&warn), ["throttle_rate_high"]);
+        let crit = AlertInputs { throttle_rate_15m: 25.0, throttle_rate_1h: 21.0, requests_15m: 10, ..calm() };
+        assert_eq!(codes(&crit), ["throttle_rate_sustained"]);
+    }
+
+    #[test]
+    fn open_circuits_deficits_and_poor_health_are_reported() {
+        let i = AlertInputs {
+            open_circuits: vec!["backpressure".into()],
+            process_health_ratio: 0.5,
+            process_deficit: 1,
+            ..calm()
+        };
+        assert_eq!(codes(&i), ["circuit_open_backpressure", "process_health_low", "process_deficit"]);
+    }
+}

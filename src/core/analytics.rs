@@ -1,0 +1,298 @@
+//! Throttling analytics (design §7): decisions counted by outcome, user
+//! type and transport in one-minute buckets kept 24 h; windows 1h … 24h;
+//! the top throttled sessions by Space-Saving (bounded memory).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::{Decision, Transport, UserType};
+
+/// Decision × user type × transport.
+pub const CELLS: usize = 4 * 3 * 3;
+/// Minutes of history kept.
+pub const HISTORY_MINUTES: u64 = 24 * 60;
+/// The reported windows, in minutes.
+pub const WINDOWS: [(&str, u64); 5] = [("1h", 60), ("3h", 180), ("6h", 360), ("12h", 720), ("24h", 1_440)];
+/// Sessions tracked per hour bucket and reported per window.
+pub const TOP_SESSIONS: usize = 100;
+
+/// Counts of one minute (or of a sum of minutes).
+pub type Cells = [u64; CELLS];
+
+fn decision_index(decision: Decision) -> usize {
+    match decision {
+        Decision::Admit => 0,
+        Decision::RateLimited => 1,
+        Decision::Backpressure => 2,
+        Decision::CircuitOpen => 3,
+    }
+}
+
+fn transport_index(transport: Transport) -> usize {
+    match transport {
+        Transport::Unspecified => 0,
+        Transport::Rest => 1,
+        Transport::Websocket => 2,
+    }
+}
+
+const TRANSPORT_NAMES: [&str; 3] = ["unspecified", "rest", "websocket"];
+
+/// The cell a decision is counted in.
+pub fn cell(decision: Decision, user_type: UserType, transport: Transport) -> usize {
+    (decision_index(decision) * 3 + user_type.index()) * 3 + transport_index(transport)
+}
+
+fn sum_where(cells: &Cells, keep: impl Fn(usize, usize, usize) -> bool) -> u64 {
+    let mut total = 0;
+    for (i, n) in cells.iter().enumerate() {
+        let (d, u, t) = (i / 9, (i / 3) % 3, i % 3);
+        if keep(d, u, t) {
+            total += n;
+        }
+    }
+    total
+}
+
+/// Adds `b` into `a`.
+pub fn add(a: &mut Cells, b: &Cells) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// A ring of per-minute counts covering the last 24 h.
+#[derive(Debug, Clone)]
+pub struct MinuteRing {
+    minutes: Vec<(u64, Cells)>,
+}
+
+impl Default for MinuteRing {
+    fn default() -> Self {
+        MinuteRing { minutes: vec![(u64::MAX, [0; CELLS]); HISTORY_MINUTES as usize] }
+    }
+}
+
+impl MinuteRing {
+    /// Adds counts to `minute` (minutes since the epoch).
+    pub fn add(&mut self, minute: u64, cells: &Cells) {
+        let slot = &mut self.minutes[(minute % HISTORY_MINUTES) as usize];
+        if slot.0 != minute {
+            if slot.0 != u64::MAX && slot.0 > minute {
+                return; // older than the history this slot already holds
+            }
+            *slot = (minute, [0; CELLS]);
+        }
+        add(&mut slot.1, cells);
+    }
+
+    /// The sum over the `span` minutes ending with `now_minute`.
+    pub fn window(&self, now_minute: u64, span: u64) -> Cells {
+        let mut total = [0; CELLS];
+        for (minute, cells) in &self.minutes {
+            if *minute <= now_minute && now_minute - minute < span {
+                add(&mut total, cells);
+            }
+        }
+        total
+    }
+}
+
+/// Space-Saving heavy hitters: at most `capacity` keys; a newcomer evicts
+/// the smallest and inherits its count (so counts are upper bounds).
+#[derive(Debug, Clone)]
+pub struct SpaceSaving {
+    capacity: usize,
+    counts: HashMap<String, u64>,
+}
+
+impl SpaceSaving {
+    /// Tracks at most `capacity` keys.
+    pub fn new(capacity: usize) -> SpaceSaving {
+        SpaceSaving { capacity, counts: HashMap::with_capacity(capacity + 1) }
+    }
+
+    /// Counts `n` for `key`.
+    pub fn offer(&mut self, key: &str, n: u64) {
+        if let Some(count) = self.counts.get_mut(key) {
+            *count += n;
+            return;
+        }
+        if self.counts.len() < self.capacity {
+            self.counts.insert(key.to_owned(), n);
+            return;
+        }
+        let Some((smallest, floor)) = self.counts.iter().min_by_key(|(_, c)| **c).map(|(k, c)| (k.clone(), *c)) else {
+            return;
+        };
+        self.counts.remove(&smallest);
+        self.counts.insert(key.to_owned(), floor + n);
+    }
+
+    /// Keys tracked.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Every tracked key with its count, largest first (ties by key).
+    pub fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<_> = self.counts.iter().map(|(k, c)| (k.clone(), *c)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// Takes all counts, leaving it empty.
+    pub fn drain(&mut self) -> Vec<(String, u64)> {
+        self.counts.drain().collect()
+    }
+}
+
+/// One throttled session and how often it was throttled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThrottledSession {
+    pub session_id: String,
+    pub throttled: u64,
+}
+
+/// The seed's `throttling_by_period` entry for one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodStats {
+    pub total_requests: u64,
+    pub total_throttled: u64,
+    /// Percent of requests refused.
+    pub throttle_rate: f64,
+    pub rate_limit_429: u64,
+    pub backpressure_503: u64,
+    pub circuit_open_503: u64,
+    /// Admitted requests per hour, by user type.
+    pub throughput_per_hour_by_user_type: BTreeMap<String, f64>,
+    /// Admitted requests per hour, by transport.
+    pub throughput_per_hour_by_transport: BTreeMap<String, f64>,
+    pub top_sessions: Vec<ThrottledSession>,
+}
+
+/// Turns a window's counts into the seed's numbers.
+pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -> PeriodStats {
+    let total_requests = sum_where(cells, |_, _, _| true);
+    let admitted = sum_where(cells, |d, _, _| d == 0);
+    let rate_limit_429 = sum_where(cells, |d, _, _| d == 1);
+    let backpressure_503 = sum_where(cells, |d, _, _| d == 2);
+    let circuit_open_503 = sum_where(cells, |d, _, _| d == 3);
+    let total_throttled = total_requests - admitted;
+    let hours = span_minutes as f64 / 60.0;
+    let throughput_per_hour_by_user_type = UserType::ALL
+        .iter()
+        .map(|u| (u.as_str().to_owned(), sum_where(cells, |d, ui, _| d == 0 && ui == u.index()) as f64 / hours))
+        .collect();
+    let throughput_per_hour_by_transport = TRANSPORT_NAMES
+        .iter()
+        .enumerate()
+        .map(|(ti, name)| ((*name).to_owned(), sum_where(cells, |d, _, t| d == 0 && t == ti) as f64 / hours))
+        .collect();
+    PeriodStats {
+        total_requests,
+        total_throttled,
+        throttle_rate: if total_requests == 0 { 0.0 } else { total_throttled as f64 * 100.0 / total_requests as f64 },
+        rate_limit_429,
+        backpressure_503,
+        circuit_open_503,
+        throughput_per_hour_by_user_type,
+        throughput_per_hour_by_transport,
+        top_sessions: top
+            .into_iter()
+            .map(|(session_id, throttled)| ThrottledSession { session_id, throttled })
+            .collect(),
+    }
+}
+
+/// Merges per-hour heavy hitters into one ranking.
+pub fn merge_top(hours: &[Vec<(String, u64)>], n: usize) -> Vec<(String, u64)> {
+    let mut merged = SpaceSaving::new(usize::MAX);
+    for hour in hours {
+        for (k, c) in hour {
+            merged.offer(k, *c);
+        }
+    }
+    merged.top(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_distinct_for_every_combination() {
+        let mut seen = std::collections::HashSet::new();
+        for d in [Decision::Admit, Decision::RateLimited, Decision::Backpressure, Decision::CircuitOpen] {
+            for u in UserType::ALL {
+                for t in [Transport::Unspecified, Transport::Rest, Transport::Websocket] {
+                    assert!(seen.insert(cell(d, u, t)));
+                }
+            }
+        }
+        assert_eq!(seen.len(), CELLS);
+    }
+
+    #[test]
+    fn windows_sum_only_their_minutes() {
+        let mut ring = MinuteRing::default();
+        let mut one = [0; CELLS];
+        one[cell(Decision::Admit, UserType::Registered, Transport::Rest)] = 1;
+        ring.add(10_000, &one);
+        ring.add(10_000 - 59, &one);
+        ring.add(10_000 - 60, &one);
+        ring.add(10_000 - 1_500, &one); // older than 24 h
+        assert_eq!(ring.window(10_000, 60).iter().sum::<u64>(), 2);
+        assert_eq!(ring.window(10_000, 180).iter().sum::<u64>(), 3);
+        assert_eq!(ring.window(10_000, 1_440).iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn a_ring_slot_is_reused_for_a_newer_minute() {
+        let mut ring = MinuteRing::default();
+        let mut one = [0; CELLS];
+        one[0] = 1;
+        ring.add(5, &one);
+        ring.add(5 + HISTORY_MINUTES, &one);
+        assert_eq!(ring.window(5 + HISTORY_MINUTES, 1_440).iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn period_stats_compute_rates_and_throughput() {
+        let mut cells = [0; CELLS];
+        cells[cell(Decision::Admit, UserType::Registered, Transport::Rest)] = 6;
+        cells[cell(Decision::Admit, UserType::Anonymous, Transport::Websocket)] = 1;
+        cells[cell(Decision::RateLimited, UserType::Anonymous, Transport::Rest)] = 2;
+        cells[cell(Decision::Backpressure, UserType::Anonymous, Transport::Rest)] = 1;
+        let stats = period_stats(&cells, 180, vec![("s".into(), 3)]);
+        assert_eq!(
+            (stats.total_requests, stats.total_throttled, stats.rate_limit_429, stats.backpressure_503),
+            (10, 3, 2, 1)
+        );
+        assert_eq!(stats.throttle_rate, 30.0);
+        assert_eq!(stats.throughput_per_hour_by_user_type["registered"], 2.0);
+        assert_eq!(stats.throughput_per_hour_by_transport["websocket"], 1.0 / 3.0);
+        assert_eq!(stats.top_sessions, [ThrottledSession { session_id: "s".into(), throttled: 3 }]);
+    }
+
+    #[test]
+    fn space_saving_keeps_heavy_hitters_in_bounded_memory() {
+        // Space-Saving finds every key above N / capacity (here 1,050).
+        let mut top = SpaceSaving::new(100);
+        for i in 0..100_000 {
+            top.offer(&format!("noise-{i}"), 1);
+            if i % 100 == 0 {
+                top.offer("abuser", 5);
+            }
+        }
+        assert_eq!(top.len(), 100);
+        assert_eq!(top.top(1)[0].0, "abuser");
+    }
+}

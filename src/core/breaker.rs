@@ -1,0 +1,354 @@
+//! The circuit-breaker state machine (design §6): Closed → Open after
+//! `failure_threshold` failures within `window`; Open → Half-open after
+//! `recovery_timeout` (or, for queue-aware circuits, as soon as pressure
+//! falls below `recovery_pressure`); Half-open admits `half_open_max_calls`
+//! probes and closes after `success_threshold` successes, or reopens on a
+//! failure. Only system failures are recorded here: callers never record
+//! 429, 401 or 403.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+/// Tuning of one circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub window_ms: Millis,
+    pub recovery_timeout_ms: Millis,
+    pub half_open_max_calls: u32,
+    pub success_threshold: u32,
+    /// Queue-aware early recovery: an open circuit goes half-open as soon
+    /// as the pressure ratio is below this (None: time only).
+    pub recovery_pressure: Option<f64>,
+}
+
+/// Where a circuit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The seed's lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    /// 0 closed, 1 half-open, 2 open (the metric's encoding).
+    pub fn level(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+/// A state change, for logs and info alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: BreakerState,
+    pub to: BreakerState,
+}
+
+/// The seed's per-circuit fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BreakerStats {
+    pub state: BreakerState,
+    pub failure_count: u64,
+    pub total_requests: u64,
+    pub current_window_failures: u64,
+    pub consecutive_failures: u64,
+    pub opened_at: Option<Millis>,
+}
+
+/// One circuit.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    config: BreakerConfig,
+    state: BreakerState,
+    /// Failure times within the window (at most `failure_threshold` kept).
+    recent_failures: VecDeque<Millis>,
+    failure_count: u64,
+    total_requests: u64,
+    consecutive_failures: u64,
+    opened_at: Option<Millis>,
+    half_open_calls: u32,
+    half_open_successes: u32,
+}
+
+impl Breaker {
+    /// A closed circuit.
+    pub fn new(config: BreakerConfig) -> Breaker {
+        Breaker {
+            config,
+            state: BreakerState::Closed,
+            recent_failures: VecDeque::new(),
+            failure_count: 0,
+            total_requests: 0,
+            consecutive_failures: 0,
+            opened_at: None,
+            half_open_calls: 0,
+            half_open_successes: 0,
+        }
+    }
+
+    /// Current state (without applying time-based transitions).
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// New tuning; the state is kept.
+    pub fn reconfigure(&mut self, config: BreakerConfig) {
+        self.config = config;
+    }
+
+    fn forget_old(&mut self, now: Millis) {
+        while self.recent_failures.front().is_some_and(|t| now.saturating_sub(*t) >= self.config.window_ms) {
+            self.recent_failures.pop_front();
+        }
+    }
+
+    fn go(&mut self, to: BreakerState, now: Millis) -> Option<Transition> {
+        let from = self.state;
+        if from == to {
+            return None;
+        }
+        self.state = to;
+        match to {
+            BreakerState::Open => self.opened_at = Some(now),
+            BreakerState::HalfOpen => {
+                self.half_open_calls = 0;
+                self.half_open_successes = 0;
+            }
+            BreakerState::Closed => {
+                self.opened_at = None;
+                self.recent_failures.clear();
+                self.consecutive_failures = 0;
+            }
+        }
+        Some(Transition { from, to })
+    }
+
+    /// Applies the time- and pressure-based Open → Half-open transition.
+    pub fn tick(&mut self, now: Millis, pressure_ratio: f64) -> Option<Transition> {
+        if self.state != BreakerState::Open {
+            return None;
+        }
+        let waited = self.opened_at.is_some_and(|t| now.saturating_sub(t) >= self.config.recovery_timeout_ms);
+        let relieved = self.config.recovery_pressure.is_some_and(|p| pressure_ratio < p);
+        if waited || relieved { self.go(BreakerState::HalfOpen, now) } else { None }
+    }
+
+    /// Whether a call may go through now; counts it as a request when it may.
+    /// Closed: always. Open: never. Half-open: up to `half_open_max_calls` probes.
+    pub fn allow(&mut self, now: Millis, pressure_ratio: f64) -> (bool, Option<Transition>) {
+        let transition = self.tick(now, pressure_ratio);
+        let allowed = match self.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen if self.half_open_calls < self.config.half_open_max_calls => {
+                self.half_open_calls += 1;
+                true
+            }
+            BreakerState::HalfOpen => false,
+        };
+        if allowed {
+            self.total_requests += 1;
+        }
+        (allowed, transition)
+    }
+
+    /// A call that went through succeeded.
+    pub fn record_success(&mut self, now: Millis) -> Option<Transition> {
+        self.consecutive_failures = 0;
+        if self.state == BreakerState::HalfOpen {
+            self.half_open_successes += 1;
+            if self.half_open_successes >= self.config.success_threshold {
+                return self.go(BreakerState::Closed, now);
+            }
+        }
+        None
+    }
+
+    /// A system failure: counts towards opening; reopens a half-open circuit.
+    pub fn record_failure(&mut self, now: Millis) -> Option<Transition> {
+        self.failure_count += 1;
+        self.consecutive_failures += 1;
+        match self.state {
+            BreakerState::HalfOpen => self.go(BreakerState::Open, now),
+            BreakerState::Open => None,
+            BreakerState::Closed => {
+                self.forget_old(now);
+                self.recent_failures.push_back(now);
+                while self.recent_failures.len() > self.config.failure_threshold as usize {
+                    self.recent_failures.pop_front();
+                }
+                if self.recent_failures.len() >= self.config.failure_threshold as usize {
+                    self.go(BreakerState::Open, now)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Operator reset: back to Closed, counters of the window cleared.
+    pub fn reset(&mut self, now: Millis) -> Option<Transition> {
+        let transition = self.go(BreakerState::Closed, now);
+        self.recent_failures.clear();
+        self.consecutive_failures = 0;
+        transition
+    }
+
+    /// The seed's fields as of `now`.
+    pub fn stats(&mut self, now: Millis) -> BreakerStats {
+        self.forget_old(now);
+        BreakerStats {
+            state: self.state,
+            failure_count: self.failure_count,
+            total_requests: self.total_requests,
+            current_window_failures: self.recent_failures.len() as u64,
+            consecutive_failures: self.consecutive_failures,
+            opened_at: self.opened_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CONFIG: BreakerConfig = BreakerConfig {
+        failure_threshold: 3,
+        window_ms: 10_000,
+        recovery_timeout_ms: 5_000,
+        half_open_max_calls: 2,
+        success_threshold: 2,
+        recovery_pressure: None,
+    };
+
+    fn opened() -> Breaker {
+        let mut b = Breaker::new(CONFIG);
+        b.record_failure(0);
+        b.record_failure(1);
+        assert_eq!(b.record_failure(2), Some(Transition { from: BreakerState::Closed, to: BreakerState::Open }));
+        b
+    }
+
+    #[test]
+    fn closed_opens_after_threshold_failures_within_the_window() {
+        let mut b = Breaker::new(CONFIG);
+        b.record_failure(0);
+        b.record_failure(1);
+        // The first failure leaves the window before the third arrives.
+        assert_eq!(b.record_failure(10_000), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.stats(10_000).current_window_failures, 2);
+        assert!(b.record_failure(10_000).is_some());
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.stats(10_000).opened_at, Some(10_000));
+    }
+
+    #[test]
+    fn open_refuses_until_the_recovery_timeout_then_half_opens() {
+        let mut b = opened();
+        assert_eq!(b.allow(4_999, 1.0).0, false);
+        let (allowed, t) = b.allow(5_002, 1.0);
+        assert!(allowed);
+        assert_eq!(t, Some(Transition { from: BreakerState::Open, to: BreakerState::HalfOpen }));
+    }
+
+    #[test]
+    fn half_open_admits_limited_probes_and_closes_after_successes() {
+        let mut b = opened();
+        assert!(b.allow(6_000, 1.0).0);
+        assert!(b.allow(6_000, 1.0).0);
+        assert!(!b.allow(6_000, 1.0).0, "only half_open_max_calls probes");
+        assert_eq!(b.record_success(6_001), None);
+        assert_eq!(
+            b.record_success(6_002),
+            Some(Transition { from: BreakerState::HalfOpen, to: BreakerState::Closed })
+        );
+        assert_eq!(b.stats(6_002).opened_at, None);
+    }
+
+    #[test]
+    fn a_failing_probe_reopens() {
+        let mut b = opened();
+        b.allow(6_000, 1.0);
+        assert_eq!(b.record_failure(6_001), Some(Transition { from: BreakerState::HalfOpen, to: BreakerState::Open }));
+        assert_eq!(b.stats(6_001).opened_at, Some(6_001));
+    }
+
+    #[test]
+    fn queue_aware_recovery_half_opens_early_when_pressure_falls() {
+        let mut slow = opened();
+        let mut aware = Breaker::new(BreakerConfig { recovery_pressure: Some(0.5), ..CONFIG });
+        for t in 0..3 {
+            aware.record_failure(t);
+        }
+        assert!(!slow.allow(1_000, 0.3).0, "time-only recovery still waits");
+        assert!(!aware.allow(1_000, 0.9).0, "pressure still high");
+        assert!(aware.allow(1_000, 0.3).0, "pressure fell: probe at once");
+        assert_eq!(aware.state(), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn reset_closes_from_any_state() {
+        let mut b = opened();
+        assert_eq!(b.reset(3), Some(Transition { from: BreakerState::Open, to: BreakerState::Closed }));
+        assert_eq!(b.stats(3).current_window_failures, 0);
+        assert_eq!(b.stats(3).failure_count, 3, "lifetime count is kept");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Allow(u64, f64),
+        Success(u64),
+        Failure(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u64..3_000, 0.0f64..1.5).prop_map(|(dt, p)| Op::Allow(dt, p)),
+            (0u64..3_000).prop_map(Op::Success),
+            (0u64..3_000).prop_map(Op::Failure),
+        ]
+    }
+
+    proptest! {
+        /// No sequence of events goes Open → Closed without Half-open.
+        #[test]
+        fn never_open_to_closed_without_half_open(
+            ops in proptest::collection::vec(op(), 1..400),
+            pressure_aware in any::<bool>(),
+        ) {
+            let config = BreakerConfig { recovery_pressure: pressure_aware.then_some(0.5), ..CONFIG };
+            let mut b = Breaker::new(config);
+            let mut now = 0;
+            for op in ops {
+                let transition = match op {
+                    Op::Allow(dt, p) => { now += dt; b.allow(now, p).1 }
+                    Op::Success(dt) => { now += dt; b.record_success(now) }
+                    Op::Failure(dt) => { now += dt; b.record_failure(now) }
+                };
+                if let Some(t) = transition {
+                    prop_assert!(!(t.from == BreakerState::Open && t.to == BreakerState::Closed));
+                }
+            }
+        }
+    }
+}
