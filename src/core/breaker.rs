@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn open_refuses_until_the_recovery_timeout_then_half_opens() {
         let mut b = opened();
-        assert_eq!(b.allow(4_999, 1.0).0, false);
+        assert!(!b.allow(4_999, 1.0).0);
         let (allowed, t) = b.allow(5_002, 1.0);
         assert!(allowed);
         assert_eq!(t, Some(Transition { from: BreakerState::Open, to: BreakerState::HalfOpen }));
