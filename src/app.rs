@@ -71,7 +71,7 @@ impl App {
                 AnyStore::Redis(RedisStore::connect(url, options).await.map_err(|e| AppError::Store(e.to_string()))?)
             }
         };
-        let floodgate = Arc::new(Floodgate::new(store, settings.runtime.clone(), clock));
+        let floodgate = Arc::new(Floodgate::new(store, &settings, clock));
         if let Err(e) = floodgate.refresh_snapshot().await {
             // Start anyway: health says NOT_SERVING until the store answers.
             tracing::error!(error = %e, "state store unreachable at startup");
@@ -202,9 +202,16 @@ async fn run_background(
                 tracing::info!("state store reachable again: serving");
             }
         }
+        if !reachable {
+            continue;
+        }
+        // Live config from other replicas applies within one refresh.
+        if let Err(e) = floodgate.sync_config().await {
+            tracing::warn!(error = %e, "config sync failed");
+        }
         // Housekeeping about once a second.
         if ticks.is_multiple_of((1_000 / refresh_ms.clamp(10, 1_000)).max(1))
-            && let Err(e) = floodgate.maintain().await
+            && let Err(e) = floodgate.housekeeping().await
         {
             tracing::warn!(error = %e, "housekeeping failed");
         }

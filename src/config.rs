@@ -3,6 +3,7 @@
 //! start from a profile, can be overridden by a TOML file, and are validated
 //! field by field.
 
+use std::collections::BTreeMap;
 use std::{fmt, net::SocketAddr, path::Path, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use crate::core::UserType;
 use crate::core::capacity::{CapacityConfig, Thresholds};
 use crate::core::gcra::RateLimit;
 use crate::core::health::HealthTiming;
+use crate::protection::{BreakersConfig, Circuit};
 
 /// A named set of runtime defaults (design §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -100,6 +102,10 @@ pub struct RuntimeConfig {
     pub idempotency_ttl_ms: u64,
     /// `retry_after_ms` suggested with backpressure refusals.
     pub backpressure_retry_after_ms: u64,
+    /// Throttling analytics on or off (decisions are always in /metrics).
+    pub analytics_enabled: bool,
+    /// Circuit breakers (design §6).
+    pub breakers: BreakersConfig,
 }
 
 /// One rejected field and why.
@@ -147,6 +153,9 @@ impl RuntimeConfig {
             max_payload_bytes: 64 * 1024,
             idempotency_ttl_ms: 3_600_000,
             backpressure_retry_after_ms: 1_000,
+            analytics_enabled: true,
+            // Production opens fast (5 failures in 10 s) and recovers slowly.
+            breakers: BreakersConfig::with(5, 30_000),
         };
         let scaled = |f: u32| RateLimits {
             anonymous: RateLimit { per_minute: 10 * f, burst: 5 * f },
@@ -156,11 +165,14 @@ impl RuntimeConfig {
         match profile {
             Profile::Production => seed_capacity,
             // Same capacity rules so local runs behave like production.
-            Profile::Development => RuntimeConfig { rate_limits: scaled(10), ..seed_capacity },
+            Profile::Development => {
+                RuntimeConfig { rate_limits: scaled(10), breakers: BreakersConfig::with(10, 5_000), ..seed_capacity }
+            }
             Profile::Loadtest => RuntimeConfig {
                 concurrent_per_process: 1_000,
                 rate_limits: scaled(100_000),
                 max_payload_bytes: 1024 * 1024,
+                breakers: BreakersConfig::with(10_000, 5_000),
                 ..seed_capacity
             },
         }
@@ -266,6 +278,24 @@ impl RuntimeConfig {
             format!("must be 1..={MAX_PAYLOAD_CEILING}"),
         );
         check(self.idempotency_ttl_ms >= 1_000, "idempotency_ttl_ms", "must be at least 1000".into());
+        for circuit in Circuit::ALL {
+            let b = self.breakers.of(circuit);
+            let field = |f: &str| format!("breakers.{}.{f}", circuit.name());
+            check(b.failure_threshold >= 1, &field("failure_threshold"), "must be at least 1".into());
+            check(b.window_ms >= 100, &field("window_ms"), "must be at least 100".into());
+            check(b.recovery_timeout_ms >= 100, &field("recovery_timeout_ms"), "must be at least 100".into());
+            check(b.half_open_max_calls >= 1, &field("half_open_max_calls"), "must be at least 1".into());
+            check(
+                (1..=b.half_open_max_calls).contains(&b.success_threshold),
+                &field("success_threshold"),
+                "must be 1..=half_open_max_calls".into(),
+            );
+            check(
+                b.recovery_pressure.is_none_or(|p| (0.0..=1.0).contains(&p)),
+                &field("recovery_pressure"),
+                "must be within 0..=1".into(),
+            );
+        }
         errors
     }
 }
@@ -398,6 +428,9 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Whose clock Redis scripts use (Redis TIME unless testing).
     pub redis_time: crate::store::TimeSource,
+    /// Where settings came from when not the default: "flag_or_env",
+    /// "file"; runtime keys as `runtime.<field>`.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -417,6 +450,7 @@ impl Settings {
             redis_prefix: "{floodgate}".to_owned(),
             redis_timeout_ms: 500,
             redis_time: crate::store::TimeSource::Server,
+            sources: BTreeMap::new(),
         }
     }
 
@@ -447,6 +481,64 @@ impl Settings {
             }]));
         }
         Ok(())
+    }
+}
+
+impl Settings {
+    /// Every effective setting as (value, source), secrets redacted: the
+    /// `/debug/environment` document.
+    pub fn environment(&self) -> BTreeMap<String, (String, String)> {
+        let source = |key: &str, fallback: &str| self.sources.get(key).cloned().unwrap_or_else(|| fallback.to_owned());
+        let mut env = BTreeMap::new();
+        let mut put = |key: &str, value: String, fallback: &str| {
+            env.insert(key.to_owned(), (value, source(key, fallback)));
+        };
+        put("grpc_addr", self.grpc_addr.to_string(), "default");
+        put("http_addr", self.http_addr.to_string(), "default");
+        put("store", redact_url(&self.store), "default");
+        put("profile", self.profile.to_string(), "default");
+        put("replica_id", self.replica_id.clone(), "default");
+        put("redis_prefix", self.redis_prefix.clone(), "default");
+        put("redis_timeout_ms", self.redis_timeout_ms.to_string(), "default");
+        put("snapshot_refresh_ms", self.snapshot_refresh_ms.to_string(), "default");
+        put("request_timeout_ms", self.request_timeout_ms.to_string(), "default");
+        for (role, list) in
+            [("admin", &self.tokens.admin), ("frontend", &self.tokens.frontend), ("worker", &self.tokens.worker)]
+        {
+            let value = if list.is_empty() {
+                "none (auth off)".to_owned()
+            } else {
+                format!("{} token(s), redacted", list.len())
+            };
+            put(&format!("{role}_tokens"), value, "env");
+        }
+        if let Ok(toml::Value::Table(runtime)) = toml::Value::try_from(&self.runtime) {
+            flatten("runtime", &toml::Value::Table(runtime), &mut |key, value| put(key, value, "profile"));
+        }
+        env
+    }
+}
+
+pub fn flatten(prefix: &str, value: &toml::Value, out: &mut dyn FnMut(&str, String)) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        toml::Value::String(s) => out(prefix, s.clone()),
+        other => out(prefix, serde_json::to_string(other).unwrap_or_default()),
+    }
+}
+
+/// A store URL with any password replaced.
+pub fn redact_url(store: &StoreUrl) -> String {
+    match store {
+        StoreUrl::Memory => "memory".to_owned(),
+        StoreUrl::Redis(url) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..]),
+            _ => url.clone(),
+        },
     }
 }
 

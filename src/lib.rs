@@ -2,6 +2,7 @@
 //! backpressure (an immediate check and an atomic check-and-enqueue),
 //! rate limits by user type, and capacity computed from worker heartbeats.
 
+pub mod alerting;
 pub mod app;
 pub mod auth;
 pub mod clock;
@@ -10,6 +11,10 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
+pub mod operations;
+pub mod protection;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod throttling;

@@ -10,15 +10,22 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
+use crate::alerting::AlertBook;
 use crate::clock::Clock;
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, Settings};
+use crate::core::Decision;
 use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
+use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::protection::{Breakers, Circuit};
+use crate::store::StoreError;
 use crate::store::rate::RateTable;
 use crate::store::{AnyStore, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, Store};
+use crate::throttling::Recorder;
 
 /// Longest subject, session id, request id, task id or idempotency key.
 pub const MAX_ID_BYTES: usize = 256;
@@ -26,6 +33,19 @@ pub const MAX_ID_BYTES: usize = 256;
 pub const MAX_ROUTE_BYTES: usize = 1_024;
 /// Largest load or capacity a heartbeat may report.
 pub const MAX_PROCESS_LOAD: u32 = 1_000_000;
+
+/// Records an RPC's latency in the metrics when dropped.
+pub struct RpcTimer<'a> {
+    metrics: &'a Metrics,
+    method: &'static str,
+    started: std::time::Instant,
+}
+
+impl Drop for RpcTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.rpc(self.method, self.started.elapsed());
+    }
+}
 
 /// The fields both admission levels share.
 #[derive(Debug, Clone)]
@@ -155,7 +175,19 @@ pub struct Floodgate {
     fallback_rates: RateTable,
     /// Wakes long-polling `LeaseTasks` calls when a task is enqueued here.
     task_ready: Notify,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) breakers: Breakers,
+    pub(crate) recorder: Recorder,
+    pub(crate) metrics: Metrics,
+    pub(crate) alerts: std::sync::Mutex<AlertBook>,
+    /// This replica's id (cluster breaker view, environment).
+    pub(crate) replica_id: String,
+    /// The runtime config version in force (0 = from profile and file).
+    pub(crate) config_version: std::sync::atomic::AtomicU64,
+    /// Where each setting came from, and the static settings, for GetEnvironment.
+    pub(crate) environment: BTreeMap<String, (String, String)>,
+    /// The load at the last alert evaluation (large load changes).
+    pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
 }
 
 fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError> {
@@ -175,7 +207,20 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Servic
     Ok(())
 }
 
+/// What analytics and metrics need of a request.
+pub(crate) struct AdmissionKey<'a> {
+    pub user_type: UserType,
+    pub transport: Transport,
+    /// The session (or, without one, the subject) throttling is counted for.
+    pub session: &'a str,
+}
+
 impl AdmissionRequest {
+    pub(crate) fn admission_key(&self) -> AdmissionKey<'_> {
+        let session = if self.session_id.is_empty() { &self.subject } else { &self.session_id };
+        AdmissionKey { user_type: self.user_type, transport: self.transport, session }
+    }
+
     fn validate(&self) -> Result<(), ServiceError> {
         check_id("subject", &self.subject, true)?;
         check_id("session_id", &self.session_id, false)?;
@@ -190,24 +235,43 @@ impl AdmissionRequest {
 impl Floodgate {
     /// A service over `store`, starting from `runtime`, with an empty
     /// capacity snapshot until the first refresh.
-    pub fn new(store: AnyStore, runtime: RuntimeConfig, clock: Arc<dyn Clock>) -> Floodgate {
+    pub fn new(store: AnyStore, settings: &Settings, clock: Arc<dyn Clock>) -> Floodgate {
+        let runtime = settings.runtime.clone();
         let now = clock.now_ms();
         let calculation = capacity::calculate(&runtime.capacity(), &BTreeMap::new());
         let limits = Limits::from_thresholds(&runtime.thresholds(), 0);
         Floodgate {
             store,
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime: ArcSwap::from_pointee(runtime.clone()),
             snapshot: ArcSwap::from_pointee(Snapshot { calculation, limits, processes: Vec::new(), taken_at_ms: now }),
             refreshing: Mutex::new(()),
             fallback_rates: RateTable::default(),
             task_ready: Notify::new(),
             clock,
+            breakers: Breakers::new(&runtime.breakers),
+            recorder: Recorder::new(runtime.analytics_enabled),
+            metrics: Metrics::default(),
+            alerts: std::sync::Mutex::new(AlertBook::default()),
+            replica_id: settings.replica_id.clone(),
+            config_version: std::sync::atomic::AtomicU64::new(0),
+            environment: settings.environment(),
+            last_alert_load: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// The runtime config in force.
     pub fn runtime(&self) -> Arc<RuntimeConfig> {
         self.runtime.load_full()
+    }
+
+    /// Measures an RPC's latency until dropped.
+    pub fn timer(&self, method: &'static str) -> RpcTimer<'_> {
+        RpcTimer { metrics: &self.metrics, method, started: std::time::Instant::now() }
+    }
+
+    /// Replaces the runtime config (live update).
+    pub(crate) fn set_runtime(&self, config: RuntimeConfig) {
+        self.runtime.store(Arc::new(config));
     }
 
     /// The capacity snapshot Level 1 decides against.
@@ -231,8 +295,11 @@ impl Floodgate {
         let healthy = health::healthy_chat_rest_by_instance(&processes, now, runtime.health_timing());
         let calculation = capacity::calculate(&runtime.capacity(), &healthy);
         let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
+        let ratio = capacity::pressure_ratio(self.store.cached_load(), calculation.system_total);
         let snapshot = Arc::new(Snapshot { calculation, limits, processes, taken_at_ms: now });
         self.snapshot.store(snapshot.clone());
+        // Queue-aware recovery: an open circuit may half-open as pressure falls.
+        self.breakers.tick(self.clock.now_ms(), ratio);
         Ok(snapshot)
     }
 
@@ -248,30 +315,63 @@ impl Floodgate {
         Pressure { load, system_total: snapshot.calculation.system_total, limits: snapshot.limits }
     }
 
-    /// Level 1: rate limit, then immediate backpressure against the snapshot.
+    /// Level 1: the backpressure circuit, the rate limit, then immediate
+    /// backpressure against the snapshot.
     pub async fn check_capacity(&self, request: &AdmissionRequest) -> Result<Verdict, ServiceError> {
         request.validate()?;
         let runtime = self.runtime.load();
         let user_type = request.user_type;
+        let now_us = self.clock.now_us();
+        let now = now_us / 1_000;
+        let snapshot = self.snapshot.load();
+        let pressure = self.pressure(&snapshot, self.store.cached_load());
+        let ratio = capacity::pressure_ratio(pressure.load, pressure.system_total);
+        // Non-privileged traffic is refused without touching the store
+        // while the system is known to be overloaded.
+        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
+            let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
+            return Ok(self.decided(1, &request.admission_key(), verdict));
+        }
         let admin_route = admission::bypasses_rate_limit(user_type, &request.route, &runtime.admin_route_prefix);
         let rate = if admin_route {
             None
         } else {
-            let limit = runtime.rate_limits.for_user(user_type);
-            let now_us = self.clock.now_us();
-            Some(match self.store.rate_limit(user_type, &request.subject, limit, 1, now_us).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    // Fail open to a local limiter: Level 1 reserves nothing,
-                    // and Level 2 still fails closed.
-                    tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
-                    self.fallback_rates.check(user_type, &request.subject, limit, 1, now_us)
-                }
-            })
+            Some(self.rate_limit(user_type, &request.subject, runtime.rate_limits.for_user(user_type), now_us).await)
         };
-        let snapshot = self.snapshot.load();
-        let pressure = self.pressure(&snapshot, self.store.cached_load());
-        Ok(admission::level_one(user_type, admin_route, rate, pressure, runtime.backpressure_retry_after_ms))
+        let verdict = admission::level_one(user_type, admin_route, rate, pressure, runtime.backpressure_retry_after_ms);
+        match verdict.decision {
+            Decision::Backpressure => self.breakers.failure(Circuit::Backpressure, now),
+            Decision::Admit => self.breakers.success(Circuit::Backpressure, now),
+            Decision::RateLimited | Decision::CircuitOpen => {} // policy, not failure
+        }
+        Ok(self.decided(1, &request.admission_key(), verdict))
+    }
+
+    /// The store's GCRA step behind the `rate_limiter` circuit; the local
+    /// limiter when the store fails or the circuit is open (fail open).
+    async fn rate_limit(&self, user_type: UserType, subject: &str, limit: RateLimit, now_us: u64) -> GcraOutcome {
+        let now = now_us / 1_000;
+        if self.breakers.allow(Circuit::RateLimiter, now, 0.0) {
+            match self.store.rate_limit(user_type, subject, limit, 1, now_us).await {
+                Ok(outcome) => {
+                    self.breakers.success(Circuit::RateLimiter, now);
+                    return outcome;
+                }
+                Err(e) => {
+                    self.breakers.failure(Circuit::RateLimiter, now);
+                    self.metrics.store_error("rate_limit");
+                    tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
+                }
+            }
+        }
+        self.fallback_rates.check(user_type, subject, limit, 1, now_us)
+    }
+
+    /// Counts a decision in metrics and analytics.
+    fn decided(&self, level: u8, key: &AdmissionKey<'_>, verdict: Verdict) -> Verdict {
+        self.metrics.decision(level, verdict.decision, key.user_type, key.transport);
+        self.recorder.record(verdict.decision, key.user_type, key.transport, key.session);
+        verdict
     }
 
     /// Level 2: the atomic re-check against the live load, and the enqueue.
@@ -291,6 +391,16 @@ impl Floodgate {
         }
         let snapshot = self.snapshot.load_full();
         let user_type = request.admission.user_type;
+        let key = request.admission.admission_key();
+        let now = self.clock.now_ms();
+        let ratio = capacity::pressure_ratio(self.store.cached_load(), snapshot.calculation.system_total);
+        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
+            let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
+            return Ok(EnqueueAnswer { verdict: self.decided(2, &key, verdict), task_id: None, queue_position: 0 });
+        }
+        if !self.breakers.allow(Circuit::Storage, now, ratio) {
+            return Err(ServiceError::Unavailable(StoreError::Unavailable("storage circuit open".into())));
+        }
         let limit = snapshot.limits.for_user(user_type);
         let task = NewTask {
             user_type,
@@ -298,25 +408,43 @@ impl Floodgate {
             idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
             idempotency_ttl_ms: runtime.idempotency_ttl_ms,
         };
-        let outcome = self.store.enqueue(task, limit, self.clock.now_ms()).await?;
-        Ok(match outcome {
+        let outcome = match self.store.enqueue(task, limit, now).await {
+            Ok(outcome) => {
+                self.breakers.success(Circuit::Storage, now);
+                outcome
+            }
+            Err(e) => {
+                // An enqueue failure is a storage failure and an overload signal.
+                self.breakers.failure(Circuit::Storage, now);
+                self.breakers.failure(Circuit::Backpressure, now);
+                self.metrics.store_error("enqueue");
+                return Err(e.into());
+            }
+        };
+        let answer = match outcome {
             EnqueueOutcome::Admitted { task_id, queue_position, load } => {
                 self.task_ready.notify_waiters();
+                self.breakers.success(Circuit::Backpressure, now);
                 self.admitted(&snapshot, task_id, queue_position, load)
             }
             EnqueueOutcome::Duplicate { task_id, queue_position, load } => {
                 self.admitted(&snapshot, task_id, queue_position, load)
             }
-            EnqueueOutcome::Refused { load } => EnqueueAnswer {
-                verdict: admission::refused(
-                    user_type,
-                    self.pressure(&snapshot, load),
-                    runtime.backpressure_retry_after_ms,
-                ),
-                task_id: None,
-                queue_position: 0,
-            },
-        })
+            EnqueueOutcome::Refused { load } => {
+                self.breakers.failure(Circuit::Backpressure, now);
+                EnqueueAnswer {
+                    verdict: admission::refused(
+                        user_type,
+                        self.pressure(&snapshot, load),
+                        runtime.backpressure_retry_after_ms,
+                    ),
+                    task_id: None,
+                    queue_position: 0,
+                }
+            }
+        };
+        let verdict = self.decided(2, &key, answer.verdict);
+        Ok(EnqueueAnswer { verdict, ..answer })
     }
 
     fn admitted(&self, snapshot: &Snapshot, task_id: String, queue_position: u64, load: u64) -> EnqueueAnswer {
@@ -424,9 +552,13 @@ impl Floodgate {
 
     /// Builds the capacity document from a snapshot.
     pub fn capacity_report(&self, snapshot: &Snapshot) -> CapacityReport {
-        let runtime = self.runtime();
+        self.report_from(&self.runtime(), snapshot)
+    }
+
+    /// The capacity document of a snapshot computed under `runtime`.
+    pub(crate) fn report_from(&self, runtime: &RuntimeConfig, snapshot: &Snapshot) -> CapacityReport {
         let calc = &snapshot.calculation;
-        let now = self.clock.now_ms();
+        let now = snapshot.taken_at_ms;
         let mut groups: BTreeMap<String, BTreeMap<(String, String), u64>> = BTreeMap::new();
         for record in &snapshot.processes {
             let healthy = health::classify(record, now, runtime.health_timing()).counts_for_capacity();

@@ -77,6 +77,16 @@ pub fn admitted(pressure_ratio: f64) -> Verdict {
     Verdict { decision: Decision::Admit, retry_after_ms: 0, reason: "admitted".to_owned(), pressure_ratio }
 }
 
+/// The refusal while the backpressure circuit is open.
+pub fn circuit_open(retry_after_ms: u64, pressure_ratio: f64) -> Verdict {
+    Verdict {
+        decision: Decision::CircuitOpen,
+        retry_after_ms: retry_after_ms.max(1),
+        reason: "backpressure circuit open: the system is overloaded".to_owned(),
+        pressure_ratio,
+    }
+}
+
 /// The backpressure refusal, with a reason an operator can act on.
 pub fn refused(user_type: UserType, pressure: Pressure, retry_after_ms: u64) -> Verdict {
     let reason = if pressure.system_total == 0 {

@@ -63,7 +63,7 @@ pub struct Transition {
 }
 
 /// The seed's per-circuit fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerStats {
     pub state: BreakerState,
     pub failure_count: u64,

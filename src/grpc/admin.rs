@@ -5,7 +5,14 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::pb::{self, admin_server};
+use crate::alerting::AlertView;
+use crate::config::FieldError;
+use crate::core::analytics::PeriodStats;
+use crate::error::ServiceError;
+use crate::operations::{CircuitBreakersView, SystemStatus};
 use crate::service::{CapacityReport, Floodgate};
 
 /// The Admin service over a shared [`Floodgate`].
@@ -77,8 +84,176 @@ pub fn capacity_to_pb(report: CapacityReport) -> pb::CapacityCalculation {
     }
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet; see GetCapacityCalculation"))
+fn period_to_pb(p: PeriodStats) -> pb::ThrottlingPeriod {
+    pb::ThrottlingPeriod {
+        total_requests: p.total_requests,
+        total_throttled: p.total_throttled,
+        throttle_rate: p.throttle_rate,
+        rate_limit_429: p.rate_limit_429,
+        backpressure_503: p.backpressure_503,
+        circuit_open_503: p.circuit_open_503,
+        throughput_per_hour_by_user_type: p.throughput_per_hour_by_user_type.into_iter().collect(),
+        throughput_per_hour_by_transport: p.throughput_per_hour_by_transport.into_iter().collect(),
+        top_sessions: p
+            .top_sessions
+            .into_iter()
+            .map(|s| pb::ThrottledSession { session_id: s.session_id, throttled: s.throttled })
+            .collect(),
+    }
+}
+
+fn periods_to_pb(periods: BTreeMap<String, PeriodStats>) -> HashMap<String, pb::ThrottlingPeriod> {
+    periods.into_iter().map(|(k, v)| (k, period_to_pb(v))).collect()
+}
+
+fn breakers_to_pb(view: CircuitBreakersView) -> pb::CircuitBreakers {
+    let s = view.summary;
+    pb::CircuitBreakers {
+        summary: Some(pb::CircuitSummary {
+            total_circuits: s.total_circuits,
+            open_circuits: s.open_circuits,
+            half_open_circuits: s.half_open_circuits,
+            closed_circuits: s.closed_circuits,
+        }),
+        circuits: view
+            .circuits
+            .into_iter()
+            .map(|(name, c)| {
+                let circuit = pb::Circuit {
+                    state: c.state.as_str().to_owned(),
+                    failure_count: c.failure_count,
+                    total_requests: c.total_requests,
+                    current_window_failures: c.current_window_failures,
+                    consecutive_failures: c.consecutive_failures,
+                    opened_at: c.opened_at,
+                };
+                (name, circuit)
+            })
+            .collect(),
+    }
+}
+
+fn alerts_to_pb(alerts: Vec<AlertView>) -> Vec<pb::Alert> {
+    alerts
+        .into_iter()
+        .map(|a| pb::Alert {
+            severity: a.severity.as_str().to_owned(),
+            code: a.code,
+            message: a.message,
+            since_ms: a.since_ms,
+        })
+        .collect()
+}
+
+fn errors_to_pb(errors: Vec<FieldError>) -> Vec<pb::FieldError> {
+    errors.into_iter().map(|e| pb::FieldError { field: e.field, message: e.message }).collect()
+}
+
+fn status_to_pb(s: SystemStatus) -> pb::SystemStatus {
+    let q = s.enhanced_queue_stats;
+    let m = s.capacity_transparency.capacity_metrics;
+    pb::SystemStatus {
+        instances: s
+            .instances
+            .into_iter()
+            .map(|(id, groups)| {
+                let groups = groups
+                    .into_iter()
+                    .map(|(name, g)| {
+                        let group = pb::ProcessGroupStatus {
+                            processes: g.processes,
+                            actual_processes: g.actual_processes,
+                            healthy_processes: g.healthy_processes,
+                            load: g.load,
+                            capacity: g.capacity,
+                            health: g.health,
+                            is_chat_rest: g.is_chat_rest,
+                        };
+                        (name, group)
+                    })
+                    .collect();
+                (id, pb::InstanceStatus { groups })
+            })
+            .collect(),
+        global_stats: s
+            .global_stats
+            .into_iter()
+            .map(|(name, g)| {
+                let stats = pb::GlobalGroupStats {
+                    expected: g.expected,
+                    actual: g.actual,
+                    healthy: g.healthy,
+                    load: g.load,
+                    capacity: g.capacity,
+                    utilization_percent: g.utilization_percent,
+                };
+                (name, stats)
+            })
+            .collect(),
+        enhanced_queue_stats: Some(pb::EnhancedQueueStats {
+            total_queue: q.total_queue,
+            weighted_max_capacity: q.weighted_max_capacity,
+            pressure_ratio: q.pressure_ratio,
+            accepting_anonymous: q.accepting_anonymous,
+            accepting_registered: q.accepting_registered,
+            accepting_privileged: q.accepting_privileged,
+            queued_privileged: q.queued_privileged,
+            queued_registered: q.queued_registered,
+            queued_anonymous: q.queued_anonymous,
+            leased: q.leased,
+            dead_letters: q.dead_letters,
+        }),
+        throttling_by_period: periods_to_pb(s.throttling_by_period),
+        capacity_transparency: Some(pb::CapacityTransparency {
+            capacity_metrics: Some(pb::CapacityMetrics {
+                configuration: Some(pb::CapacityMetricsConfiguration {
+                    configured_concurrent_per_process: m.configuration.configured_concurrent_per_process,
+                    configured_processes_per_instance: m.configuration.configured_processes_per_instance,
+                    capacity_buffer_percent: m.configuration.capacity_buffer_percent,
+                }),
+                actual_runtime: Some(pb::CapacityMetricsActualRuntime {
+                    actual_healthy_processes_per_instance: m.actual_runtime.actual_healthy_processes_per_instance,
+                    actual_total_capacity_per_instance: m.actual_runtime.actual_total_capacity_per_instance,
+                }),
+                health_metrics: Some(pb::HealthMetrics {
+                    process_health_ratio: m.health_metrics.process_health_ratio,
+                    processes_vs_configured: Some(pb::ProcessesVsConfigured {
+                        process_deficit: m.health_metrics.processes_vs_configured.process_deficit,
+                        expected_processes: m.health_metrics.processes_vs_configured.expected_processes,
+                        actual_processes: m.health_metrics.processes_vs_configured.actual_processes,
+                    }),
+                }),
+            }),
+            performance_warnings: s.capacity_transparency.performance_warnings,
+        }),
+        circuit_breakers: Some(breakers_to_pb(s.circuit_breakers)),
+        alerts: alerts_to_pb(s.alerts),
+    }
+}
+
+/// The proto change as the same JSON object the HTTP body carries.
+fn change_to_json(c: pb::ConfigChange) -> Result<serde_json::Value, Status> {
+    let mut object = if c.runtime_json.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_str::<serde_json::Value>(&c.runtime_json) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(ServiceError::invalid("runtime_json", "must be a JSON object").into()),
+        }
+    };
+    let mut put = |key: &str, value: Option<serde_json::Value>| {
+        if let Some(value) = value {
+            object.insert(key.to_owned(), value);
+        }
+    };
+    put("concurrent_per_process", c.concurrent_per_process.map(Into::into));
+    put("processes_per_instance", c.processes_per_instance.map(Into::into));
+    put("capacity_buffer", c.capacity_buffer.map(Into::into));
+    put("queue_multiplier", c.queue_multiplier.map(Into::into));
+    put("anonymous_threshold", c.anonymous_threshold.map(Into::into));
+    put("registered_threshold", c.registered_threshold.map(Into::into));
+    put("hard_limit_threshold", c.hard_limit_threshold.map(Into::into));
+    Ok(serde_json::Value::Object(object))
 }
 
 #[tonic::async_trait]
@@ -87,6 +262,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
+        let _timer = self.floodgate.timer("GetCapacityCalculation");
         let report = self.floodgate.capacity_calculation().await?;
         Ok(Response::new(capacity_to_pb(report)))
     }
@@ -95,49 +271,81 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        Err(not_yet("GetSystemStatus"))
+        let _timer = self.floodgate.timer("GetSystemStatus");
+        Ok(Response::new(status_to_pb(self.floodgate.system_status().await?)))
     }
 
     async fn list_circuit_breakers(
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        Err(not_yet("ListCircuitBreakers"))
+        let _timer = self.floodgate.timer("ListCircuitBreakers");
+        Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await?)))
     }
 
     async fn reset_circuit_breaker(
         &self,
-        _: Request<pb::ResetCircuitBreakerRequest>,
+        request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        Err(not_yet("ResetCircuitBreaker"))
+        let _timer = self.floodgate.timer("ResetCircuitBreaker");
+        let (circuit_name, state) = self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
+        Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
     }
 
     async fn validate_config(
         &self,
-        _: Request<pb::ConfigChange>,
+        request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::ValidateConfigResponse>, Status> {
-        Err(not_yet("ValidateConfig"))
+        let _timer = self.floodgate.timer("ValidateConfig");
+        let review = self.floodgate.review_config(&change_to_json(request.into_inner())?);
+        Ok(Response::new(pb::ValidateConfigResponse {
+            valid: review.valid,
+            errors: errors_to_pb(review.errors),
+            warnings: review.warnings,
+            preview: review.preview.map(capacity_to_pb),
+        }))
     }
 
-    async fn update_config(&self, _: Request<pb::ConfigChange>) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        Err(not_yet("UpdateConfig"))
+    async fn update_config(
+        &self,
+        request: Request<pb::ConfigChange>,
+    ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
+        let _timer = self.floodgate.timer("UpdateConfig");
+        let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await?;
+        Ok(Response::new(pb::UpdateConfigResponse {
+            applied: update.applied,
+            version: update.version,
+            errors: errors_to_pb(update.errors),
+            warnings: update.warnings,
+            capacity: update.capacity.map(capacity_to_pb),
+        }))
     }
 
     async fn get_throttling_stats(
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        Err(not_yet("GetThrottlingStats"))
+        let _timer = self.floodgate.timer("GetThrottlingStats");
+        let periods = self.floodgate.throttling_stats().await?;
+        Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 
     async fn list_alerts(&self, _: Request<pb::ListAlertsRequest>) -> Result<Response<pb::Alerts>, Status> {
-        Err(not_yet("ListAlerts"))
+        let _timer = self.floodgate.timer("ListAlerts");
+        Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.floodgate.alerts()) }))
     }
 
     async fn get_environment(
         &self,
         _: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::Environment>, Status> {
-        Err(not_yet("GetEnvironment"))
+        let _timer = self.floodgate.timer("GetEnvironment");
+        let values = self
+            .floodgate
+            .environment()
+            .into_iter()
+            .map(|(k, v)| (k, pb::EnvironmentValue { value: v.value, source: v.source }))
+            .collect();
+        Ok(Response::new(pb::Environment { values }))
     }
 }

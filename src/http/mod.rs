@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -89,15 +90,98 @@ async fn capacity_calculation(State(shim): State<Shim>) -> Result<impl IntoRespo
     Ok(Json(shim.floodgate.capacity_calculation().await?))
 }
 
-/// The shim's routes: open probes, and admin-only documents.
+async fn system_status(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(shim.floodgate.system_status().await?))
+}
+
+async fn circuit_breakers(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(shim.floodgate.circuit_breakers().await?))
+}
+
+async fn reset_circuit_breaker(
+    State(shim): State<Shim>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
+    let (circuit_name, state) = shim.floodgate.reset_circuit_breaker(&name).await?;
+    Ok(Json(json!({ "circuit_name": circuit_name, "state": state.as_str() })))
+}
+
+/// Reads a JSON body; malformed JSON is a 400 naming the problem.
+fn json_body(body: Result<Json<serde_json::Value>, JsonRejection>) -> Result<serde_json::Value, HttpError> {
+    body.map(|Json(v)| v).map_err(|e| HttpError { status: e.status(), message: format!("body: {}", e.body_text()) })
+}
+
+async fn validate_config(
+    State(shim): State<Shim>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let review = shim.floodgate.review_config(&json_body(body)?);
+    let status = if review.valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok((status, Json(review)).into_response())
+}
+
+async fn update_config(
+    State(shim): State<Shim>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let update = shim.floodgate.update_config(&json_body(body)?).await?;
+    let status = if update.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok((status, Json(update)).into_response())
+}
+
+async fn environment(State(shim): State<Shim>) -> Json<serde_json::Value> {
+    Json(json!(shim.floodgate.environment()))
+}
+
+async fn throttling(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(json!({ "throttling_by_period": shim.floodgate.throttling_stats().await? })))
+}
+
+async fn alerts(State(shim): State<Shim>) -> Json<serde_json::Value> {
+    Json(json!({ "alerts": shim.floodgate.alerts() }))
+}
+
+async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
+    let text = shim.floodgate.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+/// Every route the proto annotates with `google.api.http`, plus the probes,
+/// `/metrics` and the monitoring extras. Probes and metrics are open;
+/// everything else needs an admin token.
+pub const ROUTES: [(&str, &str); 12] = [
+    ("GET", "/monitoring/system"),
+    ("GET", "/admin/circuit-breakers"),
+    ("POST", "/admin/circuit-breakers/{circuit_name}/reset"),
+    ("POST", "/admin/gateway/validate-config"),
+    ("POST", "/admin/gateway/update-config"),
+    ("GET", "/debug/capacity-calculation"),
+    ("GET", "/debug/environment"),
+    ("GET", "/monitoring/throttling"),
+    ("GET", "/monitoring/alerts"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// The shim's routes.
 pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
     let shim = Shim { floodgate };
     let admin = Router::new()
+        .route("/monitoring/system", get(system_status))
+        .route("/admin/circuit-breakers", get(circuit_breakers))
+        .route("/admin/circuit-breakers/{circuit_name}/reset", post(reset_circuit_breaker))
+        .route("/admin/gateway/validate-config", post(validate_config))
+        .route("/admin/gateway/update-config", post(update_config))
         .route("/debug/capacity-calculation", get(capacity_calculation))
+        .route("/debug/environment", get(environment))
+        .route("/monitoring/throttling", get(throttling))
+        .route("/monitoring/alerts", get(alerts))
         .route_layer(middleware::from_fn_with_state(auth, require_admin));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(admin)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shim)

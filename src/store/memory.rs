@@ -2,18 +2,20 @@
 //! check-and-enqueue, lease, complete and extend each run in one critical
 //! section over the queues, which is what makes Level 2 exact.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::admission::admits;
+use crate::core::analytics::{Cells, HISTORY_MINUTES, MinuteRing, SpaceSaving, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::rate::RateTable;
 use super::{
-    DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store, StoreResult,
+    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
+    StoreResult, StoredConfig,
 };
 
 /// A task waiting in, or leased from, a priority queue.
@@ -117,6 +119,22 @@ pub struct MemoryStore {
     load: AtomicU64,
     processes: Mutex<HashMap<(String, String), ProcessRecord>>,
     rates: RateTable,
+    analytics: Mutex<Analytics>,
+    breaker_generations: Mutex<BTreeMap<String, u64>>,
+    published_breakers: Mutex<HashMap<String, (Millis, String)>>,
+    /// (current, previous) runtime config versions.
+    config: Mutex<(Option<StoredConfig>, Option<StoredConfig>)>,
+}
+
+/// 24 h of minute counts and per-hour heavy hitters.
+#[derive(Default)]
+struct Analytics {
+    minutes: MinuteRing,
+    top_by_hour: BTreeMap<u64, SpaceSaving>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryStore {
@@ -288,5 +306,69 @@ impl Store for MemoryStore {
 
     fn cached_load(&self) -> u64 {
         self.load.load(Ordering::Acquire)
+    }
+
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        let mut a = locked(&self.analytics);
+        a.minutes.add(minute, &cells);
+        let hour = minute / 60;
+        let top = a.top_by_hour.entry(hour).or_insert_with(|| SpaceSaving::new(TOP_SESSIONS));
+        for (session, n) in sessions {
+            top.offer(&session, n);
+        }
+        let oldest = hour.saturating_sub(HISTORY_MINUTES / 60);
+        a.top_by_hour.retain(|h, _| *h > oldest);
+        Ok(())
+    }
+
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        let a = locked(&self.analytics);
+        let minutes = (0..span_minutes.min(HISTORY_MINUTES))
+            .filter_map(|back| now_minute.checked_sub(back))
+            .map(|m| (m, a.minutes.window(m, 1)))
+            .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
+            .collect();
+        let first_hour = now_minute.saturating_sub(span_minutes.saturating_sub(1)) / 60;
+        let top_by_hour = a
+            .top_by_hour
+            .iter()
+            .filter(|(h, _)| **h >= first_hour)
+            .map(|(h, top)| (*h, top.top(TOP_SESSIONS)))
+            .collect();
+        Ok(AnalyticsView { minutes, top_by_hour })
+    }
+
+    async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
+        let mut generations = locked(&self.breaker_generations);
+        let generation = generations.entry(name.to_owned()).or_insert(0);
+        *generation += 1;
+        Ok(*generation)
+    }
+
+    async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
+        Ok(locked(&self.breaker_generations).clone())
+    }
+
+    async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
+        locked(&self.published_breakers).insert(replica.to_owned(), (now, json));
+        Ok(())
+    }
+
+    async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
+        let mut published = locked(&self.published_breakers);
+        published.retain(|_, (at, _)| *at >= since);
+        Ok(published.values().map(|(_, json)| json.clone()).collect())
+    }
+
+    async fn store_config(&self, json: String) -> StoreResult<u64> {
+        let mut config = locked(&self.config);
+        let version = config.0.as_ref().map_or(0, |c| c.version) + 1;
+        let previous = config.0.replace(StoredConfig { version, json });
+        config.1 = previous;
+        Ok(version)
+    }
+
+    async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
+        Ok(locked(&self.config).0.clone())
     }
 }

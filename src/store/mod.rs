@@ -6,10 +6,12 @@ pub mod memory;
 pub mod rate;
 pub mod redis;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::Serialize;
 
+use crate::core::analytics::Cells;
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
@@ -112,6 +114,23 @@ impl StoreError {
     }
 }
 
+/// Throttling analytics as the store holds them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnalyticsView {
+    /// (minute since the epoch, counts) for the last 24 h.
+    pub minutes: Vec<(u64, Cells)>,
+    /// (hour since the epoch, heavy hitters) for the last 24 h.
+    pub top_by_hour: Vec<(u64, Vec<(String, u64)>)>,
+}
+
+/// The runtime config version stored for every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConfig {
+    pub version: u64,
+    /// The runtime config as JSON.
+    pub json: String,
+}
+
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -170,6 +189,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last load this instance knows of, without I/O (Level 1's view).
     fn cached_load(&self) -> u64;
+
+    /// Adds one flush of local analytics: counts for `minute`, throttled
+    /// sessions for that minute's hour. Keeps 24 h.
+    fn flush_analytics(
+        &self,
+        minute: u64,
+        cells: Cells,
+        sessions: Vec<(String, u64)>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The analytics of the `span_minutes` (at most 24 h) ending with `now_minute`.
+    fn analytics(&self, now_minute: u64, span_minutes: u64) -> impl Future<Output = StoreResult<AnalyticsView>> + Send;
+
+    /// Asks every replica to reset a circuit; answers the new generation.
+    fn reset_breaker(&self, name: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Reset generations per circuit.
+    fn breaker_generations(&self) -> impl Future<Output = StoreResult<BTreeMap<String, u64>>> + Send;
+
+    /// Publishes this replica's breaker stats (JSON) for the cluster view.
+    fn publish_breakers(
+        &self,
+        replica: &str,
+        json: String,
+        now: Millis,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every replica's breaker stats published since `since`.
+    fn cluster_breakers(&self, since: Millis) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Stores a new runtime config version; the previous one is kept for rollback.
+    fn store_config(&self, json: String) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The current runtime config version, if one was ever stored.
+    fn load_config(&self) -> impl Future<Output = StoreResult<Option<StoredConfig>>> + Send;
 }
 
 /// The store chosen at startup. An enum rather than a trait object so the
@@ -235,5 +289,29 @@ impl Store for AnyStore {
     }
     fn cached_load(&self) -> u64 {
         dispatch!(self, s => s.cached_load())
+    }
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        dispatch!(self, s => s.flush_analytics(minute, cells, sessions).await)
+    }
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        dispatch!(self, s => s.analytics(now_minute, span_minutes).await)
+    }
+    async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
+        dispatch!(self, s => s.reset_breaker(name).await)
+    }
+    async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
+        dispatch!(self, s => s.breaker_generations().await)
+    }
+    async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
+        dispatch!(self, s => s.publish_breakers(replica, json, now).await)
+    }
+    async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
+        dispatch!(self, s => s.cluster_breakers(since).await)
+    }
+    async fn store_config(&self, json: String) -> StoreResult<u64> {
+        dispatch!(self, s => s.store_config(json).await)
+    }
+    async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
+        dispatch!(self, s => s.load_config().await)
     }
 }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
+use std::collections::BTreeMap;
+
+use crate::core::analytics::{CELLS, Cells, HISTORY_MINUTES, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::{
-    DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store, StoreError,
-    StoreResult,
+    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
+    StoreError, StoreResult, StoredConfig,
 };
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -58,6 +61,11 @@ struct Keys {
     dead: String,
     sequence: String,
     processes: String,
+    breaker_resets: String,
+    breakers: String,
+    config_version: String,
+    config: String,
+    config_previous: String,
 }
 
 impl Keys {
@@ -73,11 +81,24 @@ impl Keys {
             dead: k("dead_letters"),
             sequence: k("sequence"),
             processes: k("processes"),
+            breaker_resets: k("breaker_resets"),
+            breakers: k("breakers"),
+            config_version: k("config_version"),
+            config: k("config"),
+            config_previous: k("config_previous"),
         }
     }
 
     fn idempotency(&self, key: &str) -> String {
         format!("{}:idem:{key}", self.prefix)
+    }
+
+    fn minute_stats(&self, minute: u64) -> String {
+        format!("{}:stats:{minute}", self.prefix)
+    }
+
+    fn hour_top(&self, hour: u64) -> String {
+        format!("{}:top:{hour}", self.prefix)
     }
 
     fn rate(&self, user_type: UserType, subject: &str) -> String {
@@ -94,6 +115,7 @@ struct Scripts {
     heartbeat: Script,
     processes: Script,
     stats: Script,
+    config: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -111,6 +133,7 @@ impl Scripts {
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             processes: script(include_str!("lua/processes.lua")),
             stats: script(include_str!("lua/stats.lua")),
+            config: script(include_str!("lua/config.lua")),
         }
     }
 }
@@ -167,27 +190,44 @@ impl RedisStore {
         }
     }
 
-    /// Runs a prepared script invocation, bounded by the timeout.
-    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
+    /// Fails at once while a recent failure's window is open.
+    fn check_up(&self) -> StoreResult<()> {
         let since_open = self.opened.elapsed().as_millis() as u64;
         if since_open < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable("Redis failed recently; retrying shortly".into()));
         }
-        let mut connection = self.connection.clone();
-        let result =
-            match tokio::time::timeout(self.options.timeout, invocation.invoke_async::<Value>(&mut connection)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
-                    Err(StoreError::Protocol(e.to_string()))
-                }
-                Ok(Err(e)) => Err(unavailable(e)),
-                Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
-            };
+        Ok(())
+    }
+
+    /// Bounds a Redis future by the timeout and classifies its error;
+    /// a connection failure opens the short-circuit window.
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        self.check_up()?;
+        let result = match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Err(StoreError::Protocol(e.to_string()))
+            }
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
+        };
         if matches!(result, Err(StoreError::Unavailable(_))) {
             let until = self.opened.elapsed() + DOWN_WINDOW;
             self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
+    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
+        let mut connection = self.connection.clone();
+        self.bounded(async move { invocation.invoke_async::<Value>(&mut connection).await }).await
+    }
+
+    /// Runs a pipeline (one round trip), bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(&self, pipeline: &redis::Pipeline) -> StoreResult<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(pipeline.query_async(&mut connection)).await
     }
 
     /// Deletes every key of this deployment's prefix (tests only: never
@@ -319,6 +359,60 @@ pub fn decode_stats(value: &Value) -> StoreResult<QueueStats> {
     let n: Vec<u64> = items.iter().map(uint).collect::<Option<_>>().ok_or_else(|| protocol("stats", value))?;
     let [a, r, p, leased, dead] = n[..] else { return Err(protocol("stats", value)) };
     Ok(QueueStats { queued: [a, r, p], leased, dead_letters: dead })
+}
+
+/// HGETALL replies of minute hashes, then ZREVRANGE WITHSCORES replies of
+/// hour sets → the analytics view.
+pub fn decode_analytics(minutes: &[u64], hours: &[u64], replies: &[Value]) -> StoreResult<AnalyticsView> {
+    if replies.len() != minutes.len() + hours.len() {
+        return Err(StoreError::Protocol(format!(
+            "analytics: {} replies for {} keys",
+            replies.len(),
+            minutes.len() + hours.len()
+        )));
+    }
+    let pairs = |value: &Value| -> StoreResult<Vec<(Vec<u8>, u64)>> {
+        let flat: Vec<&Value> = match value {
+            Value::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+            Value::Array(items) => items.iter().collect(),
+            other => return Err(protocol("analytics", other)),
+        };
+        flat.chunks_exact(2)
+            .map(|kv| {
+                let count = uint(kv[1]).or_else(|| text(kv[1]).and_then(|t| t.parse::<f64>().ok()).map(|f| f as u64));
+                Ok((
+                    bytes(kv[0]).ok_or_else(|| protocol("analytics", value))?,
+                    count.ok_or_else(|| protocol("analytics", value))?,
+                ))
+            })
+            .collect()
+    };
+    let mut view = AnalyticsView::default();
+    for (minute, reply) in minutes.iter().zip(replies) {
+        let mut cells = [0; CELLS];
+        for (field, n) in pairs(reply)? {
+            let index: usize = String::from_utf8_lossy(&field).parse().map_err(|_| protocol("analytics", reply))?;
+            *cells.get_mut(index).ok_or_else(|| protocol("analytics", reply))? += n;
+        }
+        if cells.iter().any(|n| *n > 0) {
+            view.minutes.push((*minute, cells));
+        }
+    }
+    for (hour, reply) in hours.iter().zip(&replies[minutes.len()..]) {
+        let top: Vec<(String, u64)> =
+            pairs(reply)?.into_iter().map(|(k, n)| (String::from_utf8_lossy(&k).into_owned(), n)).collect();
+        if !top.is_empty() {
+            view.top_by_hour.push((*hour, top));
+        }
+    }
+    Ok(view)
+}
+
+/// `version|json` → the stored config.
+pub fn decode_config(raw: &str) -> StoreResult<StoredConfig> {
+    let (version, json) = raw.split_once('|').ok_or_else(|| StoreError::Protocol(format!("config: {raw:?}")))?;
+    let version = version.parse().map_err(|_| StoreError::Protocol(format!("config version: {raw:?}")))?;
+    Ok(StoredConfig { version, json: json.to_owned() })
 }
 
 #[derive(serde::Deserialize)]
@@ -453,11 +547,7 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut connection = self.connection.clone();
-        let mut command = redis::cmd("LRANGE");
-        command.arg(&self.keys.dead).arg(0).arg(limit - 1);
-        let query = command.query_async::<Vec<String>>(&mut connection);
-        let raw = tokio::time::timeout(self.options.timeout, query).await.map_err(unavailable)?.map_err(unavailable)?;
+        let (raw,): (Vec<String>,) = self.query(redis::pipe().lrange(&self.keys.dead, 0, limit as isize - 1)).await?;
         raw.iter().map(|r| decode_dead_letter(r)).collect()
     }
 
@@ -468,6 +558,81 @@ impl Store for RedisStore {
 
     fn cached_load(&self) -> u64 {
         self.load.load(Ordering::Relaxed)
+    }
+
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        // One pipeline per flush: counters of the minute, heavy hitters of
+        // the hour trimmed to TOP_SESSIONS, both expiring after 25 h.
+        let ttl = (HISTORY_MINUTES as i64 + 60) * 60;
+        let mut pipe = redis::pipe();
+        let stats = self.keys.minute_stats(minute);
+        for (i, n) in cells.iter().enumerate().filter(|(_, n)| **n > 0) {
+            pipe.hincr(&stats, i, *n).ignore();
+        }
+        pipe.expire(&stats, ttl).ignore();
+        if !sessions.is_empty() {
+            let top = self.keys.hour_top(minute / 60);
+            for (session, n) in &sessions {
+                pipe.zincr(&top, session, *n).ignore();
+            }
+            pipe.cmd("ZREMRANGEBYRANK").arg(&top).arg(0).arg(-(TOP_SESSIONS as i64) - 1).ignore();
+            pipe.expire(&top, ttl).ignore();
+        }
+        self.query::<()>(&pipe).await
+    }
+
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        let span = span_minutes.clamp(1, HISTORY_MINUTES);
+        let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
+        let hours: Vec<u64> = (0..=span / 60).filter_map(|back| (now_minute / 60).checked_sub(back)).collect();
+        let mut pipe = redis::pipe();
+        for minute in &minutes {
+            pipe.hgetall(self.keys.minute_stats(*minute));
+        }
+        for hour in &hours {
+            pipe.zrevrange_withscores(self.keys.hour_top(*hour), 0, TOP_SESSIONS as isize - 1);
+        }
+        let replies: Vec<Value> = self.query(&pipe).await?;
+        decode_analytics(&minutes, &hours, &replies)
+    }
+
+    async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
+        let (generation,): (u64,) = self.query(redis::pipe().hincr(&self.keys.breaker_resets, name, 1)).await?;
+        Ok(generation)
+    }
+
+    async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let (generations,): (BTreeMap<String, u64>,) =
+            self.query(redis::pipe().hgetall(&self.keys.breaker_resets)).await?;
+        Ok(generations)
+    }
+
+    async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
+        self.query::<()>(redis::pipe().hset(&self.keys.breakers, replica, format!("{now}|{json}")).ignore()).await
+    }
+
+    async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
+        let (published,): (BTreeMap<String, String>,) = self.query(redis::pipe().hgetall(&self.keys.breakers)).await?;
+        Ok(published
+            .into_values()
+            .filter_map(|v| {
+                let (at, json) = v.split_once('|')?;
+                (at.parse::<u64>().ok()? >= since).then(|| json.to_owned())
+            })
+            .collect())
+    }
+
+    async fn store_config(&self, json: String) -> StoreResult<u64> {
+        let k = &self.keys;
+        let mut call = self.scripts.config.key(&k.config_version);
+        call.key(&k.config).key(&k.config_previous).arg(json);
+        let value = self.run(call).await?;
+        uint(&value).ok_or_else(|| protocol("config", &value))
+    }
+
+    async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
+        let (raw,): (Option<String>,) = self.query(redis::pipe().get(&self.keys.config)).await?;
+        raw.map(|raw| decode_config(&raw)).transpose()
     }
 }
 

@@ -69,8 +69,12 @@ pub fn settings(profile: Profile, overrides: &str) -> Settings {
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.tokens = tokens();
     settings.snapshot_refresh_ms = 50;
+    // Tests that overload on purpose must not trip the backpressure circuit
+    // unless they are about it: they set [breakers.backpressure] themselves.
+    let harness: toml::Table = toml::from_str("[breakers.backpressure]\nfailure_threshold = 1000000").unwrap();
     let overrides: toml::Table = toml::from_str(overrides).expect("overrides are TOML");
-    settings.runtime = RuntimeConfig::for_profile(profile).merged(overrides).expect("valid overrides");
+    settings.runtime =
+        RuntimeConfig::for_profile(profile).merged(harness).and_then(|r| r.merged(overrides)).expect("valid overrides");
     settings
 }
 

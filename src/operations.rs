@@ -1,0 +1,653 @@
+//! The operator surface of the service (design §7, §8; the seed's
+//! "Monitoring Endpoints"): system status, circuit breakers, throttling
+//! analytics, alerts, live configuration, environment and metrics, plus the
+//! housekeeping that keeps them current. gRPC and HTTP both serialise these
+//! documents; nothing here is computed twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use crate::alerting::AlertView;
+use crate::config::{FieldError, RuntimeConfig};
+use crate::core::alerts::{self, AlertInputs};
+use crate::core::analytics::{self, CELLS, Cells, PeriodStats, WINDOWS};
+use crate::core::breaker::{BreakerState, BreakerStats};
+use crate::core::capacity::{self, Limits};
+use crate::core::health::{self, Health};
+use crate::core::{Millis, UserType};
+use crate::error::ServiceError;
+use crate::metrics::Gauges;
+use crate::protection::{Circuit, merge_cluster};
+use crate::service::{CapacityReport, Floodgate, Snapshot};
+use crate::store::{QueueStats, Store};
+
+/// Replicas whose breaker stats are older than this drop out of the cluster view.
+const CLUSTER_VIEW_MS: Millis = 30_000;
+
+/// The seed's circuit-breaker document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakersView {
+    pub summary: CircuitSummary,
+    pub circuits: BTreeMap<String, BreakerStats>,
+}
+
+/// Counts of circuits by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CircuitSummary {
+    pub total_circuits: u32,
+    pub open_circuits: u32,
+    pub half_open_circuits: u32,
+    pub closed_circuits: u32,
+}
+
+/// One service group on one instance (seed `instances.*.*`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStatus {
+    pub processes: u32,
+    pub actual_processes: u32,
+    pub healthy_processes: u32,
+    pub load: u64,
+    pub capacity: u64,
+    pub health: String,
+    pub is_chat_rest: bool,
+}
+
+/// One service group over all instances (seed `global_stats.*`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GlobalGroupStats {
+    pub expected: u32,
+    pub actual: u32,
+    pub healthy: u32,
+    pub load: u64,
+    pub capacity: u64,
+    pub utilization_percent: f64,
+}
+
+/// The seed's `enhanced_queue_stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnhancedQueueStats {
+    pub total_queue: u64,
+    pub weighted_max_capacity: u64,
+    pub pressure_ratio: f64,
+    pub accepting_anonymous: bool,
+    pub accepting_registered: bool,
+    pub accepting_privileged: bool,
+    pub queued_privileged: u64,
+    pub queued_registered: u64,
+    pub queued_anonymous: u64,
+    pub leased: u64,
+    pub dead_letters: u64,
+}
+
+/// The seed's `capacity_transparency`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityTransparency {
+    pub capacity_metrics: CapacityMetrics,
+    pub performance_warnings: Vec<String>,
+}
+
+/// `capacity_transparency.capacity_metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityMetrics {
+    pub configuration: ConfiguredCapacity,
+    pub actual_runtime: ActualRuntime,
+    pub health_metrics: HealthMetrics,
+}
+
+/// `capacity_metrics.configuration`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfiguredCapacity {
+    pub configured_concurrent_per_process: u32,
+    pub configured_processes_per_instance: u32,
+    pub capacity_buffer_percent: f64,
+}
+
+/// `capacity_metrics.actual_runtime`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActualRuntime {
+    pub actual_healthy_processes_per_instance: f64,
+    pub actual_total_capacity_per_instance: f64,
+}
+
+/// `capacity_metrics.health_metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthMetrics {
+    pub process_health_ratio: f64,
+    pub processes_vs_configured: ProcessesVsConfigured,
+}
+
+/// `health_metrics.processes_vs_configured`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessesVsConfigured {
+    pub expected_processes: u64,
+    pub actual_processes: u64,
+    pub process_deficit: i64,
+}
+
+/// The seed's `/monitoring/system` document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemStatus {
+    pub instances: BTreeMap<String, BTreeMap<String, GroupStatus>>,
+    pub global_stats: BTreeMap<String, GlobalGroupStats>,
+    pub enhanced_queue_stats: EnhancedQueueStats,
+    pub throttling_by_period: BTreeMap<String, PeriodStats>,
+    pub capacity_transparency: CapacityTransparency,
+    pub circuit_breakers: CircuitBreakersView,
+    pub alerts: Vec<AlertView>,
+}
+
+/// The answer of `ValidateConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigReview {
+    pub valid: bool,
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<String>,
+    /// The capacity calculation the change would give (absent when invalid).
+    pub preview: Option<CapacityReport>,
+    #[serde(skip)]
+    pub config: Option<RuntimeConfig>,
+}
+
+/// The answer of `UpdateConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigUpdate {
+    pub applied: bool,
+    pub version: u64,
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<String>,
+    pub capacity: Option<CapacityReport>,
+}
+
+/// One `/debug/environment` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentValue {
+    pub value: String,
+    pub source: String,
+}
+
+/// Facts shared by the documents, gathered once per call.
+struct Facts {
+    snapshot: std::sync::Arc<Snapshot>,
+    stats: QueueStats,
+    runtime: std::sync::Arc<RuntimeConfig>,
+    now: Millis,
+}
+
+/// What the process records say about chat REST health.
+struct ChatHealth {
+    expected: u64,
+    actual: u64,
+    healthy: u64,
+}
+
+impl ChatHealth {
+    fn ratio(&self) -> f64 {
+        if self.expected == 0 { 1.0 } else { (self.healthy as f64 / self.expected as f64).min(1.0) }
+    }
+
+    fn deficit(&self) -> i64 {
+        self.expected as i64 - self.actual as i64
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 { if part == 0 { 0.0 } else { 100.0 } } else { part as f64 * 100.0 / whole as f64 }
+}
+
+impl Floodgate {
+    async fn facts(&self) -> Result<Facts, ServiceError> {
+        let snapshot = self.refresh_snapshot().await?;
+        let stats = self.store().queue_stats().await?;
+        Ok(Facts { snapshot, stats, runtime: self.runtime(), now: self.clock.now_ms() })
+    }
+
+    /// Expected / actual (not stale) / healthy chat REST processes.
+    fn chat_health(&self, facts: &Facts) -> ChatHealth {
+        let timing = facts.runtime.health_timing();
+        let now = facts.snapshot.taken_at_ms;
+        let chat: Vec<_> = facts.snapshot.processes.iter().filter(|r| r.is_chat_rest()).collect();
+        let instances: std::collections::BTreeSet<_> = chat.iter().map(|r| r.instance_id.as_str()).collect();
+        let healths: Vec<Health> = chat.iter().map(|r| health::classify(r, now, timing)).collect();
+        ChatHealth {
+            expected: u64::from(facts.runtime.processes_per_instance) * instances.len().max(1) as u64,
+            actual: healths.iter().filter(|h| **h != Health::Stale).count() as u64,
+            healthy: healths.iter().filter(|h| h.counts_for_capacity()).count() as u64,
+        }
+    }
+
+    /// Flushes local analytics and reads the windows `1h` … `24h`.
+    pub async fn throttling_stats(&self) -> Result<BTreeMap<String, PeriodStats>, ServiceError> {
+        let now = self.clock.now_ms();
+        self.flush_analytics(now).await?;
+        let now_minute = now / 60_000;
+        let view = self.store().analytics(now_minute, analytics::HISTORY_MINUTES).await?;
+        Ok(WINDOWS
+            .iter()
+            .map(|(name, span)| {
+                let mut cells: Cells = [0; CELLS];
+                for (minute, c) in &view.minutes {
+                    if now_minute - minute < *span {
+                        analytics::add(&mut cells, c);
+                    }
+                }
+                let first_hour = now_minute.saturating_sub(span - 1) / 60;
+                let hours: Vec<_> =
+                    view.top_by_hour.iter().filter(|(h, _)| *h >= first_hour).map(|(_, top)| top.clone()).collect();
+                let top = analytics::merge_top(&hours, 10);
+                ((*name).to_owned(), analytics::period_stats(&cells, *span, top))
+            })
+            .collect())
+    }
+
+    async fn flush_analytics(&self, now: Millis) -> Result<(), ServiceError> {
+        self.recorder.flush(self.store(), now).await.map_err(|e| {
+            self.metrics.store_error("analytics");
+            ServiceError::from(e)
+        })
+    }
+
+    /// This replica's breakers merged with every other replica's published view.
+    pub async fn circuit_breakers(&self) -> Result<CircuitBreakersView, ServiceError> {
+        let now = self.clock.now_ms();
+        let local = self.breakers.stats(now);
+        let mut views = vec![local];
+        for json in self.store().cluster_breakers(now.saturating_sub(CLUSTER_VIEW_MS)).await? {
+            if let Ok(published) = serde_json::from_str::<PublishedBreakers>(&json)
+                && published.replica != self.replica_id
+            {
+                views.push(published.circuits);
+            }
+        }
+        let circuits = merge_cluster(&views);
+        let count = |state| circuits.values().filter(|c| c.state == state).count() as u32;
+        Ok(CircuitBreakersView {
+            summary: CircuitSummary {
+                total_circuits: circuits.len() as u32,
+                open_circuits: count(BreakerState::Open),
+                half_open_circuits: count(BreakerState::HalfOpen),
+                closed_circuits: count(BreakerState::Closed),
+            },
+            circuits,
+        })
+    }
+
+    /// Resets a circuit here and, through the store, on every replica.
+    pub async fn reset_circuit_breaker(&self, name: &str) -> Result<(String, BreakerState), ServiceError> {
+        let circuit = Circuit::from_name(name).ok_or_else(|| {
+            let known: Vec<_> = Circuit::ALL.iter().map(|c| c.name()).collect();
+            ServiceError::NotFound(format!("no circuit named {name:?} (known: {})", known.join(", ")))
+        })?;
+        let generation = self.store().reset_breaker(circuit.name()).await?;
+        self.breakers.mark_generation(circuit, generation);
+        let now = self.clock.now_ms();
+        self.breakers.reset(circuit, now);
+        self.lock_alerts().info("circuit_reset", format!("circuit {name} reset by an operator"), now);
+        Ok((circuit.name().to_owned(), BreakerState::Closed))
+    }
+
+    fn lock_alerts(&self) -> std::sync::MutexGuard<'_, crate::alerting::AlertBook> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Active alerts, then recent info events.
+    pub fn alerts(&self) -> Vec<AlertView> {
+        self.lock_alerts().list()
+    }
+
+    /// The seed's `/monitoring/system` document.
+    pub async fn system_status(&self) -> Result<SystemStatus, ServiceError> {
+        let facts = self.facts().await?;
+        let (snapshot, runtime) = (&facts.snapshot, &facts.runtime);
+        let timing = runtime.health_timing();
+        let mut instances: BTreeMap<String, BTreeMap<String, GroupStatus>> = BTreeMap::new();
+        let mut global: BTreeMap<String, GlobalGroupStats> = BTreeMap::new();
+        for record in &snapshot.processes {
+            let health = health::classify(record, snapshot.taken_at_ms, timing);
+            let group =
+                instances.entry(record.instance_id.clone()).or_default().entry(record.group()).or_insert(GroupStatus {
+                    processes: 0,
+                    actual_processes: 0,
+                    healthy_processes: 0,
+                    load: 0,
+                    capacity: 0,
+                    health: String::new(),
+                    is_chat_rest: record.is_chat_rest(),
+                });
+            group.actual_processes += u32::from(health != Health::Stale);
+            group.healthy_processes += u32::from(health.counts_for_capacity());
+            group.load += u64::from(record.load);
+            group.capacity += u64::from(record.capacity);
+        }
+        for groups in instances.values_mut() {
+            for (name, g) in groups.iter_mut() {
+                g.processes = if g.is_chat_rest { runtime.processes_per_instance } else { g.actual_processes };
+                g.health = match (g.healthy_processes, g.actual_processes) {
+                    (0, _) => "unhealthy",
+                    (h, a) if h < a || h < g.processes => "degraded",
+                    _ => "healthy",
+                }
+                .to_owned();
+                let total = global.entry(name.clone()).or_insert(GlobalGroupStats {
+                    expected: 0,
+                    actual: 0,
+                    healthy: 0,
+                    load: 0,
+                    capacity: 0,
+                    utilization_percent: 0.0,
+                });
+                total.expected += g.processes;
+                total.actual += g.actual_processes;
+                total.healthy += g.healthy_processes;
+                total.load += g.load;
+                total.capacity += g.capacity;
+            }
+        }
+        for total in global.values_mut() {
+            total.utilization_percent = percent(total.load, total.capacity);
+        }
+        let load = facts.stats.load();
+        let total = snapshot.calculation.system_total;
+        let accepting = |u: UserType| crate::core::admission::admits(load, snapshot.limits.for_user(u));
+        let chat = self.chat_health(&facts);
+        let detected = snapshot.calculation.instances.len().max(1) as f64;
+        let mut warnings = Vec::new();
+        if chat.deficit() > 0 {
+            warnings.push(format!("{} expected chat REST processes are missing", chat.deficit()));
+        }
+        if chat.healthy == 0 {
+            warnings.push("no healthy chat REST processes: every chat request is refused".to_owned());
+        }
+        if capacity::pressure_ratio(load, total) > alerts::WARNING_PRESSURE {
+            warnings.push(format!("queue pressure {:.2} above 0.80", capacity::pressure_ratio(load, total)));
+        }
+        Ok(SystemStatus {
+            instances,
+            global_stats: global,
+            enhanced_queue_stats: EnhancedQueueStats {
+                total_queue: load,
+                weighted_max_capacity: total,
+                pressure_ratio: capacity::pressure_ratio(load, total),
+                accepting_anonymous: accepting(UserType::Anonymous),
+                accepting_registered: accepting(UserType::Registered),
+                accepting_privileged: accepting(UserType::Privileged),
+                queued_privileged: facts.stats.queued[UserType::Privileged.index()],
+                queued_registered: facts.stats.queued[UserType::Registered.index()],
+                queued_anonymous: facts.stats.queued[UserType::Anonymous.index()],
+                leased: facts.stats.leased,
+                dead_letters: facts.stats.dead_letters,
+            },
+            throttling_by_period: self.throttling_stats().await?,
+            capacity_transparency: CapacityTransparency {
+                capacity_metrics: CapacityMetrics {
+                    configuration: ConfiguredCapacity {
+                        configured_concurrent_per_process: runtime.concurrent_per_process,
+                        configured_processes_per_instance: runtime.processes_per_instance,
+                        capacity_buffer_percent: capacity::format_percent(runtime.capacity_buffer)
+                            .parse()
+                            .unwrap_or(0.0),
+                    },
+                    actual_runtime: ActualRuntime {
+                        actual_healthy_processes_per_instance: snapshot.calculation.healthy_processes() as f64
+                            / detected,
+                        actual_total_capacity_per_instance: total as f64 / detected,
+                    },
+                    health_metrics: HealthMetrics {
+                        process_health_ratio: chat.ratio(),
+                        processes_vs_configured: ProcessesVsConfigured {
+                            expected_processes: chat.expected,
+                            actual_processes: chat.actual,
+                            process_deficit: chat.deficit(),
+                        },
+                    },
+                },
+                performance_warnings: warnings,
+            },
+            circuit_breakers: self.circuit_breakers().await?,
+            alerts: self.alerts(),
+        })
+    }
+
+    /// Validates a partial runtime config (a JSON object) and previews the
+    /// capacity it would give. Changes nothing.
+    pub fn review_config(&self, change: &serde_json::Value) -> ConfigReview {
+        let invalid = |errors: Vec<FieldError>| ConfigReview {
+            valid: false,
+            errors,
+            warnings: Vec::new(),
+            preview: None,
+            config: None,
+        };
+        let Some(object) = change.as_object() else {
+            return invalid(vec![FieldError {
+                field: "body".into(),
+                message: "must be a JSON object of runtime settings".into(),
+            }]);
+        };
+        if let Some((field, _)) = object.iter().find(|(_, v)| v.is_null()) {
+            return invalid(vec![FieldError { field: field.clone(), message: "must not be null".into() }]);
+        }
+        let overrides = match toml::Table::try_from(change) {
+            Ok(table) => table,
+            Err(e) => return invalid(vec![FieldError { field: "body".into(), message: e.to_string() }]),
+        };
+        let current = self.runtime();
+        let candidate = match current.merged(overrides) {
+            Ok(candidate) => candidate,
+            Err(e) => return invalid(vec![e]),
+        };
+        let errors = candidate.validate();
+        if !errors.is_empty() {
+            return invalid(errors);
+        }
+        let snapshot = self.snapshot();
+        let preview = self.capacity_report_for(&candidate, &snapshot);
+        let mut warnings = Vec::new();
+        let (before, after) = (snapshot.calculation.system_total, preview.totals.system_total);
+        if before != after {
+            warnings.push(format!("system capacity changes from {before} to {after}"));
+        }
+        if candidate.capacity_buffer > 0.5 {
+            warnings.push("capacity_buffer above 0.5 holds back more than half of the concurrency".into());
+        }
+        if candidate.anonymous_threshold < 0.3 {
+            warnings.push("anonymous_threshold below 0.3 refuses most anonymous traffic under load".into());
+        }
+        if candidate.hard_limit_threshold == 1.0 {
+            warnings.push("hard_limit_threshold 1.0 leaves no headroom for privileged users".into());
+        }
+        ConfigReview { valid: true, errors: Vec::new(), warnings, preview: Some(preview), config: Some(candidate) }
+    }
+
+    /// Validates, stores a new version for every replica, applies it here.
+    pub async fn update_config(&self, change: &serde_json::Value) -> Result<ConfigUpdate, ServiceError> {
+        let review = self.review_config(change);
+        let Some(config) = review.config else {
+            return Ok(ConfigUpdate {
+                applied: false,
+                version: 0,
+                errors: review.errors,
+                warnings: review.warnings,
+                capacity: None,
+            });
+        };
+        let json = serde_json::to_string(&config).map_err(|e| ServiceError::invalid("body", e.to_string()))?;
+        let version = self.store().store_config(json).await?;
+        self.apply_config(config, version);
+        let snapshot = self.refresh_snapshot().await?;
+        Ok(ConfigUpdate {
+            applied: true,
+            version,
+            errors: Vec::new(),
+            warnings: review.warnings,
+            capacity: Some(self.capacity_report(&snapshot)),
+        })
+    }
+
+    fn apply_config(&self, config: RuntimeConfig, version: u64) {
+        self.breakers.reconfigure(&config.breakers);
+        self.recorder.set_enabled(config.analytics_enabled);
+        self.set_runtime(config);
+        self.config_version.store(version, Ordering::Release);
+        let message = format!("runtime config version {version} applied on replica {}", self.replica_id);
+        self.lock_alerts().info("config_applied", message, self.clock.now_ms());
+    }
+
+    /// Picks up a config version another replica stored.
+    pub async fn sync_config(&self) -> Result<(), ServiceError> {
+        let Some(stored) = self.store().load_config().await? else { return Ok(()) };
+        if stored.version <= self.config_version.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match serde_json::from_str::<RuntimeConfig>(&stored.json) {
+            Ok(config) if config.validate().is_empty() => self.apply_config(config, stored.version),
+            Ok(_) | Err(_) => {
+                tracing::error!(version = stored.version, "stored runtime config is invalid; keeping the current one")
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs about once a second: lease expiry, analytics flush, the
+    /// cluster's breaker resets and view, and alert evaluation.
+    pub async fn housekeeping(&self) -> Result<(), ServiceError> {
+        self.maintain().await?;
+        let now = self.clock.now_ms();
+        self.flush_analytics(now).await?;
+        let generations = self.store().breaker_generations().await?;
+        self.breakers.apply_generations(&generations, now);
+        let published = PublishedBreakers { replica: self.replica_id.clone(), circuits: self.breakers.stats(now) };
+        if let Ok(json) = serde_json::to_string(&published) {
+            self.store().publish_breakers(&self.replica_id, json, now).await?;
+        }
+        self.evaluate_alerts().await
+    }
+
+    /// Evaluates the seed's alert conditions from a fresh snapshot.
+    pub async fn evaluate_alerts(&self) -> Result<(), ServiceError> {
+        let facts = self.facts().await?;
+        let now = facts.now;
+        let view = self.store().analytics(now / 60_000, 60).await?;
+        let rate = |span: u64| {
+            let mut cells: Cells = [0; CELLS];
+            for (minute, c) in &view.minutes {
+                if (now / 60_000).saturating_sub(*minute) < span {
+                    analytics::add(&mut cells, c);
+                }
+            }
+            analytics::period_stats(&cells, span, Vec::new())
+        };
+        let (last_15, last_hour) = (rate(15), rate(60));
+        let load = facts.stats.load();
+        let total = facts.snapshot.calculation.system_total;
+        let chat = self.chat_health(&facts);
+        let inputs = AlertInputs {
+            open_circuits: self.breakers.open_circuits(),
+            healthy_chat_rest_processes: facts.snapshot.calculation.healthy_processes(),
+            utilization_percent: percent(load, total),
+            throttle_rate_15m: last_15.throttle_rate,
+            throttle_rate_1h: last_hour.throttle_rate,
+            requests_15m: last_15.total_requests,
+            process_health_ratio: chat.ratio(),
+            pressure_ratio: capacity::pressure_ratio(load, total),
+            process_deficit: chat.deficit(),
+        };
+        let mut book = self.lock_alerts();
+        for event in self.breakers.take_events() {
+            let message = format!(
+                "circuit {} went {} → {}",
+                event.circuit.name(),
+                event.transition.from.as_str(),
+                event.transition.to.as_str()
+            );
+            book.info("circuit_transition", message, now);
+        }
+        let previous = self.last_alert_load.swap(load, Ordering::Relaxed);
+        if total > 0 && previous.abs_diff(load) * 2 > total {
+            book.info("load_change", format!("load moved from {previous} to {load} (capacity {total})"), now);
+        }
+        book.update(alerts::evaluate(&inputs), now);
+        Ok(())
+    }
+
+    /// The `/debug/environment` document: every effective setting with its
+    /// source (default, profile, file, flag_or_env, update); secrets redacted.
+    pub fn environment(&self) -> BTreeMap<String, EnvironmentValue> {
+        let mut env: BTreeMap<String, EnvironmentValue> = self
+            .environment
+            .iter()
+            .map(|(k, (value, source))| (k.clone(), EnvironmentValue { value: value.clone(), source: source.clone() }))
+            .collect();
+        // Runtime values as in force now: a live update shows as "update".
+        if let Ok(toml::Value::Table(now)) = toml::Value::try_from(&*self.runtime()) {
+            let mut current = Vec::new();
+            crate::config::flatten("runtime", &toml::Value::Table(now), &mut |k, v| current.push((k.to_owned(), v)));
+            for (key, value) in current {
+                let entry =
+                    env.entry(key).or_insert(EnvironmentValue { value: String::new(), source: "profile".into() });
+                if entry.value != value {
+                    entry.value = value;
+                    entry.source = "update".to_owned();
+                }
+            }
+        }
+        env.insert(
+            "config_version".to_owned(),
+            EnvironmentValue { value: self.config_version.load(Ordering::Acquire).to_string(), source: "store".into() },
+        );
+        env
+    }
+
+    /// The Prometheus text exposition.
+    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
+        let facts = self.facts().await?;
+        let (snapshot, runtime) = (&facts.snapshot, &facts.runtime);
+        let timing = runtime.health_timing();
+        let mut processes: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+        for record in &snapshot.processes {
+            let health = health::classify(record, snapshot.taken_at_ms, timing);
+            *processes.entry((record.group(), health.as_str())).or_default() += 1;
+        }
+        let load = facts.stats.load();
+        let total = snapshot.calculation.system_total;
+        let chat = self.chat_health(&facts);
+        let throttle_rates =
+            self.throttling_stats().await?.into_iter().map(|(window, stats)| (window, stats.throttle_rate)).collect();
+        let gauges = Gauges {
+            capacity_total: total,
+            load,
+            pressure_ratio: capacity::pressure_ratio(load, total),
+            utilization_percent: percent(load, total),
+            queue_depth: facts.stats.queued,
+            leased: facts.stats.leased,
+            dead_letters: facts.stats.dead_letters,
+            circuits: self.breakers.stats(facts.now).into_iter().map(|(name, s)| (name, s.state.level())).collect(),
+            processes: processes.into_iter().map(|((group, health), n)| (group, health.to_owned(), n)).collect(),
+            healthy_chat_rest_processes: snapshot.calculation.healthy_processes(),
+            process_health_ratio: chat.ratio(),
+            process_deficit: chat.deficit(),
+            throttle_rates,
+            alerts: self.alerts().into_iter().map(|a| (a.severity.as_str().to_owned(), a.code)).collect(),
+        };
+        Ok(self.metrics.render(&gauges))
+    }
+
+    /// The capacity document `runtime` would give over the snapshot's processes.
+    pub fn capacity_report_for(&self, runtime: &RuntimeConfig, snapshot: &Snapshot) -> CapacityReport {
+        let healthy =
+            health::healthy_chat_rest_by_instance(&snapshot.processes, snapshot.taken_at_ms, runtime.health_timing());
+        let calculation = capacity::calculate(&runtime.capacity(), &healthy);
+        let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
+        let candidate =
+            Snapshot { calculation, limits, processes: snapshot.processes.clone(), taken_at_ms: snapshot.taken_at_ms };
+        self.report_from(runtime, &candidate)
+    }
+}
+
+/// What a replica publishes for the cluster's breaker view.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PublishedBreakers {
+    replica: String,
+    circuits: BTreeMap<String, BreakerStats>,
+}

@@ -1,0 +1,365 @@
+//! The named circuit breakers of design §6, shared by both levels. The hot
+//! path reads an atomic state mirror and takes a circuit's lock only when it
+//! is not closed or a failure is recorded.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::Millis;
+use crate::core::breaker::{Breaker, BreakerConfig, BreakerState, BreakerStats, Transition};
+
+/// The circuits floodgate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Circuit {
+    /// Caller-token / identity verification infrastructure.
+    Authentication,
+    /// The rate-limit store.
+    RateLimiter,
+    /// System overload: backpressure refusals and enqueue failures.
+    Backpressure,
+    /// The state store.
+    Storage,
+}
+
+impl Circuit {
+    /// All circuits.
+    pub const ALL: [Circuit; 4] =
+        [Circuit::Authentication, Circuit::RateLimiter, Circuit::Backpressure, Circuit::Storage];
+
+    /// The seed's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Circuit::Authentication => "authentication",
+            Circuit::RateLimiter => "rate_limiter",
+            Circuit::Backpressure => "backpressure",
+            Circuit::Storage => "storage",
+        }
+    }
+
+    /// The circuit with this name.
+    pub fn from_name(name: &str) -> Option<Circuit> {
+        Circuit::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// Tuning of every circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakersConfig {
+    /// Off: every circuit stays closed and nothing is recorded.
+    pub enabled: bool,
+    pub authentication: BreakerConfig,
+    pub rate_limiter: BreakerConfig,
+    pub backpressure: BreakerConfig,
+    pub storage: BreakerConfig,
+}
+
+impl BreakersConfig {
+    /// The config of one circuit.
+    pub fn of(&self, circuit: Circuit) -> BreakerConfig {
+        match circuit {
+            Circuit::Authentication => self.authentication,
+            Circuit::RateLimiter => self.rate_limiter,
+            Circuit::Backpressure => self.backpressure,
+            Circuit::Storage => self.storage,
+        }
+    }
+
+    /// Defaults: `failure_threshold` failures within 10 s open a circuit;
+    /// backpressure recovers early below half pressure.
+    pub fn with(failure_threshold: u32, recovery_timeout_ms: Millis) -> BreakersConfig {
+        let base = BreakerConfig {
+            failure_threshold,
+            window_ms: 10_000,
+            recovery_timeout_ms,
+            half_open_max_calls: 3,
+            success_threshold: 2,
+            recovery_pressure: None,
+        };
+        BreakersConfig {
+            enabled: true,
+            authentication: base,
+            rate_limiter: base,
+            backpressure: BreakerConfig { recovery_pressure: Some(0.5), ..base },
+            storage: base,
+        }
+    }
+}
+
+struct Shared {
+    /// Mirror of the state for lock-free reads (BreakerState::level).
+    level: AtomicU8,
+    /// Set when a failure was recorded while closed, so that the next
+    /// success clears `consecutive_failures` under the lock.
+    dirty: AtomicBool,
+    /// Requests let through while closed (not under the lock).
+    closed_requests: AtomicU64,
+    inner: Mutex<Breaker>,
+}
+
+/// A change worth an info alert and a log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitEvent {
+    pub circuit: Circuit,
+    pub transition: Transition,
+}
+
+/// All circuits of this replica.
+pub struct Breakers {
+    circuits: Vec<Shared>,
+    enabled: AtomicBool,
+    /// Reset generations already applied, per circuit name.
+    generations: Mutex<BTreeMap<String, u64>>,
+    events: Mutex<Vec<CircuitEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Breakers {
+    /// Closed circuits with `config`.
+    pub fn new(config: &BreakersConfig) -> Breakers {
+        Breakers {
+            circuits: Circuit::ALL
+                .iter()
+                .map(|c| Shared {
+                    level: AtomicU8::new(0),
+                    dirty: AtomicBool::new(false),
+                    closed_requests: AtomicU64::new(0),
+                    inner: Mutex::new(Breaker::new(config.of(*c))),
+                })
+                .collect(),
+            enabled: AtomicBool::new(config.enabled),
+            generations: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn shared(&self, circuit: Circuit) -> &Shared {
+        &self.circuits[Circuit::ALL.iter().position(|c| *c == circuit).unwrap_or(0)]
+    }
+
+    fn note(&self, circuit: Circuit, shared: &Shared, breaker: &Breaker, transition: Option<Transition>) {
+        shared.level.store(breaker.state().level(), Ordering::Release);
+        if let Some(transition) = transition {
+            tracing::warn!(
+                circuit = circuit.name(),
+                from = transition.from.as_str(),
+                to = transition.to.as_str(),
+                "circuit breaker transition"
+            );
+            lock(&self.events).push(CircuitEvent { circuit, transition });
+        }
+    }
+
+    /// Whether a call guarded by `circuit` may proceed.
+    pub fn allow(&self, circuit: Circuit, now: Millis, pressure_ratio: f64) -> bool {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return true;
+        }
+        let shared = self.shared(circuit);
+        if shared.level.load(Ordering::Acquire) == BreakerState::Closed.level() {
+            shared.closed_requests.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let mut breaker = lock(&shared.inner);
+        let (allowed, transition) = breaker.allow(now, pressure_ratio);
+        self.note(circuit, shared, &breaker, transition);
+        allowed
+    }
+
+    /// The guarded call succeeded.
+    pub fn success(&self, circuit: Circuit, now: Millis) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let shared = self.shared(circuit);
+        let closed = shared.level.load(Ordering::Acquire) == BreakerState::Closed.level();
+        if closed && !shared.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut breaker = lock(&shared.inner);
+        let transition = breaker.record_success(now);
+        self.note(circuit, shared, &breaker, transition);
+    }
+
+    /// The guarded call failed for a system reason (never for 429/401/403).
+    pub fn failure(&self, circuit: Circuit, now: Millis) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let shared = self.shared(circuit);
+        let mut breaker = lock(&shared.inner);
+        let transition = breaker.record_failure(now);
+        shared.dirty.store(true, Ordering::Release);
+        self.note(circuit, shared, &breaker, transition);
+    }
+
+    /// Closes a circuit (operator reset).
+    pub fn reset(&self, circuit: Circuit, now: Millis) {
+        let shared = self.shared(circuit);
+        let mut breaker = lock(&shared.inner);
+        let transition = breaker.reset(now);
+        self.note(circuit, shared, &breaker, transition);
+    }
+
+    /// Resets the circuits whose cluster-wide reset generation moved.
+    pub fn apply_generations(&self, generations: &BTreeMap<String, u64>, now: Millis) {
+        let mut seen = lock(&self.generations);
+        for (name, generation) in generations {
+            let known = seen.entry(name.clone()).or_insert(0);
+            if *generation > *known {
+                *known = *generation;
+                if let Some(circuit) = Circuit::from_name(name) {
+                    self.reset(circuit, now);
+                }
+            }
+        }
+    }
+
+    /// Records a generation this replica produced, so it is not applied twice.
+    pub fn mark_generation(&self, circuit: Circuit, generation: u64) {
+        let mut seen = lock(&self.generations);
+        let known = seen.entry(circuit.name().to_owned()).or_insert(0);
+        *known = (*known).max(generation);
+    }
+
+    /// New tuning (live config); states are kept.
+    pub fn reconfigure(&self, config: &BreakersConfig) {
+        self.enabled.store(config.enabled, Ordering::Relaxed);
+        for circuit in Circuit::ALL {
+            lock(&self.shared(circuit).inner).reconfigure(config.of(circuit));
+        }
+    }
+
+    /// Time-based transitions (Open → Half-open) without waiting for a call.
+    pub fn tick(&self, now: Millis, pressure_ratio: f64) {
+        for circuit in Circuit::ALL {
+            let shared = self.shared(circuit);
+            if shared.level.load(Ordering::Acquire) == BreakerState::Open.level() {
+                let mut breaker = lock(&shared.inner);
+                let transition = breaker.tick(now, pressure_ratio);
+                self.note(circuit, shared, &breaker, transition);
+            }
+        }
+    }
+
+    /// The seed's per-circuit fields of this replica.
+    pub fn stats(&self, now: Millis) -> BTreeMap<String, BreakerStats> {
+        Circuit::ALL
+            .iter()
+            .map(|c| {
+                let shared = self.shared(*c);
+                let mut stats = lock(&shared.inner).stats(now);
+                stats.total_requests += shared.closed_requests.load(Ordering::Relaxed);
+                (c.name().to_owned(), stats)
+            })
+            .collect()
+    }
+
+    /// Names of open circuits.
+    pub fn open_circuits(&self) -> Vec<String> {
+        Circuit::ALL
+            .iter()
+            .filter(|c| self.shared(**c).level.load(Ordering::Acquire) == BreakerState::Open.level())
+            .map(|c| c.name().to_owned())
+            .collect()
+    }
+
+    /// Transitions since the last call.
+    pub fn take_events(&self) -> Vec<CircuitEvent> {
+        std::mem::take(&mut *lock(&self.events))
+    }
+}
+
+/// The cluster's view of one circuit: the worst state any replica reports,
+/// counters summed, the earliest `opened_at`.
+pub fn merge_cluster(views: &[BTreeMap<String, BreakerStats>]) -> BTreeMap<String, BreakerStats> {
+    let mut merged: BTreeMap<String, BreakerStats> = BTreeMap::new();
+    for view in views {
+        for (name, s) in view {
+            merged
+                .entry(name.clone())
+                .and_modify(|m| {
+                    if s.state.level() > m.state.level() {
+                        m.state = s.state;
+                    }
+                    m.failure_count += s.failure_count;
+                    m.total_requests += s.total_requests;
+                    m.current_window_failures += s.current_window_failures;
+                    m.consecutive_failures = m.consecutive_failures.max(s.consecutive_failures);
+                    m.opened_at = match (m.opened_at, s.opened_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                })
+                .or_insert(*s);
+        }
+    }
+    for m in merged.values_mut() {
+        if m.state == BreakerState::Closed {
+            m.opened_at = None;
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breakers() -> Breakers {
+        Breakers::new(&BreakersConfig::with(2, 1_000))
+    }
+
+    #[test]
+    fn failures_open_only_their_circuit() {
+        let b = breakers();
+        b.failure(Circuit::Storage, 0);
+        b.failure(Circuit::Storage, 1);
+        assert_eq!(b.open_circuits(), ["storage"]);
+        assert!(!b.allow(Circuit::Storage, 2, 1.0));
+        assert!(b.allow(Circuit::Backpressure, 2, 1.0));
+        let events = b.take_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].transition.to, BreakerState::Open);
+    }
+
+    #[test]
+    fn a_new_reset_generation_closes_the_circuit_once() {
+        let b = breakers();
+        b.failure(Circuit::Backpressure, 0);
+        b.failure(Circuit::Backpressure, 0);
+        let generations = BTreeMap::from([("backpressure".to_owned(), 1)]);
+        b.apply_generations(&generations, 5);
+        assert!(b.open_circuits().is_empty());
+        b.failure(Circuit::Backpressure, 6);
+        b.failure(Circuit::Backpressure, 6);
+        b.apply_generations(&generations, 7);
+        assert_eq!(b.open_circuits(), ["backpressure"], "the same generation does not reset twice");
+    }
+
+    #[test]
+    fn closed_requests_are_counted_without_the_lock() {
+        let b = breakers();
+        for _ in 0..5 {
+            assert!(b.allow(Circuit::Backpressure, 0, 0.0));
+        }
+        assert_eq!(b.stats(0)["backpressure"].total_requests, 5);
+    }
+
+    #[test]
+    fn the_cluster_view_takes_the_worst_state() {
+        let open = breakers();
+        open.failure(Circuit::Storage, 0);
+        open.failure(Circuit::Storage, 0);
+        let merged = merge_cluster(&[breakers().stats(1), open.stats(1)]);
+        assert_eq!(merged["storage"].state, BreakerState::Open);
+        assert_eq!(merged["storage"].failure_count, 2);
+        assert_eq!(merged["backpressure"].state, BreakerState::Closed);
+    }
+}
