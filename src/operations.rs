@@ -633,6 +633,25 @@ impl Floodgate {
         Ok(self.metrics.render(&gauges))
     }
 
+    /// One circuit's local state name (tests and logs).
+    pub fn breaker_state(&self, name: &str) -> Option<&'static str> {
+        self.breakers.stats(self.clock.now_ms()).get(name).map(|s| s.state.as_str())
+    }
+
+    /// Throttled sessions held locally until the next flush.
+    pub fn pending_throttled_sessions(&self) -> usize {
+        self.recorder.pending_sessions()
+    }
+
+    /// Throttled sessions the store tracks over the last 24 h.
+    pub async fn tracked_throttled_sessions(&self) -> usize {
+        let now_minute = self.clock.now_ms() / 60_000;
+        match self.store().analytics(now_minute, analytics::HISTORY_MINUTES).await {
+            Ok(view) => view.top_by_hour.iter().map(|(_, top)| top.len()).sum(),
+            Err(_) => 0,
+        }
+    }
+
     /// The capacity document `runtime` would give over the snapshot's processes.
     pub fn capacity_report_for(&self, runtime: &RuntimeConfig, snapshot: &Snapshot) -> CapacityReport {
         let healthy =

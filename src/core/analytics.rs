@@ -214,13 +214,14 @@ pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -
 
 /// Merges per-hour heavy hitters into one ranking.
 pub fn merge_top(hours: &[Vec<(String, u64)>], n: usize) -> Vec<(String, u64)> {
-    let mut merged = SpaceSaving::new(usize::MAX);
-    for hour in hours {
-        for (k, c) in hour {
-            merged.offer(k, *c);
-        }
+    let mut merged: HashMap<&str, u64> = HashMap::new();
+    for (k, c) in hours.iter().flatten() {
+        *merged.entry(k).or_default() += c;
     }
-    merged.top(n)
+    let mut all: Vec<_> = merged.into_iter().map(|(k, c)| (k.to_owned(), c)).collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(n);
+    all
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! on the embedded store or on a private redis-server.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod process;
 pub mod redis;
 
@@ -69,6 +70,9 @@ pub fn settings(profile: Profile, overrides: &str) -> Settings {
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.tokens = tokens();
     settings.snapshot_refresh_ms = 50;
+    // Replicas in one test process need distinct ids (the default is host + pid).
+    static REPLICA: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    settings.replica_id = format!("test-replica-{}", REPLICA.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     // Tests that overload on purpose must not trip the backpressure circuit
     // unless they are about it: they set [breakers.backpressure] themselves.
     let harness: toml::Table = toml::from_str("[breakers.backpressure]\nfailure_threshold = 1000000").unwrap();
