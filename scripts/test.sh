@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every Rust test (unit,
-# property, end to end). Installs redis-server from Debian's packages when
-# it is missing (the Redis tests start their own on free ports).
+# The whole test suite: formatting, lints, every Rust test (unit, property,
+# end to end, Redis), the Python client's tests and the Helm chart's tests.
+# Installs redis-server from Debian's packages when it is missing (the
+# Redis tests start their own on free ports and never touch another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,9 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# The Python client and the Helm chart run against the release binary.
+cargo build --release --locked --bin floodgate
+export FLOODGATE_BIN="$PWD/target/release/floodgate"
+./scripts/test-python.sh
+./scripts/test-helm.sh

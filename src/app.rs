@@ -155,7 +155,21 @@ impl App {
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future();
 
-        let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
+        // In-flight calls finish, but a client that never lets its
+        // connection go cannot hold the process past the grace period.
+        let servers = async { tokio::join!(grpc_server, http_server) };
+        let grace = Duration::from_millis(settings.shutdown_grace_ms);
+        let deadline = async move {
+            stopped(stop_rx.clone()).await;
+            tokio::time::sleep(grace).await;
+        };
+        let (grpc_result, http_result) = tokio::select! {
+            results = servers => results,
+            _ = deadline => {
+                tracing::warn!(grace_ms = settings.shutdown_grace_ms, "connections still open after the grace period; exiting");
+                (Ok(()), Ok(()))
+            }
+        };
         let _ = background.await;
         grpc_result.map_err(|e| AppError::Serve(e.to_string()))?;
         http_result.map_err(|e| AppError::Serve(e.to_string()))?;

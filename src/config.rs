@@ -422,6 +422,8 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// Concurrent requests per connection before the server queues them.
     pub max_concurrent_requests: usize,
+    /// After SIGTERM, how long in-flight calls may take before floodgate exits anyway.
+    pub shutdown_grace_ms: u64,
     /// Key prefix of this deployment in Redis; holds the Cluster hash tag.
     pub redis_prefix: String,
     /// Bound on every Redis command.
@@ -447,6 +449,7 @@ impl Settings {
             snapshot_refresh_ms: 250,
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
+            shutdown_grace_ms: 10_000,
             redis_prefix: "{floodgate}".to_owned(),
             redis_timeout_ms: 500,
             redis_time: crate::store::TimeSource::Server,
@@ -658,8 +661,27 @@ impl ServeOptions {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        let mut sources = BTreeMap::new();
+        let mut note = |key: &str, flag: bool, in_file: bool| {
+            if flag {
+                sources.insert(key.to_owned(), "flag_or_env".to_owned());
+            } else if in_file {
+                sources.insert(key.to_owned(), "file".to_owned());
+            }
+        };
+        note("profile", self.profile.is_some(), file.profile.is_some());
+        note("grpc_addr", self.grpc_addr.is_some(), file.grpc_addr.is_some());
+        note("http_addr", self.http_addr.is_some(), file.http_addr.is_some());
+        note("store", self.store.is_some(), file.store.is_some());
+        note("redis_prefix", self.redis_prefix.is_some(), file.redis_prefix.is_some());
+        note("redis_timeout_ms", false, file.redis_timeout_ms.is_some());
+        note("replica_id", self.replica_id.is_some(), false);
+        flatten("runtime", &toml::Value::Table(file.runtime.clone()), &mut |key, _| {
+            sources.insert(key.to_owned(), "file".to_owned());
+        });
         let profile = self.profile.or(file.profile).unwrap_or_default();
         let mut settings = Settings::for_profile(profile);
+        settings.sources = sources;
         settings.runtime =
             settings.runtime.merged(file.runtime).map_err(|e| ConfigError::Invalid(vec![prefixed(e)]))?;
         if let Some(addr) = self.grpc_addr.or(file.grpc_addr) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use floodgate::app::App;
+use floodgate::app::{App, AppError};
 use floodgate::config::{self, Profile, ServeOptions, Tokens};
 
 #[derive(Parser)]
@@ -109,9 +109,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             grpc = %app.grpc_addr(), http = %app.http_addr(), profile = %settings.profile,
             replica = %settings.replica_id, "floodgate listening"
         );
+        // Signal handlers exist before anyone learns the address, so an
+        // early SIGTERM is a graceful shutdown, not a kill.
+        let shutdown = shutdown_signal()?;
         // A stable line for scripts and tests that start floodgate on port 0.
         println!("floodgate listening grpc={} http={}", app.grpc_addr(), app.http_addr());
-        app.serve(shutdown_signal()).await
+        app.serve(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,15 +125,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM / SIGINT handlers now; the future resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, AppError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop floodgate with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let cannot = |e: std::io::Error| AppError::Serve(format!("cannot install signal handlers: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(cannot)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(cannot)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
 }

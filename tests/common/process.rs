@@ -33,13 +33,30 @@ pub fn temp_file(text: &str) -> TempFile {
 pub struct Process {
     pub child: Child,
     pub grpc: String,
+    pub http: Option<std::net::SocketAddr>,
+    /// Where stderr goes when logs are captured.
+    log: Option<TempFile>,
     _config: TempFile,
 }
 
 impl Process {
     /// Starts `floodgate serve` (production profile, test tokens) with `config` as its TOML file.
     pub fn spawn(store: &str, config: &str) -> Process {
+        Self::start(store, config, false)
+    }
+
+    /// [`Process::spawn`] with stderr (the logs) captured to a file.
+    pub fn spawn_logged(store: &str, config: &str) -> Process {
+        Self::start(store, config, true)
+    }
+
+    fn start(store: &str, config: &str, logged: bool) -> Process {
         let config = temp_file(config);
+        let log = logged.then(|| temp_file(""));
+        let stderr = match &log {
+            Some(file) => Stdio::from(std::fs::File::create(&file.0).unwrap()),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(BIN)
             .args(["serve", "--profile", "production", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .arg("--store")
@@ -49,8 +66,9 @@ impl Process {
             .env("FLOODGATE_ADMIN_TOKENS", ADMIN)
             .env("FLOODGATE_FRONTEND_TOKENS", FRONTEND)
             .env("FLOODGATE_WORKER_TOKENS", WORKER)
+            .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("floodgate starts");
         let mut line = String::new();
@@ -60,7 +78,15 @@ impl Process {
             .find_map(|w| w.strip_prefix("grpc="))
             .unwrap_or_else(|| panic!("no grpc= in {line:?}"))
             .to_owned();
-        Process { child, grpc, _config: config }
+        let http = line.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|a| a.parse().ok());
+        Process { child, grpc, http, log, _config: config }
+    }
+
+    /// SIGTERM, wait, and return everything logged.
+    pub fn stop_and_read_logs(mut self) -> String {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        self.log.as_ref().map(|f| std::fs::read_to_string(&f.0).unwrap_or_default()).unwrap_or_default()
     }
 
     /// Sends a signal by name (TERM, KILL).
