@@ -367,8 +367,10 @@ impl FromStr for StoreUrl {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "memory" {
             Ok(StoreUrl::Memory)
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") {
+        } else if s.starts_with("redis://") || s.starts_with("redis+unix://") {
             Ok(StoreUrl::Redis(s.to_owned()))
+        } else if s.starts_with("rediss://") || s.starts_with("redis+sentinel://") || s.starts_with("redis-cluster://") {
+            Err(format!("store: {s:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)"))
         } else {
             Err(format!("store: expected \"memory\" or a redis:// URL, got {s:?}"))
         }
