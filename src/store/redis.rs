@@ -3,6 +3,7 @@
 //! EVALSHA, one round trip); every key carries the deployment's hash tag so
 //! Redis Cluster sees one slot. Replies are decoded by pure functions below.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -111,7 +112,6 @@ struct Scripts {
     lease: Script,
     complete: Script,
     extend: Script,
-    gcra: Script,
     heartbeat: Script,
     processes: Script,
     stats: Script,
@@ -129,7 +129,6 @@ impl Scripts {
             lease: script(include_str!("lua/lease.lua")),
             complete: script(include_str!("lua/complete.lua")),
             extend: script(include_str!("lua/extend.lua")),
-            gcra: script(include_str!("lua/gcra.lua")),
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             processes: script(include_str!("lua/processes.lua")),
             stats: script(include_str!("lua/stats.lua")),
@@ -138,19 +137,39 @@ impl Scripts {
     }
 }
 
-/// The Redis-backed store.
-pub struct RedisStore {
+/// The connection and its failure handling, shared with the GCRA batcher.
+struct Link {
     connection: ConnectionManager,
-    keys: Keys,
-    scripts: Scripts,
     options: RedisOptions,
-    /// Last load seen in any reply (Level 1's view between refreshes).
-    load: AtomicU64,
     /// While Redis is failing, calls fail at once until this instant (ms
     /// since the store was opened) instead of each waiting for the timeout;
     /// the first call after it is the probe.
     down_until_ms: AtomicU64,
     opened: std::time::Instant,
+}
+
+/// One Level-1 GCRA step waiting for the batcher.
+struct GcraCall {
+    key: String,
+    limit: RateLimit,
+    cost: u32,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<StoreResult<GcraOutcome>>,
+}
+
+/// Most GCRA steps in one script call.
+const GCRA_BATCH: usize = 128;
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    link: Arc<Link>,
+    keys: Keys,
+    scripts: Scripts,
+    /// Last load seen in any reply (Level 1's view between refreshes).
+    load: AtomicU64,
+    /// Level-1 GCRA steps go through one batcher task: calls arriving while
+    /// a batch is in flight share the next script call.
+    gcra: tokio::sync::mpsc::Sender<GcraCall>,
 }
 
 /// How long a failure short-circuits further calls.
@@ -172,17 +191,44 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2));
         let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
-        Ok(RedisStore {
+        let link = Arc::new(Link {
             connection,
-            keys: Keys::new(&options.prefix),
-            scripts: Scripts::new(),
-            options,
-            load: AtomicU64::new(0),
+            options: options.clone(),
             down_until_ms: AtomicU64::new(0),
             opened: std::time::Instant::now(),
+        });
+        let (gcra, calls) = tokio::sync::mpsc::channel(4 * GCRA_BATCH);
+        tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
+        Ok(RedisStore {
+            link,
+            keys: Keys::new(&options.prefix),
+            scripts: Scripts::new(),
+            load: AtomicU64::new(0),
+            gcra,
         })
     }
 
+    fn now_arg(&self, now: u64) -> String {
+        self.link.now_arg(now)
+    }
+
+    #[allow(dead_code)]
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        self.link.bounded(call).await
+    }
+
+    /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
+    async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
+        self.link.run(invocation).await
+    }
+
+    /// Runs a pipeline (one round trip), bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(&self, pipeline: &redis::Pipeline) -> StoreResult<T> {
+        self.link.query(pipeline).await
+    }
+}
+
+impl Link {
     fn now_arg(&self, now: u64) -> String {
         match self.options.time {
             TimeSource::Server => String::new(),
@@ -229,11 +275,49 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         self.bounded(pipeline.query_async(&mut connection)).await
     }
+}
 
+/// Collects GCRA steps while a batch is in flight and sends each batch as
+/// one script call (natural batching: no waiting when Redis is idle).
+async fn batch_gcra(link: Arc<Link>, script: Script, mut calls: tokio::sync::mpsc::Receiver<GcraCall>) {
+    while let Some(first) = calls.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GCRA_BATCH {
+            match calls.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_) => break,
+            }
+        }
+        let mut invocation = script.prepare_invoke();
+        for call in &batch {
+            invocation.key(&call.key);
+            invocation
+                .arg(call.limit.emission_interval_us())
+                .arg(call.limit.tolerance_us())
+                .arg(call.cost)
+                .arg(&call.now);
+        }
+        let outcomes = link.run(invocation).await.and_then(|value| decode_gcra_batch(&value, batch.len()));
+        match outcomes {
+            Ok(outcomes) => {
+                for (call, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = call.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for call in batch {
+                    let _ = call.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl RedisStore {
     /// Deletes every key of this deployment's prefix (tests only: never
     /// called on a server the caller did not start).
     pub async fn delete_all_keys(&self) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.link.connection.clone();
         let pattern = format!("{}:*", self.keys.prefix.replace('{', "\\{").replace('}', "\\}"));
         let keys: Vec<String> =
             redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(unavailable)?;
@@ -323,17 +407,25 @@ pub fn decode_lease(value: &Value) -> StoreResult<Vec<LeasedTask>> {
         .collect()
 }
 
-/// `{1, tat}` or `{0, retry_after_us}` → GCRA outcome.
-pub fn decode_gcra(value: &Value) -> StoreResult<GcraOutcome> {
+/// `{allowed_1, n_1, …}` → one GCRA outcome per request: `{1, tat}` or
+/// `{0, retry_after_us}`.
+pub fn decode_gcra_batch(value: &Value, requests: usize) -> StoreResult<Vec<GcraOutcome>> {
     let items = array("gcra", value)?;
     let bad = || protocol("gcra", value);
-    let [allowed, n] = items else { return Err(bad()) };
-    let n = uint(n).ok_or_else(bad)?;
-    match int(allowed) {
-        Some(1) => Ok(GcraOutcome::Allowed { tat: n }),
-        Some(0) => Ok(GcraOutcome::Limited { retry_after_us: n }),
-        _ => Err(bad()),
+    if items.len() != 2 * requests {
+        return Err(bad());
     }
+    items
+        .chunks_exact(2)
+        .map(|pair| {
+            let n = uint(&pair[1]).ok_or_else(bad)?;
+            match int(&pair[0]) {
+                Some(1) => Ok(GcraOutcome::Allowed { tat: n }),
+                Some(0) => Ok(GcraOutcome::Limited { retry_after_us: n }),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
 }
 
 /// `{now, "stamp|json", …}` → records stamped with the store's time.
@@ -463,9 +555,11 @@ impl Store for RedisStore {
         cost: u32,
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
-        let mut call = self.scripts.gcra.key(self.keys.rate(user_type, subject));
-        call.arg(limit.emission_interval_us()).arg(limit.tolerance_us()).arg(cost).arg(self.now_arg(now_us));
-        decode_gcra(&self.run(call).await?)
+        self.link.check_up()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call = GcraCall { key: self.keys.rate(user_type, subject), limit, cost, now: self.now_arg(now_us), reply };
+        self.gcra.send(call).await.map_err(|_| StoreError::Unavailable("GCRA batcher stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("GCRA batcher stopped".into()))?
     }
 
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
@@ -679,14 +773,12 @@ mod tests {
 
     #[test]
     fn gcra_and_stats_replies_decode() {
+        let batch = Value::Array(vec![Value::Int(0), Value::Int(6), Value::Int(1), Value::Int(5)]);
         assert_eq!(
-            decode_gcra(&Value::Array(vec![Value::Int(0), Value::Int(6)])).unwrap(),
-            GcraOutcome::Limited { retry_after_us: 6 }
+            decode_gcra_batch(&batch, 2).unwrap(),
+            [GcraOutcome::Limited { retry_after_us: 6 }, GcraOutcome::Allowed { tat: 5 }]
         );
-        assert_eq!(
-            decode_gcra(&Value::Array(vec![Value::Int(1), Value::Int(5)])).unwrap(),
-            GcraOutcome::Allowed { tat: 5 }
-        );
+        assert!(decode_gcra_batch(&batch, 1).is_err(), "one outcome per request");
         let stats = decode_stats(&Value::Array((1..=5).map(Value::Int).collect())).unwrap();
         assert_eq!((stats.queued, stats.leased, stats.dead_letters, stats.load()), ([1, 2, 3], 4, 5, 10));
     }

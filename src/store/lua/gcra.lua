@@ -1,15 +1,33 @@
--- One GCRA step (reference: src/core/gcra.rs `check`). Times in µs.
--- KEYS[1] the subject's arrival-time key
--- ARGV[1] emission interval µs   ARGV[2] tolerance µs (interval × burst)   ARGV[3] cost
--- ARGV[4] now µs ('' = Redis TIME)
--- Reply: {1, new_tat} allowed (key written, expiring when idle) or {0, retry_after_us}.
-local now = now_us(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + tonumber(ARGV[1]) * tonumber(ARGV[3])
-local allow_until = now + tonumber(ARGV[2])
-if new_tat <= allow_until then
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
-  return {1, new_tat}
+-- GCRA steps for a batch of requests, in order (reference: src/core/gcra.rs
+-- `check`). Level 1 calls arriving together share one EVALSHA; a key that
+-- appears twice sees its earlier step. Times in µs.
+-- KEYS[i]  the arrival-time key of request i
+-- ARGV[4i-3] emission interval µs   ARGV[4i-2] tolerance µs (interval × burst)
+-- ARGV[4i-1] cost                    ARGV[4i]   now µs ('' = Redis TIME)
+-- Reply: {allowed_1, n_1, allowed_2, n_2, ...}: allowed 1 with the new
+-- arrival time (key written, expiring when idle), or 0 with retry_after µs.
+local reply = {}
+local server_now = nil
+for i, key in ipairs(KEYS) do
+  local a = 4 * i - 3
+  local now
+  if ARGV[a + 3] ~= '' then
+    now = tonumber(ARGV[a + 3])
+  else
+    server_now = server_now or now_us('')
+    now = server_now
+  end
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + tonumber(ARGV[a]) * tonumber(ARGV[a + 2])
+  local allow_until = now + tonumber(ARGV[a + 1])
+  if new_tat <= allow_until then
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+    reply[2 * i - 1] = 1
+    reply[2 * i] = new_tat
+  else
+    reply[2 * i - 1] = 0
+    reply[2 * i] = new_tat - allow_until
+  end
 end
-return {0, new_tat - allow_until}
+return reply
