@@ -21,6 +21,7 @@ use crate::grpc::workers::WorkersService;
 use crate::grpc::{FILE_DESCRIPTOR_SET, require};
 use crate::service::Floodgate;
 use crate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore};
+use crate::tls::Tls;
 
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum AppError {
     Store(String),
     #[error("server failed: {0}")]
     Serve(String),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A bound, not yet serving, floodgate.
@@ -41,6 +44,7 @@ pub struct App {
     floodgate: Arc<Floodgate>,
     grpc: TcpListener,
     http: TcpListener,
+    tls: Option<Tls>,
 }
 
 /// The gRPC service names that health reports on.
@@ -60,6 +64,7 @@ impl App {
     /// [`App::bind`] with a chosen clock.
     pub async fn bind_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         settings.check()?;
+        let tls = settings.tls.as_ref().map(Tls::load).transpose().map_err(|e| AppError::Tls(e.to_string()))?;
         let store = match &settings.store {
             StoreUrl::Memory => AnyStore::Memory(MemoryStore::new()),
             StoreUrl::Redis(url) => {
@@ -78,7 +83,7 @@ impl App {
         }
         let grpc = bind(settings.grpc_addr).await?;
         let http = bind(settings.http_addr).await?;
-        Ok(App { settings, floodgate, grpc, http })
+        Ok(App { settings, floodgate, grpc, http, tls })
     }
 
     /// The gRPC listener's address.
@@ -99,7 +104,7 @@ impl App {
     /// Serves until `shutdown` resolves, then stops accepting, lets
     /// in-flight calls finish and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let App { settings, floodgate, grpc, http } = self;
+        let App { settings, floodgate, grpc, http, tls } = self;
         let auth = Authenticator::new(settings.tokens.clone());
         if auth.is_open() {
             tracing::warn!(
@@ -130,7 +135,11 @@ impl App {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| AppError::Serve(e.to_string()))?;
 
         let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
-        let grpc_server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
+        }
+        let grpc_server = builder
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
             .tcp_nodelay(true)
@@ -151,9 +160,13 @@ impl App {
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
-        let http_server = axum::serve(http, crate::http::router(floodgate.clone(), auth))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future();
+        let router = crate::http::router(floodgate.clone(), auth);
+        let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
+            Some(tls) => Box::pin(
+                axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
+            ),
+            None => Box::pin(axum::serve(http, router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future()),
+        };
 
         // In-flight calls finish, but a client that never lets its
         // connection go cannot hold the process past the grace period.

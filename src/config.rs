@@ -327,6 +327,11 @@ pub struct FileConfig {
     /// Key prefix in Redis; must contain a `{hash tag}`.
     pub redis_prefix: Option<String>,
     pub redis_timeout_ms: Option<u64>,
+    /// PEM certificate chain and key: TLS on both listeners.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA whose client certificates are required (mutual TLS).
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Runtime overrides applied over the profile's defaults.
     #[serde(default)]
     pub runtime: toml::Table,
@@ -369,8 +374,11 @@ impl FromStr for StoreUrl {
             Ok(StoreUrl::Memory)
         } else if s.starts_with("redis://") || s.starts_with("redis+unix://") {
             Ok(StoreUrl::Redis(s.to_owned()))
-        } else if s.starts_with("rediss://") || s.starts_with("redis+sentinel://") || s.starts_with("redis-cluster://") {
-            Err(format!("store: {s:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)"))
+        } else if s.starts_with("rediss://") || s.starts_with("redis+sentinel://") || s.starts_with("redis-cluster://")
+        {
+            Err(format!(
+                "store: {s:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)"
+            ))
         } else {
             Err(format!("store: expected \"memory\" or a redis:// URL, got {s:?}"))
         }
@@ -432,6 +440,8 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Whose clock Redis scripts use (Redis TIME unless testing).
     pub redis_time: crate::store::TimeSource,
+    /// TLS (and mutual TLS with a client CA) for both listeners.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Where settings came from when not the default: "flag_or_env",
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
@@ -455,6 +465,7 @@ impl Settings {
             redis_prefix: "{floodgate}".to_owned(),
             redis_timeout_ms: 500,
             redis_time: crate::store::TimeSource::Server,
+            tls: None,
             sources: BTreeMap::new(),
         }
     }
@@ -507,6 +518,14 @@ impl Settings {
         put("redis_timeout_ms", self.redis_timeout_ms.to_string(), "default");
         put("snapshot_refresh_ms", self.snapshot_refresh_ms.to_string(), "default");
         put("request_timeout_ms", self.request_timeout_ms.to_string(), "default");
+        let tls = match &self.tls {
+            None => "off".to_owned(),
+            Some(t) => match &t.client_ca {
+                None => format!("on (cert {})", t.cert.display()),
+                Some(ca) => format!("mutual (cert {}, client CA {})", t.cert.display(), ca.display()),
+            },
+        };
+        put("tls", tls, "flag_or_env");
         for (role, list) in
             [("admin", &self.tokens.admin), ("frontend", &self.tokens.frontend), ("worker", &self.tokens.worker)]
         {
@@ -653,6 +672,9 @@ pub struct ServeOptions {
     pub config: Option<std::path::PathBuf>,
     pub replica_id: Option<String>,
     pub redis_prefix: Option<String>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_client_ca: Option<std::path::PathBuf>,
     pub tokens: Tokens,
 }
 
@@ -701,6 +723,18 @@ impl ServeOptions {
         if let Some(timeout) = file.redis_timeout_ms {
             settings.redis_timeout_ms = timeout;
         }
+        let tls_cert = self.tls_cert.or(file.tls_cert);
+        let tls_key = self.tls_key.or(file.tls_key);
+        let client_ca = self.tls_client_ca.or(file.tls_client_ca);
+        settings.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key, client_ca }),
+            (None, None) if client_ca.is_none() => None,
+            _ => {
+                return Err(ConfigError::Setting(
+                    "tls: set both tls_cert and tls_key (tls_client_ca needs them too)".into(),
+                ));
+            }
+        };
         if let Some(id) = self.replica_id.filter(|id| !id.is_empty()) {
             settings.replica_id = id;
         }

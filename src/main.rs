@@ -49,6 +49,15 @@ struct ServeArgs {
     /// Optional TOML config file.
     #[arg(long, env = "FLOODGATE_CONFIG")]
     config: Option<PathBuf>,
+    /// PEM certificate chain: TLS on both listeners (with --tls-key).
+    #[arg(long, env = "FLOODGATE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FLOODGATE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: clients must present a certificate it issued (mutual TLS).
+    #[arg(long, env = "FLOODGATE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn env_tokens(name: &str) -> Vec<String> {
@@ -82,6 +91,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         config: args.config,
         replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
         redis_prefix: std::env::var("FLOODGATE_REDIS_PREFIX").ok(),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
         tokens: Tokens {
             admin: env_tokens("FLOODGATE_ADMIN_TOKENS"),
             frontend: env_tokens("FLOODGATE_FRONTEND_TOKENS"),

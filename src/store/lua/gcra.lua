@@ -22,7 +22,9 @@ for i, key in ipairs(KEYS) do
   local new_tat = tat + tonumber(ARGV[a]) * tonumber(ARGV[a + 2])
   local allow_until = now + tonumber(ARGV[a + 1])
   if new_tat <= allow_until then
-    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+    -- Kept one second past idleness: harmless (an idle key holds no
+    -- state) and robust to a caller clock that runs behind Redis's.
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1000)
     reply[2 * i - 1] = 1
     reply[2 * i] = new_tat
   else
