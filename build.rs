@@ -18,6 +18,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("floodgate_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
+    // Envoy's rate-limit service (hand-written subset), in its own
+    // descriptor set so that floodgate's set stays floodgate's.
+    let envoy = [
+        "proto/envoy/config/core/v3/base.proto",
+        "proto/envoy/extensions/common/ratelimit/v3/ratelimit.proto",
+        "proto/envoy/service/ratelimit/v3/rls.proto",
+    ];
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("envoy_rls_descriptor.bin"))
+        .compile_protos(&envoy, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

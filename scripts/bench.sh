@@ -39,6 +39,25 @@ run() { # label mode [extra loadgen args]
 
 rps() { sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$1"; }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# rls_pair TITLE: empty RPC vs ShouldRateLimit at concurrency 50, alternating
+# ×2, with the server's CPU µs per request (from /proc/PID/stat).
+rls_pair() {
+  header "$1"
+  local hz; hz=$(getconf CLK_TCK)
+  for i in 1 2; do
+    for mode in empty rls; do
+      local t0 t1 line req
+      t0=$(cpu_ticks "$pid")
+      line=$(taskset -c 1 "$gen" --target "$addr" --mode "$mode" --concurrency 50 --duration "$secs" --warmup 0 --heartbeat 2>/dev/null | head -1)
+      t1=$(cpu_ticks "$pid")
+      req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+      row "$mode #$i (server CPU $(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($req,1),1))") µs/req)" "$line"
+    done
+  done
+}
+
 header() { echo; echo "$1"; echo; echo "| run | req/s | p50 µs | p99 µs | admitted | refused (429+503+circuit) | errors |"; echo "|---|---|---|---|---|---|---|"; }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); ${secs}s per run, concurrency 64, one connection"
@@ -64,6 +83,10 @@ for i in 1 2 3; do
   echo "| ON/OFF #$i | $(python3 -c "print(f'{$(rps "$a")/$(rps "$b"):.2f}×')") | | | | | |"
 done
 kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+
+start_server rlsmem memory ""
+rls_pair "## Envoy RLS ShouldRateLimit (user_type descriptor), embedded store, concurrency 50"
+kill $pid; wait $pid 2>/dev/null || true
 
 echo; echo "## Memory: 1,000,000 distinct rate-limited subjects"
 # One request a minute per subject: every key stays live for the whole run.
@@ -109,6 +132,11 @@ for i in 1 2; do
   echo "| ON/OFF #$i | $(python3 -c "print(f'{$(rps "$a")/$(rps "$b"):.2f}×')") | | | | | |"
 done
 kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+redis-cli -p "$rport" flushall >/dev/null
+start_server rlsred "redis://127.0.0.1:$rport/0" ""
+rls_pair "## Envoy RLS ShouldRateLimit (user_type descriptor), Redis store, concurrency 50"
+kill $pid; wait $pid 2>/dev/null || true
+
 echo; echo "commandstats during the last CheckCapacity run (warm-up included): $check_stats"
 echo; echo "commandstats during the EnqueueAtomic run (warm-up included): $enqueue_stats"
 sha=$(redis-cli -p "$rport" script load "return redis.call('INCR', KEYS[1])")

@@ -17,6 +17,8 @@ use crate::config::{Settings, StoreUrl};
 use crate::grpc::admin::AdminService;
 use crate::grpc::admission::AdmissionService;
 use crate::grpc::pb::{admin_server::AdminServer, admission_server::AdmissionServer, workers_server::WorkersServer};
+use crate::grpc::rls::RateLimitService;
+use crate::grpc::rls::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use crate::grpc::workers::WorkersService;
 use crate::grpc::{FILE_DESCRIPTOR_SET, require};
 use crate::service::Floodgate;
@@ -48,7 +50,8 @@ pub struct App {
 }
 
 /// The gRPC service names that health reports on.
-pub const SERVICE_NAMES: [&str; 3] = ["floodgate.v1.Admission", "floodgate.v1.Workers", "floodgate.v1.Admin"];
+pub const SERVICE_NAMES: [&str; 4] =
+    ["floodgate.v1.Admission", "floodgate.v1.Workers", "floodgate.v1.Admin", crate::grpc::rls::SERVICE_NAME];
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
@@ -130,18 +133,27 @@ impl App {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(crate::grpc::rls::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection().build_v1().map_err(|e| AppError::Serve(e.to_string()))?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| AppError::Serve(e.to_string()))?;
 
         let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
         let mut builder = Server::builder();
+        // A span per RPC when spans are exported (it costs nothing otherwise).
+        if crate::telemetry::otlp_requested() {
+            builder = builder.trace_fn(
+                |request| tracing::info_span!(target: "floodgate::rpc", "rpc", rpc.path = %request.uri().path()),
+            );
+        }
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
         }
         let grpc_server = builder
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
+            // Past the limit, shed at once (UNAVAILABLE) rather than queue.
+            .load_shed(true)
             .tcp_nodelay(true)
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 AdmissionServer::new(AdmissionService::new(floodgate.clone())).max_decoding_message_size(max_message),
@@ -154,6 +166,13 @@ impl App {
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 AdminServer::new(AdminService::new(floodgate.clone())),
                 require(auth.clone(), Role::Admin),
+            ))
+            // Envoy's rate-limit filter is a frontend: it decides admission for
+            // the chat frontends behind it, with a frontend token sent as
+            // static `initial_metadata` of its `grpc_service`.
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                RateLimitServiceServer::new(RateLimitService::new(floodgate.clone())),
+                require(auth.clone(), Role::Frontend),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

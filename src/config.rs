@@ -12,6 +12,7 @@ use crate::core::UserType;
 use crate::core::capacity::{CapacityConfig, Thresholds};
 use crate::core::gcra::RateLimit;
 use crate::core::health::HealthTiming;
+use crate::core::rls::{RlsConfig, Rules};
 use crate::protection::{BreakersConfig, Circuit};
 
 /// A named set of runtime defaults (design §8).
@@ -335,6 +336,9 @@ pub struct FileConfig {
     /// Runtime overrides applied over the profile's defaults.
     #[serde(default)]
     pub runtime: toml::Table,
+    /// Envoy rate-limit service rules per domain (`[[rls.domains]]`).
+    #[serde(default)]
+    pub rls: RlsConfig,
 }
 
 /// Reading or validating configuration failed; the message names the field.
@@ -377,10 +381,11 @@ impl FromStr for StoreUrl {
         } else if s.starts_with("rediss://") || s.starts_with("redis+sentinel://") || s.starts_with("redis-cluster://")
         {
             Err(format!(
-                "store: {s:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)"
+                "store: {:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)",
+                redact(s)
             ))
         } else {
-            Err(format!("store: expected \"memory\" or a redis:// URL, got {s:?}"))
+            Err(format!("store: expected \"memory\" or a redis:// URL, got {:?}", redact(s)))
         }
     }
 }
@@ -442,6 +447,8 @@ pub struct Settings {
     pub redis_time: crate::store::TimeSource,
     /// TLS (and mutual TLS with a client CA) for both listeners.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Envoy rate-limit service descriptor rules (static: from the file at start).
+    pub rls: std::sync::Arc<Rules>,
     /// Where settings came from when not the default: "flag_or_env",
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
@@ -466,6 +473,7 @@ impl Settings {
             redis_timeout_ms: 500,
             redis_time: crate::store::TimeSource::Server,
             tls: None,
+            rls: Default::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -536,6 +544,9 @@ impl Settings {
             };
             put(&format!("{role}_tokens"), value, "env");
         }
+        let domains = self.rls.domain_names().join(",");
+        let domains_source = if domains.is_empty() { "default" } else { "file" };
+        put("rls_domains", domains, domains_source);
         if let Ok(toml::Value::Table(runtime)) = toml::Value::try_from(&self.runtime) {
             flatten("runtime", &toml::Value::Table(runtime), &mut |key, value| put(key, value, "profile"));
         }
@@ -559,11 +570,29 @@ pub fn flatten(prefix: &str, value: &toml::Value, out: &mut dyn FnMut(&str, Stri
 pub fn redact_url(store: &StoreUrl) -> String {
     match store {
         StoreUrl::Memory => "memory".to_owned(),
-        StoreUrl::Redis(url) => match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..]),
-            _ => url.clone(),
-        },
+        StoreUrl::Redis(url) => redact(url),
     }
+}
+
+/// Any `user:password@` credentials and `pass=` / `password=` query
+/// parameters of a URL replaced.
+pub fn redact(url: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &base[..scheme], &base[at + 1..]),
+        _ => base.to_owned(),
+    };
+    let Some(query) = query else { return base };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => {
+                format!("{k}=<redacted>")
+            }
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// Whether `prefix` holds a `{tag}` with at least one character.
@@ -581,10 +610,18 @@ pub fn default_replica_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Compiles the `[rls]` descriptor rules; errors name the field.
+pub fn rls_rules(config: &RlsConfig) -> Result<Rules, ConfigError> {
+    Rules::compile(config).map_err(|errors| {
+        ConfigError::Invalid(errors.into_iter().map(|e| FieldError { field: e.field, message: e.message }).collect())
+    })
+}
+
 /// Loads a config file as `check-config` does: parse, merge over the
 /// profile, validate. Returns the effective runtime config.
 pub fn check_file(path: &Path, profile: Option<Profile>) -> Result<(Profile, RuntimeConfig), ConfigError> {
     let file = FileConfig::load(path)?;
+    rls_rules(&file.rls)?;
     let profile = profile.or(file.profile).unwrap_or_default();
     let runtime = RuntimeConfig::for_profile(profile)
         .merged(file.runtime)
@@ -652,6 +689,18 @@ mod tests {
         c.capacity_buffer = 1.0;
         let fields: Vec<_> = c.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["capacity_buffer"]);
+    }
+
+    #[test]
+    fn redis_passwords_are_redacted_wherever_they_are() {
+        assert_eq!(redact("redis://:hunter2@10.0.0.5:6379/0"), "redis://<redacted>@10.0.0.5:6379/0");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
+            "redis+unix:///run/redis.sock?db=1&pass=<redacted>"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        let err = "rediss://u:hunter2@host:6380".parse::<StoreUrl>().unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -739,6 +788,7 @@ impl ServeOptions {
             settings.replica_id = id;
         }
         settings.tokens = self.tokens;
+        settings.rls = std::sync::Arc::new(rls_rules(&file.rls)?);
         settings.check()?;
         Ok(settings)
     }

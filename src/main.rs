@@ -107,7 +107,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    floodgate::telemetry::init(settings.profile, std::env::var("FLOODGATE_LOG_FORMAT").ok().as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -116,7 +115,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let telemetry =
+            floodgate::telemetry::init(settings.profile, std::env::var("FLOODGATE_LOG_FORMAT").ok().as_deref());
         let app = App::bind(settings.clone()).await?;
+        if telemetry.exporting() {
+            tracing::info!("exporting OpenTelemetry spans over OTLP");
+        }
         tracing::info!(
             grpc = %app.grpc_addr(), http = %app.http_addr(), profile = %settings.profile,
             replica = %settings.replica_id, "floodgate listening"
@@ -126,7 +130,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let shutdown = shutdown_signal()?;
         // A stable line for scripts and tests that start floodgate on port 0.
         println!("floodgate listening grpc={} http={}", app.grpc_addr(), app.http_addr());
-        app.serve(shutdown).await
+        let served = app.serve(shutdown).await;
+        drop(telemetry); // flushes pending spans
+        served
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

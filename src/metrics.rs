@@ -65,6 +65,10 @@ pub struct Metrics {
     decisions: [[AtomicU64; CELLS]; 2],
     rpc: Vec<Histogram>,
     store_errors: [AtomicU64; STORE_OPERATIONS.len()],
+    /// Envoy `ShouldRateLimit` answers: OK, OVER_LIMIT.
+    rls_answers: [AtomicU64; 2],
+    /// Descriptors over their limit in shadow mode (let through).
+    rls_shadow_over_limit: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -73,6 +77,8 @@ impl Default for Metrics {
             decisions: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             rpc: METHODS.iter().map(|_| Histogram::new()).collect(),
             store_errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            rls_answers: std::array::from_fn(|_| AtomicU64::new(0)),
+            rls_shadow_over_limit: AtomicU64::new(0),
         }
     }
 }
@@ -139,6 +145,15 @@ impl Metrics {
         }
     }
 
+    /// Counts an Envoy `ShouldRateLimit` answer.
+    pub fn rls(&self, answer: &crate::core::rls::Answer) {
+        let code = usize::from(answer.overall == crate::core::rls::Code::OverLimit);
+        self.rls_answers[code].fetch_add(1, Ordering::Relaxed);
+        if answer.shadow_over_limit > 0 {
+            self.rls_shadow_over_limit.fetch_add(u64::from(answer.shadow_over_limit), Ordering::Relaxed);
+        }
+    }
+
     /// Counts a store error.
     pub fn store_error(&self, operation: &str) {
         if let Some(i) = STORE_OPERATIONS.iter().position(|o| *o == operation) {
@@ -194,6 +209,18 @@ impl Metrics {
         for (op, n) in STORE_OPERATIONS.iter().zip(&self.store_errors) {
             let _ = writeln!(o, "floodgate_store_errors_total{{operation=\"{op}\"}} {}", n.load(Ordering::Relaxed));
         }
+        let _ = writeln!(o, "# HELP floodgate_rls_answers_total Envoy ShouldRateLimit answers by overall code.");
+        let _ = writeln!(o, "# TYPE floodgate_rls_answers_total counter");
+        for (code, n) in ["ok", "over_limit"].iter().zip(&self.rls_answers) {
+            let _ = writeln!(o, "floodgate_rls_answers_total{{code=\"{code}\"}} {}", n.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# HELP floodgate_rls_shadow_over_limit_total Envoy descriptors over their limit in shadow mode (let through)."
+        );
+        let _ = writeln!(o, "# TYPE floodgate_rls_shadow_over_limit_total counter");
+        let _ =
+            writeln!(o, "floodgate_rls_shadow_over_limit_total {}", self.rls_shadow_over_limit.load(Ordering::Relaxed));
         let mut gauge = |name: &str, help: &str, samples: Vec<(String, String)>| {
             let _ = writeln!(o, "# HELP {name} {help}");
             let _ = writeln!(o, "# TYPE {name} gauge");

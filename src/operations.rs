@@ -512,16 +512,24 @@ impl Floodgate {
     /// Runs about once a second: lease expiry, analytics flush, the
     /// cluster's breaker resets and view, and alert evaluation.
     pub async fn housekeeping(&self) -> Result<(), ServiceError> {
-        self.maintain().await?;
+        // Each step runs even when an earlier one failed; the first error is reported.
         let now = self.clock.now_ms();
-        self.flush_analytics(now).await?;
+        let maintained = self.maintain().await;
+        let flushed = self.flush_analytics(now).await;
+        let synced = self.sync_breakers(now).await;
+        let evaluated = self.evaluate_alerts().await;
+        maintained.and(flushed).and(synced).and(evaluated)
+    }
+
+    /// Applies cluster-wide breaker resets and publishes this replica's view.
+    async fn sync_breakers(&self, now: Millis) -> Result<(), ServiceError> {
         let generations = self.store().breaker_generations().await?;
         self.breakers.apply_generations(&generations, now);
         let published = PublishedBreakers { replica: self.replica_id.clone(), circuits: self.breakers.stats(now) };
         if let Ok(json) = serde_json::to_string(&published) {
             self.store().publish_breakers(&self.replica_id, json, now).await?;
         }
-        self.evaluate_alerts().await
+        Ok(())
     }
 
     /// Evaluates the seed's alert conditions from a fresh snapshot.

@@ -172,6 +172,18 @@ impl Breakers {
         allowed
     }
 
+    /// A call let through by [`Breakers::allow`] ended without a verdict on
+    /// system health (rate limited, duplicate): give back its probe slot.
+    pub fn release(&self, circuit: Circuit) {
+        let shared = self.shared(circuit);
+        if !self.enabled.load(Ordering::Relaxed)
+            || shared.level.load(Ordering::Acquire) != BreakerState::HalfOpen.level()
+        {
+            return;
+        }
+        lock(&shared.inner).release();
+    }
+
     /// The guarded call succeeded.
     pub fn success(&self, circuit: Circuit, now: Millis) {
         if !self.enabled.load(Ordering::Relaxed) {

@@ -18,13 +18,16 @@ use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
+use crate::core::rls::{self, RlsRequest, Rules};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::protection::{Breakers, Circuit};
 use crate::store::StoreError;
 use crate::store::rate::RateTable;
-use crate::store::{AnyStore, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, Store};
+use crate::store::{
+    AnyStore, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, QueueStats, RateBatch, RateKey, Store,
+};
 use crate::throttling::Recorder;
 
 /// Longest subject, session id, request id, task id or idempotency key.
@@ -188,6 +191,32 @@ pub struct Floodgate {
     pub(crate) environment: BTreeMap<String, (String, String)>,
     /// The load at the last alert evaluation (large load changes).
     pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
+    /// Envoy rate-limit service descriptor rules.
+    rls: Arc<Rules>,
+}
+
+/// Level 1 up to its rate-limit step.
+enum LevelOne {
+    /// Decided without the store (the backpressure circuit is open).
+    Decided(Verdict),
+    /// Waiting for the rate-limit outcome.
+    Pending(PendingLevelOne),
+}
+
+/// What Level 1 decides with once the rate limit has answered.
+struct PendingLevelOne {
+    user_type: UserType,
+    admin_route: bool,
+    /// The user type's limit; None when the admin-route bypass applies.
+    rate: Option<RateLimit>,
+    pressure: Pressure,
+    retry_after_ms: u64,
+}
+
+impl PendingLevelOne {
+    fn verdict(&self, rate: Option<GcraOutcome>) -> Verdict {
+        admission::level_one(self.user_type, self.admin_route, rate, self.pressure, self.retry_after_ms)
+    }
 }
 
 fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError> {
@@ -256,6 +285,7 @@ impl Floodgate {
             config_version: std::sync::atomic::AtomicU64::new(0),
             environment: settings.environment(),
             last_alert_load: std::sync::atomic::AtomicU64::new(0),
+            rls: settings.rls.clone(),
         }
     }
 
@@ -319,32 +349,174 @@ impl Floodgate {
     /// backpressure against the snapshot.
     pub async fn check_capacity(&self, request: &AdmissionRequest) -> Result<Verdict, ServiceError> {
         request.validate()?;
+        let now_us = self.clock.now_us();
+        let verdict = match self.level_one_start(request, now_us) {
+            LevelOne::Decided(verdict) => verdict,
+            LevelOne::Pending(pending) => {
+                let rate = match pending.rate {
+                    Some(limit) => Some(self.rate_limit(pending.user_type, &request.subject, limit, now_us).await),
+                    None => None,
+                };
+                self.level_one_finish(&pending, rate, now_us / 1_000)
+            }
+        };
+        Ok(self.decided(1, &request.admission_key(), verdict))
+    }
+
+    /// Level 1 before its rate-limit step: the backpressure circuit, the
+    /// admin-route bypass, and the pressure backpressure will be judged by.
+    fn level_one_start(&self, request: &AdmissionRequest, now_us: u64) -> LevelOne {
         let runtime = self.runtime.load();
         let user_type = request.user_type;
-        let now_us = self.clock.now_us();
-        let now = now_us / 1_000;
         let snapshot = self.snapshot.load();
         let pressure = self.pressure(&snapshot, self.store.cached_load());
         let ratio = capacity::pressure_ratio(pressure.load, pressure.system_total);
         // Non-privileged traffic is refused without touching the store
         // while the system is known to be overloaded.
-        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
-            let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
-            return Ok(self.decided(1, &request.admission_key(), verdict));
+        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) {
+            return LevelOne::Decided(admission::circuit_open(
+                runtime.breakers.backpressure.recovery_timeout_ms,
+                ratio,
+            ));
         }
         let admin_route = admission::bypasses_rate_limit(user_type, &request.route, &runtime.admin_route_prefix);
-        let rate = if admin_route {
-            None
-        } else {
-            Some(self.rate_limit(user_type, &request.subject, runtime.rate_limits.for_user(user_type), now_us).await)
-        };
-        let verdict = admission::level_one(user_type, admin_route, rate, pressure, runtime.backpressure_retry_after_ms);
-        match verdict.decision {
-            Decision::Backpressure => self.breakers.failure(Circuit::Backpressure, now),
-            Decision::Admit => self.breakers.success(Circuit::Backpressure, now),
-            Decision::RateLimited | Decision::CircuitOpen => {} // policy, not failure
+        LevelOne::Pending(PendingLevelOne {
+            user_type,
+            admin_route,
+            rate: (!admin_route).then(|| runtime.rate_limits.for_user(user_type)),
+            pressure,
+            retry_after_ms: runtime.backpressure_retry_after_ms,
+        })
+    }
+
+    /// Level 1's verdict once the rate limit answered (None when bypassed);
+    /// backpressure feeds its circuit.
+    fn level_one_finish(&self, pending: &PendingLevelOne, rate: Option<GcraOutcome>, now: Millis) -> Verdict {
+        let verdict = pending.verdict(rate);
+        // Only calls that passed the circuit report to it (privileged calls
+        // bypass it), and only overload counts as failure: a refusal at the
+        // anonymous or registered threshold, or a 429, is policy.
+        if pending.user_type != UserType::Privileged {
+            match verdict.decision {
+                Decision::Backpressure if admission::is_overload(&pending.pressure) => {
+                    self.breakers.failure(Circuit::Backpressure, now)
+                }
+                Decision::Admit => self.breakers.success(Circuit::Backpressure, now),
+                _ => self.breakers.release(Circuit::Backpressure),
+            }
         }
-        Ok(self.decided(1, &request.admission_key(), verdict))
+        verdict
+    }
+
+    /// Envoy's `ShouldRateLimit`. The request's descriptors are decided
+    /// together: those matching a configured rule by GCRA, and a
+    /// `user_type` descriptor by Level 1 exactly as [`Floodgate::check_capacity`]
+    /// (and counted like it). All GCRA checks go to the store in one call
+    /// and a refused request consumes nothing. Store failures are errors
+    /// (UNAVAILABLE), not a local fallback: Envoy's `failure_mode_deny` decides.
+    pub async fn should_rate_limit(&self, request: &RlsRequest) -> Result<rls::Answer, ServiceError> {
+        let plan = self.rls.plan(request).map_err(|e| ServiceError::invalid(&e.field, e.message))?;
+        let admission = plan.admission.as_ref().map(|a| AdmissionRequest {
+            user_type: a.user_type,
+            subject: a.subject.clone(),
+            session_id: String::new(),
+            transport: a.transport,
+            route: a.route.clone(),
+            request_id: String::new(),
+        });
+        if let Some(admission) = &admission {
+            admission.validate()?;
+        }
+        let now_us = self.clock.now_us();
+        let level_one = admission.as_ref().map(|a| self.level_one_start(a, now_us));
+        // A request Level 1 refuses whatever its rate limit says is decided
+        // as a dry run: statuses for every descriptor, nothing consumed.
+        let (admission_rate, dry_run) = match &level_one {
+            None => (None, false),
+            Some(LevelOne::Decided(_)) => (None, true),
+            Some(LevelOne::Pending(p)) => (p.rate, p.verdict(None).decision != Decision::Admit),
+        };
+        let checks = plan.checks(admission_rate);
+        let batch = if checks.is_empty() {
+            RateBatch { outcomes: Vec::new(), now_us }
+        } else {
+            let keyed: Vec<(RateKey<'_>, rls::Check)> = checks
+                .iter()
+                .map(|(i, check)| match (&plan.descriptors[*i], &admission) {
+                    (rls::Planned::Limited { counter, .. }, _) => (RateKey::Descriptor(counter), *check),
+                    (_, Some(a)) => (RateKey::User(a.user_type, &a.subject), *check),
+                    (_, None) => unreachable!("only limited and admission descriptors are checked"),
+                })
+                .collect();
+            match self.rate_limit_all(&keyed, dry_run, now_us).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // No verdict on system health: give back a half-open probe slot.
+                    if let Some(LevelOne::Pending(p)) = &level_one
+                        && p.user_type != UserType::Privileged
+                    {
+                        self.breakers.release(Circuit::Backpressure);
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let verdict = level_one.map(|l| match l {
+            LevelOne::Decided(verdict) => verdict,
+            LevelOne::Pending(pending) => {
+                let index = plan.admission.as_ref().map(|a| a.index);
+                let rate = checks.iter().zip(&batch.outcomes).find(|((i, _), _)| Some(*i) == index).map(|(_, o)| *o);
+                self.level_one_finish(&pending, rate, now_us / 1_000)
+            }
+        });
+        let outcome = match (&verdict, &admission) {
+            (Some(verdict), Some(a)) => {
+                Some(rls::AdmissionOutcome { verdict, rate: admission_rate, user_type: a.user_type })
+            }
+            _ => None,
+        };
+        let answer = rls::answer(&plan, &checks, &batch.outcomes, batch.now_us, dry_run, outcome);
+        if let (Some(verdict), Some(a)) = (verdict, &admission) {
+            // Counted as what happened to the request: a descriptor over its
+            // limit makes an admitted request rate-limited.
+            let verdict = if answer.decision == verdict.decision {
+                verdict
+            } else {
+                Verdict {
+                    decision: answer.decision,
+                    reason: "an Envoy descriptor is over its limit".to_owned(),
+                    ..verdict
+                }
+            };
+            self.decided(1, &a.admission_key(), verdict);
+        }
+        self.metrics.rls(&answer);
+        Ok(answer)
+    }
+
+    /// One request's GCRA checks behind the `rate_limiter` circuit. No
+    /// local fallback: a failure is UNAVAILABLE for Envoy to judge.
+    async fn rate_limit_all(
+        &self,
+        checks: &[(RateKey<'_>, rls::Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> Result<RateBatch, ServiceError> {
+        let now = now_us / 1_000;
+        if !self.breakers.allow(Circuit::RateLimiter, now, 0.0) {
+            return Err(ServiceError::Unavailable(StoreError::Unavailable("rate_limiter circuit open".into())));
+        }
+        match self.store.rate_limit_all(checks, dry_run, now_us).await {
+            Ok(batch) => {
+                self.breakers.success(Circuit::RateLimiter, now);
+                Ok(batch)
+            }
+            Err(e) => {
+                self.breakers.failure(Circuit::RateLimiter, now);
+                self.metrics.store_error("rate_limit");
+                Err(e.into())
+            }
+        }
     }
 
     /// The store's GCRA step behind the `rate_limiter` circuit; the local
@@ -394,11 +566,17 @@ impl Floodgate {
         let key = request.admission.admission_key();
         let now = self.clock.now_ms();
         let ratio = capacity::pressure_ratio(self.store.cached_load(), snapshot.calculation.system_total);
-        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
+        // A retry with an idempotency key must get its first answer, so the
+        // circuit does not stop it (the store re-checks the limit anyway).
+        let guarded = user_type != UserType::Privileged && request.idempotency_key.is_empty();
+        if guarded && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
             let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
             return Ok(EnqueueAnswer { verdict: self.decided(2, &key, verdict), task_id: None, queue_position: 0 });
         }
         if !self.breakers.allow(Circuit::Storage, now, ratio) {
+            if guarded {
+                self.breakers.release(Circuit::Backpressure);
+            }
             return Err(ServiceError::Unavailable(StoreError::Unavailable("storage circuit open".into())));
         }
         let limit = snapshot.limits.for_user(user_type);
@@ -416,7 +594,9 @@ impl Floodgate {
             Err(e) => {
                 // An enqueue failure is a storage failure and an overload signal.
                 self.breakers.failure(Circuit::Storage, now);
-                self.breakers.failure(Circuit::Backpressure, now);
+                if guarded {
+                    self.breakers.failure(Circuit::Backpressure, now);
+                }
                 self.metrics.store_error("enqueue");
                 return Err(e.into());
             }
@@ -424,14 +604,20 @@ impl Floodgate {
         let answer = match outcome {
             EnqueueOutcome::Admitted { task_id, queue_position, load } => {
                 self.task_ready.notify_waiters();
-                self.breakers.success(Circuit::Backpressure, now);
+                if guarded {
+                    self.breakers.success(Circuit::Backpressure, now);
+                }
                 self.admitted(&snapshot, task_id, queue_position, load)
             }
             EnqueueOutcome::Duplicate { task_id, queue_position, load } => {
                 self.admitted(&snapshot, task_id, queue_position, load)
             }
             EnqueueOutcome::Refused { load } => {
-                self.breakers.failure(Circuit::Backpressure, now);
+                if guarded && admission::is_overload(&self.pressure(&snapshot, load)) {
+                    self.breakers.failure(Circuit::Backpressure, now);
+                } else if guarded {
+                    self.breakers.release(Circuit::Backpressure);
+                }
                 EnqueueAnswer {
                     verdict: admission::refused(
                         user_type,

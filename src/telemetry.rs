@@ -1,17 +1,79 @@
-//! Logging: JSON lines (default) or human-readable text, filtered by
-//! `RUST_LOG` or the profile's default level.
+//! Logging and tracing: JSON lines (default) or human-readable text on
+//! stderr, filtered by `RUST_LOG` or the profile's default level; and, when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set,
+//! OpenTelemetry spans exported over OTLP/gRPC (standard OTel env vars).
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::Profile;
 
-/// Installs the global subscriber. `FLOODGATE_LOG_FORMAT=text` for text.
-pub fn init(profile: Profile, format: Option<&str>) {
+/// Keeps the OTLP exporter alive; dropping it flushes pending spans.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("floodgate: flushing OpenTelemetry spans failed: {e}");
+        }
+    }
+}
+
+/// Whether the standard OTel env vars ask for trace export.
+pub fn otlp_requested() -> bool {
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    if !otlp_requested() {
+        return None;
+    }
+    match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        Ok(exporter) => {
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name("floodgate").build();
+            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+        }
+        Err(e) => {
+            eprintln!("floodgate: OTLP exporter not started: {e}");
+            None
+        }
+    }
+}
+
+/// Installs the global subscriber (call inside the tokio runtime: the OTLP
+/// exporter needs it). `FLOODGATE_LOG_FORMAT=text` for text logs.
+pub fn init(profile: Profile, format: Option<&str>) -> Telemetry {
     let default = match profile {
         Profile::Development => "info,floodgate=debug",
         Profile::Production | Profile::Loadtest => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == Some("text") { builder.try_init() } else { builder.json().try_init() };
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if format == Some("text") {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed()
+    } else {
+        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed()
+    };
+    let provider = otlp_provider();
+    let otel = provider.as_ref().map(|p| {
+        let spans = EnvFilter::new("floodgate=info");
+        tracing_opentelemetry::layer().with_tracer(p.tracer("floodgate")).with_filter(spans).boxed()
+    });
+    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    Telemetry { provider }
 }

@@ -118,6 +118,8 @@ async fn leases_go_by_priority_then_fifo(backend: Backend) {
 async fn two_hundred_concurrent_enqueues_admit_exactly_the_limit(backend: Backend) {
     let (server, mut c) = seed_server(backend).await;
     for round in 0..25 {
+        // Keep the worker alive however slow the rounds are (stale_after is 15 s).
+        c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
         let calls = (0..200).map(|i| {
             let mut admission = c.admission.clone();
             tokio::spawn(async move {

@@ -17,25 +17,45 @@ async fn circuit(c: &mut Clients, name: &str) -> pb::Circuit {
     list.circuits[name].clone()
 }
 
+async fn finish(c: &mut Clients, n: u32) {
+    let tasks = c.workers.lease_tasks(lease(n, 30_000)).await.unwrap().into_inner().tasks;
+    assert_eq!(tasks.len(), n as usize);
+    for t in tasks {
+        c.workers.complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id }).await.unwrap();
+    }
+}
+
 #[tokio::test]
-async fn backpressure_refusals_open_the_circuit_and_it_recovers_through_half_open() {
+async fn overload_refusals_open_the_circuit_and_it_recovers_through_half_open() {
     let server = start(Profile::Production, FAST_BREAKER).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // Refusals at the anonymous threshold are policy: they never open it.
     for i in 0..8 {
         c.admission.enqueue_atomic(enqueue(UserType::Anonymous, &format!("a{i}"))).await.unwrap();
     }
-    for i in 0..3 {
+    for i in 0..5 {
         let r =
             c.admission.enqueue_atomic(enqueue(UserType::Anonymous, &format!("over{i}"))).await.unwrap().into_inner();
+        assert_eq!(r.decision(), Decision::Backpressure);
+    }
+    assert_eq!(circuit(&mut c, "backpressure").await.state, "closed");
+    // Fill to the hard limit (13 of 14): now refusals are overload.
+    for i in 0..5 {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Privileged, &format!("p{i}"))).await.unwrap().into_inner();
+        assert_eq!(r.decision(), Decision::Admit);
+    }
+    for i in 0..3 {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("r{i}"))).await.unwrap().into_inner();
         assert_eq!(r.decision(), Decision::Backpressure);
     }
     let open = circuit(&mut c, "backpressure").await;
     assert_eq!((open.state.as_str(), open.current_window_failures), ("open", 3));
     assert!(open.opened_at.is_some());
 
-    // Registered users would fit (load 8 < 11) but the circuit refuses them
-    // without touching the store; privileged users pass it.
+    // Non-privileged traffic is refused without touching the store;
+    // privileged traffic passes the circuit (and meets the hard limit).
+    finish(&mut c, 5).await; // load 8: registered would fit
     let refused = c.admission.enqueue_atomic(enqueue(UserType::Registered, "r")).await.unwrap().into_inner();
     assert_eq!((refused.decision(), refused.http_status), (Decision::CircuitOpen, 503));
     assert!(refused.retry_after_ms > 0);
@@ -53,6 +73,26 @@ async fn backpressure_refusals_open_the_circuit_and_it_recovers_through_half_ope
     c.admission.enqueue_atomic(enqueue(UserType::Registered, "probe2")).await.unwrap();
     let closed = circuit(&mut c, "backpressure").await;
     assert_eq!((closed.state.as_str(), closed.opened_at), ("closed", None));
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_gets_its_first_answer_while_the_circuit_is_open() {
+    let server = start(Profile::Production, FAST_BREAKER).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let mut first = enqueue(UserType::Registered, "retry-me");
+    first.idempotency_key = "order-7".into();
+    let admitted = c.admission.enqueue_atomic(first.clone()).await.unwrap().into_inner();
+    assert_eq!(admitted.decision(), Decision::Admit);
+    for i in 0..12 {
+        c.admission.enqueue_atomic(enqueue(UserType::Privileged, &format!("p{i}"))).await.unwrap();
+    }
+    for i in 0..3 {
+        c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("r{i}"))).await.unwrap();
+    }
+    assert_eq!(circuit(&mut c, "backpressure").await.state, "open");
+    let retry = c.admission.enqueue_atomic(first).await.unwrap().into_inner();
+    assert_eq!((retry.decision(), retry.task_id), (Decision::Admit, admitted.task_id));
 }
 
 #[tokio::test]

@@ -196,6 +196,8 @@ async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_call
     // C=50, one process: 40 effective + 100 queue = 140; registered limit floor(0.8 × 140) = 112.
     wait_for_capacity(&servers, 140).await;
     for round in 0..20 {
+        // Keep the worker alive however slow the rounds are (stale_after is 15 s).
+        all[0].workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
         let calls = (0..1_000).map(|i| {
             let mut admission = all[i % 3].admission.clone();
             tokio::spawn(async move {
@@ -222,6 +224,7 @@ async fn the_last_slot_raced_by_two_replicas_goes_to_exactly_one() {
     a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     wait_for_capacity(&servers, 140).await;
     for round in 0..20 {
+        a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
         for i in 0..111 {
             let r = a.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("fill-{i}"))).await.unwrap();
             assert_eq!(r.into_inner().decision(), Decision::Admit);

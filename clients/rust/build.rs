@@ -13,6 +13,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         "../../proto/floodgate/v1/admin.proto",
     ];
     tonic_prost_build::configure().build_server(false).compile_protos(&protos, &["../../proto"])?;
+    // Envoy's rate-limit service (floodgate serves it for Envoy's ratelimit filter).
+    let envoy = [
+        "../../proto/envoy/config/core/v3/base.proto",
+        "../../proto/envoy/extensions/common/ratelimit/v3/ratelimit.proto",
+        "../../proto/envoy/service/ratelimit/v3/rls.proto",
+    ];
+    tonic_prost_build::configure().build_server(false).compile_protos(&envoy, &["../../proto"])?;
     println!("cargo:rerun-if-changed=../../proto");
     Ok(())
 }

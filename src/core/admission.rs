@@ -32,6 +32,14 @@ pub fn admits(load: u64, limit: u64) -> bool {
     load < limit
 }
 
+/// A refusal is a sign of system overload (what the backpressure circuit
+/// counts) only at the hard limit or with no capacity at all. Refusals at
+/// the anonymous or registered threshold are the thresholds working as
+/// designed, and must not shut out the user types still below theirs.
+pub fn is_overload(pressure: &Pressure) -> bool {
+    pressure.system_total == 0 || pressure.load >= pressure.limits.privileged
+}
+
 /// Privileged users bypass rate limits on admin routes (never on chat).
 pub fn bypasses_rate_limit(user_type: UserType, route: &str, admin_route_prefix: &str) -> bool {
     user_type == UserType::Privileged && !admin_route_prefix.is_empty() && route.starts_with(admin_route_prefix)
@@ -160,6 +168,15 @@ mod tests {
         }
         assert_eq!(level_one(UserType::Privileged, true, None, empty, 500).decision, Decision::Admit);
         assert_eq!(level_one(UserType::Registered, true, None, empty, 500).decision, Decision::Backpressure);
+    }
+
+    #[test]
+    fn only_hard_limit_or_no_capacity_counts_as_overload() {
+        assert!(!is_overload(&seed_pressure(8)), "anonymous threshold: policy");
+        assert!(!is_overload(&seed_pressure(11)), "registered threshold: policy");
+        assert!(is_overload(&seed_pressure(13)), "hard limit: overload");
+        let empty = Pressure { load: 0, system_total: 0, limits: Limits::from_thresholds(&SEED_THRESHOLDS, 0) };
+        assert!(is_overload(&empty));
     }
 
     #[test]

@@ -87,6 +87,12 @@ impl MinuteRing {
         add(&mut slot.1, cells);
     }
 
+    /// The counts of one minute, if the ring still holds it.
+    pub fn get(&self, minute: u64) -> Option<&Cells> {
+        let (held, cells) = &self.minutes[(minute % HISTORY_MINUTES) as usize];
+        (*held == minute).then_some(cells)
+    }
+
     /// The sum over the `span` minutes ending with `now_minute`.
     pub fn window(&self, now_minute: u64, span: u64) -> Cells {
         let mut total = [0; CELLS];

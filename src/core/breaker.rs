@@ -84,6 +84,8 @@ pub struct Breaker {
     total_requests: u64,
     consecutive_failures: u64,
     opened_at: Option<Millis>,
+    /// When the current half-open round of probes began.
+    half_open_since: Millis,
     half_open_calls: u32,
     half_open_successes: u32,
 }
@@ -99,6 +101,7 @@ impl Breaker {
             total_requests: 0,
             consecutive_failures: 0,
             opened_at: None,
+            half_open_since: 0,
             half_open_calls: 0,
             half_open_successes: 0,
         }
@@ -129,6 +132,7 @@ impl Breaker {
         match to {
             BreakerState::Open => self.opened_at = Some(now),
             BreakerState::HalfOpen => {
+                self.half_open_since = now;
                 self.half_open_calls = 0;
                 self.half_open_successes = 0;
             }
@@ -158,16 +162,34 @@ impl Breaker {
         let allowed = match self.state {
             BreakerState::Closed => true,
             BreakerState::Open => false,
-            BreakerState::HalfOpen if self.half_open_calls < self.config.half_open_max_calls => {
-                self.half_open_calls += 1;
-                true
+            BreakerState::HalfOpen => {
+                // Probes that never reported (cancelled calls) must not wedge
+                // the circuit: after a recovery timeout a new round begins.
+                if self.half_open_calls >= self.config.half_open_max_calls
+                    && now.saturating_sub(self.half_open_since) >= self.config.recovery_timeout_ms
+                {
+                    self.half_open_since = now;
+                    self.half_open_calls = 0;
+                    self.half_open_successes = 0;
+                }
+                let probe = self.half_open_calls < self.config.half_open_max_calls;
+                self.half_open_calls += u32::from(probe);
+                probe
             }
-            BreakerState::HalfOpen => false,
         };
         if allowed {
             self.total_requests += 1;
         }
         (allowed, transition)
+    }
+
+    /// A call that went through ended without telling whether the system
+    /// is healthy (e.g. it was rate limited): a half-open probe slot is
+    /// given back.
+    pub fn release(&mut self) {
+        if self.state == BreakerState::HalfOpen {
+            self.half_open_calls = self.half_open_calls.saturating_sub(1);
+        }
     }
 
     /// A call that went through succeeded.
@@ -283,6 +305,25 @@ mod tests {
             Some(Transition { from: BreakerState::HalfOpen, to: BreakerState::Closed })
         );
         assert_eq!(b.stats(6_002).opened_at, None);
+    }
+
+    #[test]
+    fn released_probes_are_given_back() {
+        let mut b = opened();
+        for _ in 0..2 {
+            assert!(b.allow(6_000, 1.0).0);
+            b.release();
+        }
+        assert!(b.allow(6_000, 1.0).0, "released slots can probe again");
+    }
+
+    #[test]
+    fn probes_that_never_report_do_not_wedge_half_open() {
+        let mut b = opened();
+        assert!(b.allow(6_000, 1.0).0);
+        assert!(b.allow(6_000, 1.0).0);
+        assert!(!b.allow(6_001, 1.0).0);
+        assert!(b.allow(6_000 + 5_000, 1.0).0, "a new round after recovery_timeout");
     }
 
     #[test]

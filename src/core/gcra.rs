@@ -23,6 +23,23 @@ impl RateLimit {
     pub fn tolerance_us(&self) -> u64 {
         self.emission_interval_us() * u64::from(self.burst.max(1))
     }
+
+    /// The limit as GCRA parameters.
+    pub fn spacing(&self) -> Spacing {
+        Spacing { interval_us: self.emission_interval_us(), tolerance_us: self.tolerance_us() }
+    }
+}
+
+/// GCRA in its general form: one request every `interval_us`, the arrival
+/// time running at most `tolerance_us` ahead of now (interval × burst).
+/// Limits in other units than per minute (Envoy's per second … per day)
+/// are expressed with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spacing {
+    /// Emission interval, µs (≥ 1).
+    pub interval_us: u64,
+    /// Tolerance, µs.
+    pub tolerance_us: u64,
 }
 
 /// The result of one GCRA step.
@@ -37,10 +54,14 @@ pub enum GcraOutcome {
 /// One request against a key whose stored arrival time is `tat` (None
 /// when the key is idle or unknown). `cost` requests are taken at once.
 pub fn check(tat: Option<u64>, now_us: u64, limit: RateLimit, cost: u32) -> GcraOutcome {
-    let interval = limit.emission_interval_us();
+    check_spacing(tat, now_us, limit.spacing(), cost)
+}
+
+/// [`check`] for limits given as [`Spacing`].
+pub fn check_spacing(tat: Option<u64>, now_us: u64, spacing: Spacing, cost: u32) -> GcraOutcome {
     let base = tat.unwrap_or(now_us).max(now_us);
-    let new_tat = base + interval * u64::from(cost);
-    let allow_until = now_us + limit.tolerance_us();
+    let new_tat = base.saturating_add(spacing.interval_us.saturating_mul(u64::from(cost)));
+    let allow_until = now_us + spacing.tolerance_us;
     if new_tat <= allow_until {
         GcraOutcome::Allowed { tat: new_tat }
     } else {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod rls;
 pub mod workers;
 
 use tonic::{Request, Status};

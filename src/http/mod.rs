@@ -2,6 +2,9 @@
 //! serialised from the same service calls that gRPC converts.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -18,6 +21,10 @@ use crate::service::Floodgate;
 
 /// Largest request body the shim reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Documents (and /metrics) computed at once; more get 503 at once.
+pub const MAX_CONCURRENT_DOCUMENTS: usize = 16;
+/// Longest a document may take before the shim answers 504.
+pub const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Shim {
@@ -75,6 +82,19 @@ async fn require_admin(
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     auth.authorize(header, Role::Admin)?;
     Ok(next.run(request).await)
+}
+
+/// Bounds the expensive routes: a concurrency cap (shed, not queued) and a timeout.
+async fn bounded(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = permits.try_acquire() else {
+        let busy =
+            HttpError { status: StatusCode::SERVICE_UNAVAILABLE, message: "too many concurrent requests".into() };
+        return ([(header::RETRY_AFTER, "1")], busy).into_response();
+    };
+    match tokio::time::timeout(DOCUMENT_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => HttpError { status: StatusCode::GATEWAY_TIMEOUT, message: "timed out".into() }.into_response(),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -178,11 +198,14 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/monitoring/throttling", get(throttling))
         .route("/monitoring/alerts", get(alerts))
         .route_layer(middleware::from_fn_with_state(auth, require_admin));
+    let documents = Router::new()
+        .route("/metrics", get(metrics))
+        .merge(admin)
+        .route_layer(middleware::from_fn_with_state(Arc::new(Semaphore::new(MAX_CONCURRENT_DOCUMENTS)), bounded));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(admin)
+        .merge(documents)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shim)
 }

@@ -10,12 +10,14 @@ use crate::core::admission::admits;
 use crate::core::analytics::{Cells, HISTORY_MINUTES, MinuteRing, SpaceSaving, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
+use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
+use super::DEAD_LETTERS_KEPT;
 use super::rate::RateTable;
 use super::{
-    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
-    StoreResult, StoredConfig,
+    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, RateBatch,
+    RateKey, Store, StoreResult, StoredConfig,
 };
 
 /// A task waiting in, or leased from, a priority queue.
@@ -52,7 +54,8 @@ struct Queues {
     leased: HashMap<String, Lease>,
     /// (expiry, task_id) of every lease, to find expired ones in order.
     expiries: BTreeSet<(Millis, String)>,
-    dead: Vec<DeadLetter>,
+    /// The most recent dead letters, at most `DEAD_LETTERS_KEPT`.
+    dead: VecDeque<DeadLetter>,
     idempotency: HashMap<String, Remembered>,
     /// (expiry, key) in insertion order; TTLs only grow, so it stays sorted
     /// unless the TTL is lowered live, which only delays eviction.
@@ -84,7 +87,10 @@ impl Queues {
         expired.sort_by_key(|t| std::cmp::Reverse(t.seq));
         for task in expired {
             if task.delivery_count >= max_deliveries {
-                self.dead.push(DeadLetter {
+                if self.dead.len() >= DEAD_LETTERS_KEPT {
+                    self.dead.pop_front();
+                }
+                self.dead.push_back(DeadLetter {
                     task_id: task.task_id,
                     user_type: task.user_type,
                     enqueued_at_ms: task.enqueued_at_ms,
@@ -188,6 +194,15 @@ impl Store for MemoryStore {
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
         Ok(self.rates.check(user_type, subject, limit, cost, now_us))
+    }
+
+    async fn rate_limit_all(
+        &self,
+        checks: &[(RateKey<'_>, Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> StoreResult<RateBatch> {
+        Ok(RateBatch { outcomes: self.rates.check_all(checks, dry_run, now_us), now_us })
     }
 
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
@@ -325,7 +340,7 @@ impl Store for MemoryStore {
         let a = locked(&self.analytics);
         let minutes = (0..span_minutes.min(HISTORY_MINUTES))
             .filter_map(|back| now_minute.checked_sub(back))
-            .map(|m| (m, a.minutes.window(m, 1)))
+            .filter_map(|m| a.minutes.get(m).map(|cells| (m, *cells)))
             .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
             .collect();
         let first_hour = now_minute.saturating_sub(span_minutes.saturating_sub(1)) / 60;

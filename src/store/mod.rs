@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::core::analytics::Cells;
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::ProcessRecord;
+use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
 pub use self::redis::{RedisOptions, RedisStore, TimeSource};
@@ -80,6 +81,10 @@ pub struct DeadLetter {
     pub dead_at_ms: Millis,
 }
 
+/// Dead letters kept for inspection (the oldest are dropped past this),
+/// so a burst of poison tasks cannot grow memory without bound.
+pub const DEAD_LETTERS_KEPT: usize = 10_000;
+
 /// Queue depths: what makes up the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct QueueStats {
@@ -134,6 +139,23 @@ pub struct StoredConfig {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whose arrival time a GCRA check reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey<'a> {
+    /// Level 1's key of a user type and subject (the one `rate_limit` uses).
+    User(UserType, &'a str),
+    /// An Envoy descriptor's counter (`core::rls::counter_key`).
+    Descriptor(&'a str),
+}
+
+/// The outcomes of one request's GCRA checks, in order, and the store's
+/// clock reading they were decided at (Redis TIME on a shared store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateBatch {
+    pub outcomes: Vec<GcraOutcome>,
+    pub now_us: u64,
+}
+
 /// The operations every backend provides, each atomic on its own.
 pub trait Store: Send + Sync + 'static {
     /// Upserts a process record. The backend stamps the receive time
@@ -152,6 +174,16 @@ pub trait Store: Send + Sync + 'static {
         cost: u32,
         now_us: u64,
     ) -> impl Future<Output = StoreResult<GcraOutcome>> + Send;
+
+    /// One request's GCRA checks decided together and atomically, by the
+    /// rule of `core::rls::decide_all`: nothing is written when an
+    /// enforcing check is limited or `dry_run` is set. One script call on Redis.
+    fn rate_limit_all(
+        &self,
+        checks: &[(RateKey<'_>, Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> impl Future<Output = StoreResult<RateBatch>> + Send;
 
     /// The atomic check-and-enqueue: admits while `load < limit`.
     fn enqueue(
@@ -259,6 +291,14 @@ impl Store for AnyStore {
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
         dispatch!(self, s => s.rate_limit(user_type, subject, limit, cost, now_us).await)
+    }
+    async fn rate_limit_all(
+        &self,
+        checks: &[(RateKey<'_>, Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> StoreResult<RateBatch> {
+        dispatch!(self, s => s.rate_limit_all(checks, dry_run, now_us).await)
     }
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         dispatch!(self, s => s.enqueue(task, limit, now).await)

@@ -4,14 +4,22 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::core::UserType;
 use crate::core::gcra::{self, GcraOutcome, RateLimit};
+use crate::core::rls::{self, Check};
+
+use super::RateKey;
 
 const SHARDS: usize = 64;
+/// Shard groups: one per user type, then one for Envoy descriptor counters.
+const GROUPS: usize = UserType::ALL.len() + 1;
 
-/// Arrival times per (user type, subject), in 64 shards per user type.
+type Shard = HashMap<Box<str>, u64>;
+
+/// Arrival times per (user type, subject), in 64 shards per user type, and
+/// per Envoy descriptor counter in 64 more.
 pub struct RateTable {
     shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
     hasher: RandomState,
@@ -20,7 +28,7 @@ pub struct RateTable {
 impl Default for RateTable {
     fn default() -> Self {
         RateTable {
-            shards: (0..SHARDS * UserType::ALL.len()).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS * GROUPS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
         }
     }
@@ -28,8 +36,57 @@ impl Default for RateTable {
 
 impl RateTable {
     fn shard(&self, user_type: UserType, subject: &str) -> &Mutex<HashMap<Box<str>, u64>> {
-        let index = (self.hasher.hash_one(subject) as usize) % SHARDS;
-        &self.shards[user_type.index() * SHARDS + index]
+        &self.shards[self.shard_index(RateKey::User(user_type, subject))]
+    }
+
+    fn shard_index(&self, key: RateKey<'_>) -> usize {
+        let (group, name) = match key {
+            RateKey::User(user_type, subject) => (user_type.index(), subject),
+            RateKey::Descriptor(counter) => (UserType::ALL.len(), counter),
+        };
+        group * SHARDS + (self.hasher.hash_one(name) as usize) % SHARDS
+    }
+
+    /// One request's checks decided together (`core::rls::decide_all`):
+    /// every shard involved is held for the decision, so no other request
+    /// sees half of it. Shards are locked in ascending order and `check`
+    /// holds one at a time, so two requests never wait on each other in a cycle.
+    pub fn check_all(&self, checks: &[(RateKey<'_>, Check)], dry_run: bool, now_us: u64) -> Vec<GcraOutcome> {
+        let located: Vec<((usize, &str), Check)> = checks
+            .iter()
+            .map(|(key, check)| {
+                let name = match key {
+                    RateKey::User(_, subject) => *subject,
+                    RateKey::Descriptor(counter) => *counter,
+                };
+                ((self.shard_index(*key), name), *check)
+            })
+            .collect();
+        let mut order: Vec<usize> = located.iter().map(|((shard, _), _)| *shard).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut held: Vec<(usize, MutexGuard<'_, Shard>)> =
+            order.into_iter().map(|i| (i, self.shards[i].lock().unwrap_or_else(|p| p.into_inner()))).collect();
+        // Every shard in `located` is in `held`, which is sorted.
+        let position = |held: &[(usize, MutexGuard<'_, Shard>)], shard: usize| {
+            held.binary_search_by_key(&shard, |(i, _)| *i).unwrap_or_default()
+        };
+        let (outcomes, writes) = rls::decide_all(
+            &located,
+            |(shard, name)| held[position(&held, *shard)].1.get(*name).copied(),
+            now_us,
+            dry_run,
+        );
+        for ((shard, name), tat) in writes {
+            let at = position(&held, shard);
+            match held[at].1.get_mut(name) {
+                Some(stored) => *stored = tat,
+                None => {
+                    held[at].1.insert(name.into(), tat);
+                }
+            }
+        }
+        outcomes
     }
 
     /// One GCRA step; the key is written only when the request is allowed.
@@ -83,6 +140,23 @@ mod tests {
         assert!(matches!(table.check(UserType::Anonymous, "a", LIMIT, 1, 0), GcraOutcome::Limited { .. }));
         assert!(matches!(table.check(UserType::Anonymous, "b", LIMIT, 1, 0), GcraOutcome::Allowed { .. }));
         assert!(matches!(table.check(UserType::Registered, "a", LIMIT, 1, 0), GcraOutcome::Allowed { .. }));
+    }
+
+    #[test]
+    fn a_batch_shares_level_one_keys_and_keeps_descriptor_counters_apart() {
+        let table = RateTable::default();
+        let spacing = LIMIT.spacing();
+        let check = Check { spacing, cost: 1, enforce: true };
+        // The descriptor counter "a" is not the anonymous subject "a".
+        let batch = [(RateKey::Descriptor("a"), check), (RateKey::User(UserType::Anonymous, "a"), check)];
+        assert!(table.check_all(&batch, false, 0).iter().all(|o| matches!(o, GcraOutcome::Allowed { .. })));
+        assert!(matches!(table.check(UserType::Anonymous, "a", LIMIT, 1, 0), GcraOutcome::Allowed { .. }));
+        // Level 1's key is now full: the batch is refused and its descriptor not consumed.
+        let outcomes = table.check_all(&batch, false, 0);
+        assert!(matches!(outcomes[1], GcraOutcome::Limited { .. }));
+        assert_eq!(table.len(), 2);
+        let again = table.check_all(&batch[..1], false, 0);
+        assert_eq!(again, [GcraOutcome::Allowed { tat: 2 * spacing.interval_us }]);
     }
 
     #[test]

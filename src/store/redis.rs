@@ -22,6 +22,8 @@ use super::{
     StoreError, StoreResult, StoredConfig,
 };
 
+mod rls;
+
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 /// Where "now" comes from for scripts.
@@ -562,6 +564,15 @@ impl Store for RedisStore {
         answer.await.map_err(|_| StoreError::Unavailable("GCRA batcher stopped".into()))?
     }
 
+    async fn rate_limit_all(
+        &self,
+        checks: &[(super::RateKey<'_>, crate::core::rls::Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> StoreResult<super::RateBatch> {
+        self.rls_rate_limit_all(checks, dry_run, now_us).await
+    }
+
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         let k = &self.keys;
         let idempotency_key = task.idempotency_key.as_deref().map(|key| k.idempotency(key));
@@ -592,7 +603,8 @@ impl Store for RedisStore {
             .arg(request.lease_ms)
             .arg(request.max_deliveries)
             .arg(new_id())
-            .arg(self.now_arg(now));
+            .arg(self.now_arg(now))
+            .arg(super::DEAD_LETTERS_KEPT);
         decode_lease(&self.run(call).await?)
     }
 

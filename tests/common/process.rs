@@ -42,15 +42,20 @@ pub struct Process {
 impl Process {
     /// Starts `floodgate serve` (production profile, test tokens) with `config` as its TOML file.
     pub fn spawn(store: &str, config: &str) -> Process {
-        Self::start(store, config, false)
+        Self::start(store, config, false, &[])
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    pub fn spawn_with_env(store: &str, config: &str, env: &[(&str, &str)]) -> Process {
+        Self::start(store, config, false, env)
     }
 
     /// [`Process::spawn`] with stderr (the logs) captured to a file.
     pub fn spawn_logged(store: &str, config: &str) -> Process {
-        Self::start(store, config, true)
+        Self::start(store, config, true, &[])
     }
 
-    fn start(store: &str, config: &str, logged: bool) -> Process {
+    fn start(store: &str, config: &str, logged: bool, env: &[(&str, &str)]) -> Process {
         let config = temp_file(config);
         let log = logged.then(|| temp_file(""));
         let stderr = match &log {
@@ -67,6 +72,7 @@ impl Process {
             .env("FLOODGATE_FRONTEND_TOKENS", FRONTEND)
             .env("FLOODGATE_WORKER_TOKENS", WORKER)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -16,6 +16,35 @@ pub mod pb {
     tonic::include_proto!("floodgate.v1");
 }
 
+/// Generated types and client of Envoy's rate-limit service (RLS v3), which
+/// floodgate serves for Envoy's ratelimit filter; nested as prost expects.
+#[allow(clippy::all, missing_docs)]
+pub mod envoy {
+    pub mod config {
+        pub mod core {
+            pub mod v3 {
+                tonic::include_proto!("envoy.config.core.v3");
+            }
+        }
+    }
+    pub mod extensions {
+        pub mod common {
+            pub mod ratelimit {
+                pub mod v3 {
+                    tonic::include_proto!("envoy.extensions.common.ratelimit.v3");
+                }
+            }
+        }
+    }
+    pub mod service {
+        pub mod ratelimit {
+            pub mod v3 {
+                tonic::include_proto!("envoy.service.ratelimit.v3");
+            }
+        }
+    }
+}
+
 pub use pb::{Decision, ProcessStatus, Transport, UserType};
 pub use tonic::{Code, Status as RpcStatus};
 
@@ -58,6 +87,9 @@ pub type AdmissionClient = pb::admission_client::AdmissionClient<AuthChannel>;
 pub type WorkersClient = pb::workers_client::WorkersClient<AuthChannel>;
 /// The operator surface.
 pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
+/// `envoy.service.ratelimit.v3.RateLimitService` (a frontend token).
+pub type RateLimitClient =
+    envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient<AuthChannel>;
 /// `grpc.health.v1` (no auth needed).
 pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
 
@@ -100,9 +132,36 @@ impl Client {
         pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    /// Envoy's rate-limit service, as Envoy's ratelimit filter calls it.
+    pub fn rate_limit(&self) -> RateLimitClient {
+        envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     /// `grpc.health.v1.Health`.
     pub fn health(&self) -> HealthClient {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+    }
+}
+
+/// An Envoy rate-limit request: `descriptors` as lists of (key, value).
+pub fn rate_limit_request(
+    domain: &str,
+    descriptors: &[&[(&str, &str)]],
+    hits_addend: u32,
+) -> envoy::service::ratelimit::v3::RateLimitRequest {
+    use envoy::extensions::common::ratelimit::v3::{RateLimitDescriptor, rate_limit_descriptor::Entry};
+    envoy::service::ratelimit::v3::RateLimitRequest {
+        domain: domain.into(),
+        descriptors: descriptors
+            .iter()
+            .map(|entries| RateLimitDescriptor {
+                entries: entries.iter().map(|(k, v)| Entry { key: (*k).into(), value: (*v).into() }).collect(),
+            })
+            .collect(),
+        hits_addend,
     }
 }
 

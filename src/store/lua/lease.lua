@@ -4,7 +4,7 @@
 -- KEYS[1..3] ready queues (anonymous, registered, privileged)   KEYS[4] lease expiry zset
 -- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[7] leases hash   KEYS[8] dead-letter list
 -- ARGV[1] max tasks   ARGV[2] lease ms   ARGV[3] max deliveries   ARGV[4] lease-id nonce
--- ARGV[5] now ms ('' = Redis TIME)
+-- ARGV[5] now ms ('' = Redis TIME)   ARGV[6] dead letters kept (the list is trimmed to it)
 -- Reply: {now, then 7 entries per leased task: task_id, lease_id, payload, user_type,
 --         enqueued_at_ms, delivery_count, lease_expires_at_ms}
 local now = now_ms(ARGV[5])
@@ -24,6 +24,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
       redis.call('LPUSH', KEYS[8], string.format(
         '{"task_id":"%s","user_type":%d,"enqueued_at_ms":%d,"delivery_count":%d,"dead_at_ms":%d}',
         id, user_type, enqueued_at, deliveries, now))
+      redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[6]) - 1)
       redis.call('HDEL', KEYS[5], id)
       redis.call('HDEL', KEYS[6], id)
     else

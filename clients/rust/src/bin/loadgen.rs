@@ -1,7 +1,8 @@
 //! floodgate-loadgen: drives floodgate at a fixed concurrency for a fixed
 //! time (or request count) and prints requests/s, p50/p99 and the decision
 //! split. `--mode empty` calls `grpc.health.v1.Health/Check` on the same
-//! server stack: the baseline every figure is compared with.
+//! server stack: the baseline every figure is compared with. `--mode rls`
+//! calls Envoy's `ShouldRateLimit` as Envoy's ratelimit filter would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,9 +22,11 @@ enum Mode {
     Enqueue,
     /// EnqueueAtomic → LeaseTasks → CompleteTask, one cycle per iteration.
     Cycle,
+    /// Envoy's ShouldRateLimit (RLS v3) with --domain and --descriptor.
+    Rls,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum User {
     Anonymous,
     Registered,
@@ -69,6 +72,29 @@ struct Args {
     /// Print the summary as one JSON object too.
     #[arg(long)]
     json: bool,
+    /// `--mode rls`: the domain of the requests.
+    #[arg(long, default_value = "floodgate")]
+    domain: String,
+    /// `--mode rls`: one descriptor as `key=value,key=value`; repeat for
+    /// several per request. `{subject}` becomes the cycling subject and
+    /// `{user_type}` the --user-type. The default runs floodgate's Level 1
+    /// through Envoy's API (no rules needed); for descriptor rules, e.g.
+    /// `--domain chat --descriptor 'remote_address={subject}'`.
+    #[arg(long, default_value = "user_type={user_type},subject={subject}")]
+    descriptor: Vec<String>,
+    /// `--mode rls`: hits_addend of every request (0 means 1).
+    #[arg(long, default_value_t = 0)]
+    hits_addend: u32,
+}
+
+/// `key=value,key=value` → entries.
+fn parse_descriptor(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(format!("--descriptor {text:?}: expected key=value[,key=value…]")),
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -94,6 +120,14 @@ impl Counters {
     }
 }
 
+fn user_name(user: User) -> &'static str {
+    match user {
+        User::Anonymous => "anonymous",
+        User::Registered => "registered",
+        User::Privileged => "privileged",
+    }
+}
+
 fn user_type(user: User) -> UserType {
     match user {
         User::Anonymous => UserType::Anonymous,
@@ -108,6 +142,15 @@ struct Worker {
     user_type: UserType,
     subjects: u64,
     worker_client: Client,
+    rls: Arc<RlsShape>,
+}
+
+/// `--mode rls`: what every request carries.
+struct RlsShape {
+    domain: String,
+    /// Descriptor templates: (key, value) with `{subject}` still in values.
+    descriptors: Vec<Vec<(String, String)>>,
+    hits_addend: u32,
 }
 
 impl Worker {
@@ -115,6 +158,51 @@ impl Worker {
     async fn once(&self, n: u64, counters: &Counters) -> Result<(), floodgate_client::RpcStatus> {
         let subject = if self.subjects == 0 { format!("s{n}") } else { format!("s{}", n % self.subjects) };
         match self.mode {
+            Mode::Rls => {
+                use floodgate_client::envoy::extensions::common::ratelimit::v3::{
+                    RateLimitDescriptor, rate_limit_descriptor::Entry,
+                };
+                use floodgate_client::envoy::service::ratelimit::v3::{RateLimitRequest, rate_limit_response::Code};
+                let RlsShape { domain, descriptors: templates, hits_addend } = &*self.rls;
+                let descriptors = templates
+                    .iter()
+                    .map(|entries| RateLimitDescriptor {
+                        entries: entries
+                            .iter()
+                            .map(|(key, value)| Entry {
+                                key: key.clone(),
+                                value: if value.contains('{') {
+                                    value.replace("{subject}", &subject)
+                                } else {
+                                    value.clone()
+                                },
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let r = self
+                    .client
+                    .rate_limit()
+                    .should_rate_limit(RateLimitRequest {
+                        domain: domain.clone(),
+                        descriptors,
+                        hits_addend: *hits_addend,
+                    })
+                    .await?
+                    .into_inner();
+                let decision = match r.overall_code() {
+                    Code::Ok => Decision::Admit,
+                    Code::OverLimit => {
+                        match r.response_headers_to_add.iter().find(|h| h.key == "x-floodgate-decision") {
+                            Some(h) if h.value == "backpressure" => Decision::Backpressure,
+                            Some(h) if h.value == "circuit_open" => Decision::CircuitOpen,
+                            _ => Decision::RateLimited,
+                        }
+                    }
+                    Code::Unknown => Decision::Unspecified,
+                };
+                counters.count(decision);
+            }
             Mode::Empty => {
                 self.client.health().check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await?;
             }
@@ -198,6 +286,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    let templates = args
+        .descriptor
+        .iter()
+        .map(|d| parse_descriptor(&d.replace("{user_type}", user_name(args.user_type))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rls = Arc::new(RlsShape { domain: args.domain.clone(), descriptors: templates, hits_addend: args.hits_addend });
     let counters = Arc::new(Counters::default());
     let measuring = Arc::new(AtomicBool::new(args.warmup <= 0.0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,6 +304,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             user_type: user_type(args.user_type),
             subjects: args.subjects,
             worker_client: worker_client.clone(),
+            rls: rls.clone(),
         };
         let (counters, measuring, stop, sequence) =
             (counters.clone(), measuring.clone(), stop.clone(), sequence.clone());

@@ -1,0 +1,49 @@
+-- Envoy rate-limit requests: every GCRA check of a request decided
+-- together, all or nothing (reference: src/core/rls.rs `decide_all`, each
+-- step src/core/gcra.rs `check_spacing`). Times in µs. Several requests may
+-- share one call; each is decided in turn, seeing the writes of those before.
+-- KEYS     the arrival-time key of each check, in order: Envoy descriptor
+--          counters, and a user type's Level 1 key (the one gcra.lua uses)
+-- ARGV     per request: now µs ('' = Redis TIME), dry run ('1' = write
+--          nothing), number of checks n, then per check: emission interval
+--          µs, tolerance µs (interval × burst), cost, enforce ('1' = a
+--          refusal refuses the request; '0' = shadow mode)
+-- Reply    per request: now, then per check 1, new arrival time (allowed)
+--          or 0, retry_after µs (limited); flattened.
+-- A request's new arrival times are written (expiring when idle) only when
+-- no enforcing check is limited and it is not a dry run; checks sharing a
+-- key see the earlier checks' new times.
+local reply = {}
+local a, k = 1, 1
+while a <= #ARGV do
+  local now = now_us(ARGV[a])
+  local refused = ARGV[a + 1] == '1'
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  reply[#reply + 1] = now
+  local pending = {}
+  for _ = 1, n do
+    local key = KEYS[k]
+    local tat = pending[key] or tonumber(redis.call('GET', key) or '0')
+    if tat < now then tat = now end
+    local new_tat = tat + tonumber(ARGV[a]) * tonumber(ARGV[a + 2])
+    local allow_until = now + tonumber(ARGV[a + 1])
+    if new_tat <= allow_until then
+      pending[key] = new_tat
+      reply[#reply + 1] = 1
+      reply[#reply + 1] = new_tat
+    else
+      if ARGV[a + 3] == '1' then refused = true end
+      reply[#reply + 1] = 0
+      reply[#reply + 1] = new_tat - allow_until
+    end
+    a = a + 4
+    k = k + 1
+  end
+  if not refused then
+    for key, tat in pairs(pending) do
+      redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+    end
+  end
+end
+return reply
