@@ -172,6 +172,8 @@ pub struct RedisStore {
     /// Level-1 GCRA steps go through one batcher task: calls arriving while
     /// a batch is in flight share the next script call.
     gcra: tokio::sync::mpsc::Sender<GcraCall>,
+    /// Envoy RLS requests, batched the same way.
+    rls: tokio::sync::mpsc::Sender<rls::RlsCall>,
 }
 
 /// How long a failure short-circuits further calls.
@@ -201,12 +203,15 @@ impl RedisStore {
         });
         let (gcra, calls) = tokio::sync::mpsc::channel(4 * GCRA_BATCH);
         tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
+        let (rls, rls_calls) = tokio::sync::mpsc::channel(1_024);
+        tokio::spawn(rls::batch_rls(link.clone(), rls_calls));
         Ok(RedisStore {
             link,
             keys: Keys::new(&options.prefix),
             scripts: Scripts::new(),
             load: AtomicU64::new(0),
             gcra,
+            rls,
         })
     }
 

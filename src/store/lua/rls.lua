@@ -42,7 +42,7 @@ while a <= #ARGV do
   end
   if not refused then
     for key, tat in pairs(pending) do
-      redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+      redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
     end
   end
 end

@@ -2,40 +2,107 @@
 //! one script call (`lua/rls.lua`, one EVALSHA), all or nothing. Kept apart
 //! from `redis.rs` so that the RLS path reads on its own.
 
-use std::sync::LazyLock;
+use std::sync::Arc;
 
-use redis::{Script, Value};
+use redis::Value;
 
-use super::{RedisStore, array, int, protocol, script, uint};
+use super::{Link, RedisStore, array, int, protocol, script, uint};
 use crate::core::gcra::GcraOutcome;
 use crate::core::rls::Check;
-use crate::store::{RateBatch, RateKey, StoreResult};
+use crate::store::{RateBatch, RateKey, StoreError, StoreResult};
 
-static RLS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/rls.lua")));
+/// Most requests in one script call.
+const RLS_BATCH: usize = 64;
+
+/// One request's checks waiting for the batcher.
+pub(super) struct RlsCall {
+    keys: Vec<String>,
+    /// interval µs, tolerance µs, cost, enforce — per check.
+    checks: Vec<(u64, u64, u32, bool)>,
+    dry_run: bool,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<StoreResult<RateBatch>>,
+}
+
+/// Requests arriving while a call is in flight share the next script call;
+/// the script decides each request in turn, all or nothing, as if alone.
+pub(super) async fn batch_rls(link: Arc<Link>, mut calls: tokio::sync::mpsc::Receiver<RlsCall>) {
+    let script = script(include_str!("../lua/rls.lua"));
+    while let Some(first) = calls.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RLS_BATCH {
+            match calls.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_) => break,
+            }
+        }
+        let mut invocation = script.prepare_invoke();
+        for call in &batch {
+            invocation.arg(&call.now).arg(if call.dry_run { "1" } else { "0" }).arg(call.checks.len());
+            for (key, (interval, tolerance, cost, enforce)) in call.keys.iter().zip(&call.checks) {
+                invocation.key(key);
+                invocation.arg(interval).arg(tolerance).arg(cost).arg(if *enforce { "1" } else { "0" });
+            }
+        }
+        let sizes: Vec<usize> = batch.iter().map(|c| c.checks.len()).collect();
+        match link.run(invocation).await.and_then(|value| decode_rls_many(&value, &sizes)) {
+            Ok(answers) => {
+                for (call, answer) in batch.into_iter().zip(answers) {
+                    let _ = call.reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                for call in batch {
+                    let _ = call.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
 
 impl RedisStore {
-    /// `Store::rate_limit_all` on Redis: one request, one script call.
+    /// `Store::rate_limit_all` on Redis: one request's checks in one script
+    /// call (shared with requests arriving at the same time).
     pub(super) async fn rls_rate_limit_all(
         &self,
         checks: &[(RateKey<'_>, Check)],
         dry_run: bool,
         now_us: u64,
     ) -> StoreResult<RateBatch> {
-        let mut call = RLS.prepare_invoke();
-        call.arg(self.now_arg(now_us)).arg(if dry_run { "1" } else { "0" }).arg(checks.len());
-        for (key, check) in checks {
-            match key {
-                RateKey::User(user_type, subject) => call.key(self.keys.rate(*user_type, subject)),
-                RateKey::Descriptor(counter) => call.key(format!("{}:rls:{counter}", self.keys.prefix)),
-            };
-            call.arg(check.spacing.interval_us).arg(check.spacing.tolerance_us).arg(check.cost).arg(if check.enforce {
-                "1"
-            } else {
-                "0"
-            });
-        }
-        decode_rls(&self.run(call).await?, checks.len())
+        self.link.check_up()?;
+        let keys = checks
+            .iter()
+            .map(|(key, _)| match key {
+                RateKey::User(user_type, subject) => self.keys.rate(*user_type, subject),
+                RateKey::Descriptor(counter) => format!("{}:rls:{counter}", self.keys.prefix),
+            })
+            .collect();
+        let checks =
+            checks.iter().map(|(_, c)| (c.spacing.interval_us, c.spacing.tolerance_us, c.cost, c.enforce)).collect();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call = RlsCall { keys, checks, dry_run, now: self.now_arg(now_us), reply };
+        let stopped = || StoreError::Unavailable("RLS batcher stopped".into());
+        self.rls.send(call).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
+}
+
+/// The replies of several requests in one script call, split by their
+/// check counts.
+pub fn decode_rls_many(value: &Value, sizes: &[usize]) -> StoreResult<Vec<RateBatch>> {
+    let items = array("rls", value)?;
+    if items.len() != sizes.iter().map(|n| 1 + 2 * n).sum::<usize>() {
+        return Err(protocol("rls", value));
+    }
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|n| {
+            let part = Value::Array(items[at..at + 1 + 2 * n].to_vec());
+            at += 1 + 2 * n;
+            decode_rls(&part, *n)
+        })
+        .collect()
 }
 
 /// `{now, allowed_1, n_1, …}` of one request → its outcomes: `{1, tat}` or
@@ -75,5 +142,23 @@ mod tests {
         assert!(decode_rls(&Value::Array(vec![]), 0).is_err(), "the clock reading is required");
         let bad = Value::Array(vec![Value::Int(1), Value::Int(7), Value::Int(1)]);
         assert!(decode_rls(&bad, 1).is_err());
+    }
+
+    #[test]
+    fn several_requests_split_by_their_check_counts() {
+        let reply = Value::Array(vec![
+            Value::Int(10),
+            Value::Int(1),
+            Value::Int(11),
+            Value::Int(20),
+            Value::Int(0),
+            Value::Int(3),
+            Value::Int(1),
+            Value::Int(21),
+        ]);
+        let answers = decode_rls_many(&reply, &[1, 2]).unwrap();
+        assert_eq!((answers[0].now_us, answers[1].now_us), (10, 20));
+        assert_eq!(answers[1].outcomes, [GcraOutcome::Limited { retry_after_us: 3 }, GcraOutcome::Allowed { tat: 21 }]);
+        assert!(decode_rls_many(&reply, &[1, 1]).is_err());
     }
 }
