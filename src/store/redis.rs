@@ -110,7 +110,6 @@ impl Keys {
 }
 
 struct Scripts {
-    enqueue: Script,
     lease: Script,
     complete: Script,
     extend: Script,
@@ -127,7 +126,6 @@ fn script(body: &str) -> Script {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            enqueue: script(include_str!("lua/enqueue.lua")),
             lease: script(include_str!("lua/lease.lua")),
             complete: script(include_str!("lua/complete.lua")),
             extend: script(include_str!("lua/extend.lua")),
@@ -174,7 +172,26 @@ pub struct RedisStore {
     gcra: tokio::sync::mpsc::Sender<GcraCall>,
     /// Envoy RLS requests, batched the same way.
     rls: tokio::sync::mpsc::Sender<rls::RlsCall>,
+    /// Level-2 check-and-enqueues, batched the same way: each is still
+    /// decided atomically, in arrival order, inside one script call.
+    enqueues: tokio::sync::mpsc::Sender<EnqueueCall>,
 }
+
+/// One Level-2 check-and-enqueue waiting for the batcher.
+struct EnqueueCall {
+    idempotency_key: Option<String>,
+    user_type: usize,
+    limit: u64,
+    task_id: String,
+    payload: Vec<u8>,
+    /// Idempotency TTL in ms, or empty without a key.
+    ttl: String,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<StoreResult<EnqueueOutcome>>,
+}
+
+/// Most check-and-enqueues in one script call.
+const ENQUEUE_BATCH: usize = 64;
 
 /// How long a failure short-circuits further calls.
 const DOWN_WINDOW: Duration = Duration::from_millis(500);
@@ -205,14 +222,10 @@ impl RedisStore {
         tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
         let (rls, rls_calls) = tokio::sync::mpsc::channel(1_024);
         tokio::spawn(rls::batch_rls(link.clone(), rls_calls));
-        Ok(RedisStore {
-            link,
-            keys: Keys::new(&options.prefix),
-            scripts: Scripts::new(),
-            load: AtomicU64::new(0),
-            gcra,
-            rls,
-        })
+        let keys = Keys::new(&options.prefix);
+        let (enqueues, enqueue_calls) = tokio::sync::mpsc::channel(4 * ENQUEUE_BATCH);
+        tokio::spawn(batch_enqueue(link.clone(), keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
+        Ok(RedisStore { link, keys, scripts: Scripts::new(), load: AtomicU64::new(0), gcra, rls, enqueues })
     }
 
     fn now_arg(&self, now: u64) -> String {
@@ -320,6 +333,45 @@ async fn batch_gcra(link: Arc<Link>, script: Script, mut calls: tokio::sync::mps
     }
 }
 
+/// Collects check-and-enqueues while a call is in flight; the script
+/// decides them in arrival order, each against the live load.
+async fn batch_enqueue(
+    link: Arc<Link>,
+    keys: Keys,
+    script: Script,
+    mut calls: tokio::sync::mpsc::Receiver<EnqueueCall>,
+) {
+    while let Some(first) = calls.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < ENQUEUE_BATCH {
+            match calls.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_) => break,
+            }
+        }
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&keys.queues[0]).key(&keys.queues[1]).key(&keys.queues[2]);
+        invocation.key(&keys.expiry).key(&keys.meta).key(&keys.payload).key(&keys.sequence);
+        invocation.arg(&batch[0].now);
+        for call in &batch {
+            invocation.key(call.idempotency_key.as_deref().unwrap_or(&keys.sequence));
+            invocation.arg(call.user_type).arg(call.limit).arg(&call.task_id).arg(&call.payload).arg(&call.ttl);
+        }
+        match link.run(invocation).await.and_then(|value| decode_enqueues(&value, batch.len())) {
+            Ok(outcomes) => {
+                for (call, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = call.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for call in batch {
+                    let _ = call.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 impl RedisStore {
     /// Deletes every key of this deployment's prefix (tests only: never
     /// called on a server the caller did not start).
@@ -388,6 +440,15 @@ pub fn decode_enqueue(value: &Value) -> StoreResult<EnqueueOutcome> {
         0 => Ok(EnqueueOutcome::Refused { load }),
         _ => Err(bad()),
     }
+}
+
+/// Four entries per request → one outcome per request.
+pub fn decode_enqueues(value: &Value, requests: usize) -> StoreResult<Vec<EnqueueOutcome>> {
+    let items = array("enqueue", value)?;
+    if items.len() != 4 * requests {
+        return Err(protocol("enqueue", value));
+    }
+    items.chunks_exact(4).map(|chunk| decode_enqueue(&Value::Array(chunk.to_vec()))).collect()
 }
 
 /// `{now, 7 entries per task…}` → leased tasks.
@@ -579,15 +640,22 @@ impl Store for RedisStore {
     }
 
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
-        let k = &self.keys;
-        let idempotency_key = task.idempotency_key.as_deref().map(|key| k.idempotency(key));
-        let mut call = self.scripts.enqueue.key(&k.queues[0]);
-        call.key(&k.queues[1]).key(&k.queues[2]).key(&k.expiry).key(&k.meta).key(&k.payload).key(&k.sequence);
-        call.key(idempotency_key.as_deref().unwrap_or(&k.sequence));
-        call.arg(task.user_type.index()).arg(limit).arg(new_id()).arg(task.payload);
-        call.arg(if idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() });
-        call.arg(self.now_arg(now));
-        let outcome = decode_enqueue(&self.run(call).await?)?;
+        self.link.check_up()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let ttl = if task.idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() };
+        let call = EnqueueCall {
+            idempotency_key: task.idempotency_key.as_deref().map(|key| self.keys.idempotency(key)),
+            user_type: task.user_type.index(),
+            limit,
+            task_id: new_id(),
+            payload: task.payload,
+            ttl,
+            now: self.now_arg(now),
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("enqueue batcher stopped".into());
+        self.enqueues.send(call).await.map_err(|_| stopped())?;
+        let outcome = answer.await.map_err(|_| stopped())??;
         if let EnqueueOutcome::Admitted { load, .. } | EnqueueOutcome::Refused { load } = &outcome {
             self.load.store(*load, Ordering::Relaxed);
         }
@@ -766,6 +834,24 @@ mod tests {
         assert_eq!(decode_enqueue(&refused).unwrap(), EnqueueOutcome::Refused { load: 8 });
         assert!(decode_enqueue(&Value::Int(1)).is_err());
         assert!(decode_enqueue(&Value::Array(vec![Value::Int(7), bulk("x"), Value::Int(0), Value::Int(0)])).is_err());
+    }
+
+    #[test]
+    fn batched_enqueue_replies_split_in_fours() {
+        let reply = Value::Array(vec![
+            Value::Int(1),
+            bulk("t1"),
+            Value::Int(1),
+            Value::Int(8),
+            Value::Int(0),
+            bulk(""),
+            Value::Int(0),
+            Value::Int(8),
+        ]);
+        let outcomes = decode_enqueues(&reply, 2).unwrap();
+        assert_eq!(outcomes[0], EnqueueOutcome::Admitted { task_id: "t1".into(), queue_position: 1, load: 8 });
+        assert_eq!(outcomes[1], EnqueueOutcome::Refused { load: 8 });
+        assert!(decode_enqueues(&reply, 1).is_err(), "four entries per request");
     }
 
     #[test]
