@@ -297,19 +297,68 @@ impl Link {
     }
 }
 
-/// Collects GCRA steps while a batch is in flight and sends each batch as
-/// one script call (natural batching: no waiting when Redis is idle).
-async fn batch_gcra(link: Arc<Link>, script: Script, mut calls: tokio::sync::mpsc::Receiver<GcraCall>) {
+/// A call waiting for a batch: it carries its own reply channel.
+trait Pending: Send + 'static {
+    /// What the call is answered with.
+    type Outcome: Send;
+    /// Sends the answer (a caller that gave up is ignored).
+    fn answer(self, outcome: StoreResult<Self::Outcome>);
+}
+
+/// Natural batching: takes the calls that arrived while the previous script
+/// call was in flight (up to `max`), sends them as one script call, and
+/// answers each. No call waits for a batch to fill.
+async fn serve_batches<C: Pending>(
+    link: Arc<Link>,
+    script: Script,
+    mut calls: tokio::sync::mpsc::Receiver<C>,
+    max: usize,
+    build: impl Fn(&mut redis::ScriptInvocation<'_>, &[C]),
+    decode: impl Fn(&Value, &[C]) -> StoreResult<Vec<C::Outcome>>,
+) {
     while let Some(first) = calls.recv().await {
         let mut batch = vec![first];
-        while batch.len() < GCRA_BATCH {
+        while batch.len() < max {
             match calls.try_recv() {
                 Ok(call) => batch.push(call),
                 Err(_) => break,
             }
         }
         let mut invocation = script.prepare_invoke();
-        for call in &batch {
+        build(&mut invocation, &batch);
+        match link.run(invocation).await.and_then(|value| decode(&value, &batch)) {
+            Ok(outcomes) => {
+                for (call, outcome) in batch.into_iter().zip(outcomes) {
+                    call.answer(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for call in batch {
+                    call.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Pending for GcraCall {
+    type Outcome = GcraOutcome;
+    fn answer(self, outcome: StoreResult<GcraOutcome>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
+impl Pending for EnqueueCall {
+    type Outcome = EnqueueOutcome;
+    fn answer(self, outcome: StoreResult<EnqueueOutcome>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Level-1 GCRA steps, in order (a key that appears twice sees its earlier step).
+async fn batch_gcra(link: Arc<Link>, script: Script, calls: tokio::sync::mpsc::Receiver<GcraCall>) {
+    let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[GcraCall]| {
+        for call in batch {
             invocation.key(&call.key);
             invocation
                 .arg(call.limit.emission_interval_us())
@@ -317,59 +366,22 @@ async fn batch_gcra(link: Arc<Link>, script: Script, mut calls: tokio::sync::mps
                 .arg(call.cost)
                 .arg(&call.now);
         }
-        let outcomes = link.run(invocation).await.and_then(|value| decode_gcra_batch(&value, batch.len()));
-        match outcomes {
-            Ok(outcomes) => {
-                for (call, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = call.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                for call in batch {
-                    let _ = call.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
+    };
+    serve_batches(link, script, calls, GCRA_BATCH, build, |value, batch| decode_gcra_batch(value, batch.len())).await;
 }
 
-/// Collects check-and-enqueues while a call is in flight; the script
-/// decides them in arrival order, each against the live load.
-async fn batch_enqueue(
-    link: Arc<Link>,
-    keys: Keys,
-    script: Script,
-    mut calls: tokio::sync::mpsc::Receiver<EnqueueCall>,
-) {
-    while let Some(first) = calls.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < ENQUEUE_BATCH {
-            match calls.try_recv() {
-                Ok(call) => batch.push(call),
-                Err(_) => break,
-            }
-        }
-        let mut invocation = script.prepare_invoke();
+/// Check-and-enqueues, decided in arrival order, each against the live load.
+async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio::sync::mpsc::Receiver<EnqueueCall>) {
+    let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[EnqueueCall]| {
         invocation.key(&keys.queues[0]).key(&keys.queues[1]).key(&keys.queues[2]);
         invocation.key(&keys.expiry).key(&keys.meta).key(&keys.payload).key(&keys.sequence);
-        invocation.arg(&batch[0].now);
-        for call in &batch {
+        invocation.arg(batch.first().map_or("", |c| c.now.as_str()));
+        for call in batch {
             invocation.key(call.idempotency_key.as_deref().unwrap_or(&keys.sequence));
             invocation.arg(call.user_type).arg(call.limit).arg(&call.task_id).arg(&call.payload).arg(&call.ttl);
         }
-        match link.run(invocation).await.and_then(|value| decode_enqueues(&value, batch.len())) {
-            Ok(outcomes) => {
-                for (call, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = call.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                for call in batch {
-                    let _ = call.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
+    };
+    serve_batches(link, script, calls, ENQUEUE_BATCH, build, |value, batch| decode_enqueues(value, batch.len())).await;
 }
 
 impl RedisStore {

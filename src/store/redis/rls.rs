@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{Link, RedisStore, array, int, protocol, script, uint};
+use super::{Link, Pending, RedisStore, array, int, protocol, script, serve_batches, uint};
 use crate::core::gcra::GcraOutcome;
 use crate::core::rls::Check;
 use crate::store::{RateBatch, RateKey, StoreError, StoreResult};
@@ -24,40 +24,30 @@ pub(super) struct RlsCall {
     reply: tokio::sync::oneshot::Sender<StoreResult<RateBatch>>,
 }
 
+impl Pending for RlsCall {
+    type Outcome = RateBatch;
+    fn answer(self, outcome: StoreResult<RateBatch>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
 /// Requests arriving while a call is in flight share the next script call;
 /// the script decides each request in turn, all or nothing, as if alone.
-pub(super) async fn batch_rls(link: Arc<Link>, mut calls: tokio::sync::mpsc::Receiver<RlsCall>) {
-    let script = script(include_str!("../lua/rls.lua"));
-    while let Some(first) = calls.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < RLS_BATCH {
-            match calls.try_recv() {
-                Ok(call) => batch.push(call),
-                Err(_) => break,
-            }
-        }
-        let mut invocation = script.prepare_invoke();
-        for call in &batch {
+pub(super) async fn batch_rls(link: Arc<Link>, calls: tokio::sync::mpsc::Receiver<RlsCall>) {
+    let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[RlsCall]| {
+        for call in batch {
             invocation.arg(&call.now).arg(if call.dry_run { "1" } else { "0" }).arg(call.checks.len());
             for (key, (interval, tolerance, cost, enforce)) in call.keys.iter().zip(&call.checks) {
                 invocation.key(key);
                 invocation.arg(interval).arg(tolerance).arg(cost).arg(if *enforce { "1" } else { "0" });
             }
         }
+    };
+    let decode = |value: &Value, batch: &[RlsCall]| {
         let sizes: Vec<usize> = batch.iter().map(|c| c.checks.len()).collect();
-        match link.run(invocation).await.and_then(|value| decode_rls_many(&value, &sizes)) {
-            Ok(answers) => {
-                for (call, answer) in batch.into_iter().zip(answers) {
-                    let _ = call.reply.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                for call in batch {
-                    let _ = call.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
+        decode_rls_many(value, &sizes)
+    };
+    serve_batches(link, script(include_str!("../lua/rls.lua")), calls, RLS_BATCH, build, decode).await;
 }
 
 impl RedisStore {
