@@ -144,6 +144,84 @@ async fn lease_script_orders_like_the_memory_store() {
     assert_eq!(shared, memory);
 }
 
+/// One scripted task lifecycle (idempotency, lease order, extend, wrong and
+/// right completes, expiry, requeue, dead letter), described by payload
+/// names so that the two stores' task ids don't matter.
+async fn lifecycle<S: Store>(store: &S) -> Vec<String> {
+    let mut names = std::collections::HashMap::new();
+    let mut log = Vec::new();
+    let with_key = |user_type, payload: &str, key: &str| NewTask {
+        idempotency_key: Some(key.to_owned()),
+        ..task(user_type, payload)
+    };
+    for (new_task, name) in [
+        (task(CoreUserType::Anonymous, "a"), "a"),
+        (with_key(CoreUserType::Registered, "b", "k1"), "b"),
+        (task(CoreUserType::Privileged, "c"), "c"),
+        (with_key(CoreUserType::Registered, "b-again", "k1"), "b-again"),
+    ] {
+        match store.enqueue(new_task, 100, 1_000).await.unwrap() {
+            EnqueueOutcome::Admitted { task_id, queue_position, load } => {
+                names.insert(task_id, name.to_owned());
+                log.push(format!("admitted {name} at {queue_position}, load {load}"));
+            }
+            EnqueueOutcome::Duplicate { task_id, queue_position, load } => {
+                log.push(format!("duplicate of {} at {queue_position}, load {load}", names[&task_id]));
+            }
+            EnqueueOutcome::Refused { load } => log.push(format!("refused {name}, load {load}")),
+        }
+    }
+    let request = |max_tasks, lease_ms| LeaseRequest { max_tasks, lease_ms, max_deliveries: 2 };
+    let first = store.lease(request(2, 100), 1_000).await.unwrap();
+    for t in &first {
+        log.push(format!("leased {} #{} until {}", names[&t.task_id], t.delivery_count, t.lease_expires_at_ms));
+    }
+    let (c, b) = (&first[0], &first[1]);
+    log.push(format!("extend b: {:?}", store.extend(&b.task_id, &b.lease_id, 500, 1_050).await.unwrap()));
+    log.push(format!("complete c, wrong lease: {}", store.complete(&c.task_id, "nope", 1_060).await.unwrap()));
+    log.push(format!("complete c: {}", store.complete(&c.task_id, &c.lease_id, 1_060).await.unwrap()));
+    log.push(format!("complete c again: {}", store.complete(&c.task_id, &c.lease_id, 1_061).await.unwrap()));
+    store.maintain(1_200, 2).await.unwrap();
+    for t in store.lease(request(5, 100), 1_600).await.unwrap() {
+        log.push(format!("leased {} #{} until {}", names[&t.task_id], t.delivery_count, t.lease_expires_at_ms));
+    }
+    log.push(format!("extend expired b: {:?}", store.extend(&b.task_id, &b.lease_id, 500, 1_700).await.unwrap()));
+    store.maintain(2_000, 2).await.unwrap();
+    let stats = store.queue_stats().await.unwrap();
+    log.push(format!("queued {:?} leased {} dead {}", stats.queued, stats.leased, stats.dead_letters));
+    for d in store.dead_letters(10).await.unwrap() {
+        log.push(format!("dead {} after {} deliveries at {}", names[&d.task_id], d.delivery_count, d.dead_at_ms));
+    }
+    log
+}
+
+#[tokio::test]
+async fn lifecycle_scripts_match_the_memory_store() {
+    let redis = RedisServer::start();
+    let memory = lifecycle(&MemoryStore::new()).await;
+    assert_eq!(
+        memory,
+        [
+            "admitted a at 1, load 1",
+            "admitted b at 1, load 2",
+            "admitted c at 1, load 3",
+            "duplicate of b at 1, load 3",
+            "leased c #1 until 1100",
+            "leased b #1 until 1100",
+            "extend b: Some(1550)",
+            "complete c, wrong lease: false",
+            "complete c: true",
+            "complete c again: false",
+            "leased b #2 until 1700",
+            "leased a #1 until 1700",
+            "extend expired b: None",
+            "queued [1, 0, 0] leased 0 dead 1",
+            "dead b after 2 deliveries at 2000",
+        ]
+    );
+    assert_eq!(lifecycle(&redis_store(&redis).await).await, memory);
+}
+
 // ---- exactness across replicas ----
 
 const BIG: &str = "concurrent_per_process = 50";
