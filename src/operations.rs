@@ -15,7 +15,7 @@ use crate::core::alerts::{self, AlertInputs};
 use crate::core::analytics::{self, CELLS, Cells, PeriodStats, WINDOWS};
 use crate::core::breaker::{BreakerState, BreakerStats};
 use crate::core::capacity::{self, Limits};
-use crate::core::health::{self, Health};
+use crate::core::health::{self, ChatHealth, Health};
 use crate::core::{Millis, UserType};
 use crate::error::ServiceError;
 use crate::metrics::Gauges;
@@ -175,46 +175,29 @@ struct Facts {
     now: Millis,
 }
 
-/// What the process records say about chat REST health.
-struct ChatHealth {
-    expected: u64,
-    actual: u64,
-    healthy: u64,
-}
-
-impl ChatHealth {
-    fn ratio(&self) -> f64 {
-        if self.expected == 0 { 1.0 } else { (self.healthy as f64 / self.expected as f64).min(1.0) }
-    }
-
-    fn deficit(&self) -> i64 {
-        self.expected as i64 - self.actual as i64
-    }
-}
-
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 { if part == 0 { 0.0 } else { 100.0 } } else { part as f64 * 100.0 / whole as f64 }
 }
 
 impl Floodgate {
+    /// A fresh snapshot (processes and queue depths in one refresh).
     async fn facts(&self) -> Result<Facts, ServiceError> {
-        let snapshot = self.refresh_snapshot().await?;
-        let stats = self.store().queue_stats().await?;
-        Ok(Facts { snapshot, stats, runtime: self.runtime(), now: self.clock.now_ms() })
+        Ok(self.facts_from(self.refresh_snapshot().await?))
+    }
+
+    fn facts_from(&self, snapshot: std::sync::Arc<Snapshot>) -> Facts {
+        Facts { stats: snapshot.stats, snapshot, runtime: self.runtime(), now: self.clock.now_ms() }
     }
 
     /// Expected / actual (not stale) / healthy chat REST processes.
     fn chat_health(&self, facts: &Facts) -> ChatHealth {
         let timing = facts.runtime.health_timing();
-        let now = facts.snapshot.taken_at_ms;
-        let chat: Vec<_> = facts.snapshot.processes.iter().filter(|r| r.is_chat_rest()).collect();
-        let instances: std::collections::BTreeSet<_> = chat.iter().map(|r| r.instance_id.as_str()).collect();
-        let healths: Vec<Health> = chat.iter().map(|r| health::classify(r, now, timing)).collect();
-        ChatHealth {
-            expected: u64::from(facts.runtime.processes_per_instance) * instances.len().max(1) as u64,
-            actual: healths.iter().filter(|h| **h != Health::Stale).count() as u64,
-            healthy: healths.iter().filter(|h| h.counts_for_capacity()).count() as u64,
-        }
+        ChatHealth::of(
+            &facts.snapshot.processes,
+            facts.runtime.processes_per_instance,
+            facts.snapshot.taken_at_ms,
+            timing,
+        )
     }
 
     /// Flushes local analytics and reads the windows `1h` … `24h`.
@@ -323,12 +306,8 @@ impl Floodgate {
         for groups in instances.values_mut() {
             for (name, g) in groups.iter_mut() {
                 g.processes = if g.is_chat_rest { runtime.processes_per_instance } else { g.actual_processes };
-                g.health = match (g.healthy_processes, g.actual_processes) {
-                    (0, _) => "unhealthy",
-                    (h, a) if h < a || h < g.processes => "degraded",
-                    _ => "healthy",
-                }
-                .to_owned();
+                g.health =
+                    health::group_health(g.healthy_processes, g.actual_processes, g.processes).as_str().to_owned();
                 let total = global.entry(name.clone()).or_insert(GlobalGroupStats {
                     expected: 0,
                     actual: 0,
@@ -532,9 +511,10 @@ impl Floodgate {
         Ok(())
     }
 
-    /// Evaluates the seed's alert conditions from a fresh snapshot.
+    /// Evaluates the seed's alert conditions from the background's latest
+    /// snapshot (at most one refresh interval old: no extra refresh here).
     pub async fn evaluate_alerts(&self) -> Result<(), ServiceError> {
-        let facts = self.facts().await?;
+        let facts = self.facts_from(self.snapshot());
         let now = facts.now;
         let view = self.store().analytics(now / 60_000, 60).await?;
         let rate = |span: u64| {
@@ -609,7 +589,10 @@ impl Floodgate {
 
     /// The Prometheus text exposition.
     pub async fn metrics_text(&self) -> Result<String, ServiceError> {
-        let facts = self.facts().await?;
+        // The background's capacity snapshot (≤ one refresh old: a scrape
+        // must not contend with the refresh Level 1 depends on), with the
+        // queue depths read now.
+        let facts = Facts { stats: self.store().queue_stats().await?, ..self.facts_from(self.snapshot()) };
         let (snapshot, runtime) = (&facts.snapshot, &facts.runtime);
         let timing = runtime.health_timing();
         let mut processes: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
@@ -666,8 +649,7 @@ impl Floodgate {
             health::healthy_chat_rest_by_instance(&snapshot.processes, snapshot.taken_at_ms, runtime.health_timing());
         let calculation = capacity::calculate(&runtime.capacity(), &healthy);
         let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
-        let candidate =
-            Snapshot { calculation, limits, processes: snapshot.processes.clone(), taken_at_ms: snapshot.taken_at_ms };
+        let candidate = Snapshot { calculation, limits, processes: snapshot.processes.clone(), ..(*snapshot).clone() };
         self.report_from(runtime, &candidate)
     }
 }

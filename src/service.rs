@@ -115,6 +115,8 @@ pub struct Snapshot {
     pub calculation: CapacityCalculation,
     pub limits: Limits,
     pub processes: Vec<ProcessRecord>,
+    /// Queue depths read with the processes (the load behind the capacity).
+    pub stats: QueueStats,
     pub taken_at_ms: Millis,
 }
 
@@ -272,7 +274,13 @@ impl Floodgate {
         Floodgate {
             store,
             runtime: ArcSwap::from_pointee(runtime.clone()),
-            snapshot: ArcSwap::from_pointee(Snapshot { calculation, limits, processes: Vec::new(), taken_at_ms: now }),
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                calculation,
+                limits,
+                processes: Vec::new(),
+                stats: QueueStats::default(),
+                taken_at_ms: now,
+            }),
             refreshing: Mutex::new(()),
             fallback_rates: RateTable::default(),
             task_ready: Notify::new(),
@@ -320,13 +328,13 @@ impl Floodgate {
         let runtime = self.runtime();
         let view = self.store.processes(self.clock.now_ms(), runtime.expire_after_ms).await?;
         // Keep Level 1's load fresh too (a shared store changes under us).
-        self.store.queue_stats().await?;
+        let stats = self.store.queue_stats().await?;
         let (processes, now) = (view.records, view.now_ms);
         let healthy = health::healthy_chat_rest_by_instance(&processes, now, runtime.health_timing());
         let calculation = capacity::calculate(&runtime.capacity(), &healthy);
         let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
         let ratio = capacity::pressure_ratio(self.store.cached_load(), calculation.system_total);
-        let snapshot = Arc::new(Snapshot { calculation, limits, processes, taken_at_ms: now });
+        let snapshot = Arc::new(Snapshot { calculation, limits, processes, stats, taken_at_ms: now });
         self.snapshot.store(snapshot.clone());
         // Queue-aware recovery: an open circuit may half-open as pressure falls.
         self.breakers.tick(self.clock.now_ms(), ratio);

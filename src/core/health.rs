@@ -115,6 +115,54 @@ pub fn healthy_chat_rest_by_instance(
     counts
 }
 
+/// Chat REST processes against the configuration (seed "capacity
+/// transparency": health ratio and process deficit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatHealth {
+    /// `processes_per_instance` × instances reporting (at least one).
+    pub expected: u64,
+    /// Processes not STALE.
+    pub actual: u64,
+    /// HEALTHY or DEGRADED processes.
+    pub healthy: u64,
+}
+
+impl ChatHealth {
+    /// Counts the chat REST records as of `now`.
+    pub fn of(records: &[ProcessRecord], processes_per_instance: u32, now: Millis, timing: HealthTiming) -> ChatHealth {
+        let chat: Vec<&ProcessRecord> = records.iter().filter(|r| r.is_chat_rest()).collect();
+        let instances: std::collections::BTreeSet<&str> = chat.iter().map(|r| r.instance_id.as_str()).collect();
+        let healths: Vec<Health> = chat.iter().map(|r| classify(r, now, timing)).collect();
+        ChatHealth {
+            expected: u64::from(processes_per_instance) * instances.len().max(1) as u64,
+            actual: healths.iter().filter(|h| **h != Health::Stale).count() as u64,
+            healthy: healths.iter().filter(|h| h.counts_for_capacity()).count() as u64,
+        }
+    }
+
+    /// Healthy over expected, at most 1.
+    pub fn ratio(&self) -> f64 {
+        if self.expected == 0 { 1.0 } else { (self.healthy as f64 / self.expected as f64).min(1.0) }
+    }
+
+    /// Expected processes missing (negative when there are more than configured).
+    pub fn deficit(&self) -> i64 {
+        self.expected as i64 - self.actual as i64
+    }
+}
+
+/// A service group's health word in the seed's system document: unhealthy
+/// with no healthy process, degraded when some are missing or unwell.
+pub fn group_health(healthy: u32, actual: u32, expected: u32) -> Health {
+    if healthy == 0 {
+        Health::Unhealthy
+    } else if healthy < actual || healthy < expected {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +210,24 @@ mod tests {
         let unhealthy = ProcessRecord { process_id: "p2".into(), ..record(ProcessStatus::Unhealthy, 0, 5, 0) };
         let counts = healthy_chat_rest_by_instance(&[kb, chat, unhealthy], 0, TIMING);
         assert_eq!(counts, BTreeMap::from([("i1".to_owned(), 1)]));
+    }
+
+    #[test]
+    fn a_missing_process_is_a_deficit_and_lowers_the_ratio() {
+        let one = record(ProcessStatus::Healthy, 0, 5, 0);
+        let health = ChatHealth::of(&[one], 2, 0, TIMING);
+        assert_eq!((health.expected, health.actual, health.healthy), (2, 1, 1));
+        assert_eq!((health.deficit(), health.ratio()), (1, 0.5));
+        let none = ChatHealth::of(&[], 1, 0, TIMING);
+        assert_eq!((none.deficit(), none.ratio()), (1, 0.0));
+    }
+
+    #[test]
+    fn group_health_follows_the_healthy_count() {
+        assert_eq!(group_health(0, 2, 1), Health::Unhealthy);
+        assert_eq!(group_health(1, 2, 1), Health::Degraded);
+        assert_eq!(group_health(1, 1, 2), Health::Degraded);
+        assert_eq!(group_health(2, 2, 2), Health::Healthy);
     }
 
     #[test]

@@ -232,11 +232,6 @@ impl RedisStore {
         self.link.now_arg(now)
     }
 
-    #[allow(dead_code)]
-    async fn bounded<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
-        self.link.bounded(call).await
-    }
-
     /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
     async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
         self.link.run(invocation).await
@@ -491,11 +486,17 @@ pub fn decode_lease(value: &Value) -> StoreResult<Vec<LeasedTask>> {
 /// `{0, retry_after_us}`.
 pub fn decode_gcra_batch(value: &Value, requests: usize) -> StoreResult<Vec<GcraOutcome>> {
     let items = array("gcra", value)?;
-    let bad = || protocol("gcra", value);
     if items.len() != 2 * requests {
-        return Err(bad());
+        return Err(protocol("gcra", value));
     }
-    items
+    decode_gcra_pairs("gcra", value, items)
+}
+
+/// `allowed, n` pairs (as every GCRA script answers) → outcomes; `value`
+/// is the whole reply, for the error message.
+fn decode_gcra_pairs(what: &str, value: &Value, pairs: &[Value]) -> StoreResult<Vec<GcraOutcome>> {
+    let bad = || protocol(what, value);
+    pairs
         .chunks_exact(2)
         .map(|pair| {
             let n = uint(&pair[1]).ok_or_else(bad)?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{Link, Pending, RedisStore, array, int, protocol, script, serve_batches, uint};
-use crate::core::gcra::GcraOutcome;
+use super::{Link, Pending, RedisStore, array, decode_gcra_pairs, protocol, script, serve_batches, uint};
+
 use crate::core::rls::Check;
 use crate::store::{RateBatch, RateKey, StoreError, StoreResult};
 
@@ -104,23 +104,14 @@ pub fn decode_rls(value: &Value, checks: usize) -> StoreResult<RateBatch> {
     if pairs.len() != 2 * checks {
         return Err(bad());
     }
-    let outcomes = pairs
-        .chunks_exact(2)
-        .map(|pair| {
-            let n = uint(&pair[1]).ok_or_else(bad)?;
-            match int(&pair[0]) {
-                Some(1) => Ok(GcraOutcome::Allowed { tat: n }),
-                Some(0) => Ok(GcraOutcome::Limited { retry_after_us: n }),
-                _ => Err(bad()),
-            }
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+    let outcomes = decode_gcra_pairs("rls", value, pairs)?;
     Ok(RateBatch { outcomes, now_us: uint(now).ok_or_else(bad)? })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::gcra::GcraOutcome;
 
     #[test]
     fn rls_replies_decode_with_the_store_clock() {
