@@ -20,7 +20,7 @@ use crate::grpc::pb::{admin_server::AdminServer, admission_server::AdmissionServ
 use crate::grpc::rls::RateLimitService;
 use crate::grpc::rls::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use crate::grpc::workers::WorkersService;
-use crate::grpc::{FILE_DESCRIPTOR_SET, require};
+use crate::grpc::{FILE_DESCRIPTOR_SET, RequireRole};
 use crate::service::Floodgate;
 use crate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore};
 use crate::tls::Tls;
@@ -75,6 +75,7 @@ impl App {
                     prefix: settings.redis_prefix.clone(),
                     timeout: Duration::from_millis(settings.redis_timeout_ms),
                     time: settings.redis_time,
+                    tls: settings.redis_tls.clone(),
                 };
                 AnyStore::Redis(RedisStore::connect(url, options).await.map_err(|e| AppError::Store(e.to_string()))?)
             }
@@ -155,24 +156,28 @@ impl App {
             // Past the limit, shed at once (UNAVAILABLE) rather than queue.
             .load_shed(true)
             .tcp_nodelay(true)
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(RequireRole::new(
                 AdmissionServer::new(AdmissionService::new(floodgate.clone())).max_decoding_message_size(max_message),
-                require(auth.clone(), Role::Frontend),
+                auth.clone(),
+                Role::Frontend,
             ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(RequireRole::new(
                 WorkersServer::new(WorkersService::new(floodgate.clone())).max_decoding_message_size(max_message),
-                require(auth.clone(), Role::Worker),
+                auth.clone(),
+                Role::Worker,
             ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(RequireRole::new(
                 AdminServer::new(AdminService::new(floodgate.clone())),
-                require(auth.clone(), Role::Admin),
+                auth.clone(),
+                Role::Admin,
             ))
             // Envoy's rate-limit filter is a frontend: it decides admission for
             // the chat frontends behind it, with a frontend token sent as
             // static `initial_metadata` of its `grpc_service`.
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(RequireRole::new(
                 RateLimitServiceServer::new(RateLimitService::new(floodgate.clone())),
-                require(auth.clone(), Role::Frontend),
+                auth.clone(),
+                Role::Frontend,
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

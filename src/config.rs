@@ -328,6 +328,11 @@ pub struct FileConfig {
     /// Key prefix in Redis; must contain a `{hash tag}`.
     pub redis_prefix: Option<String>,
     pub redis_timeout_ms: Option<u64>,
+    /// PEM CA for `rediss…` store URLs (else the platform's trust store).
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate chain and key for Redis servers that require mutual TLS.
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    pub redis_client_key: Option<std::path::PathBuf>,
     /// PEM certificate chain and key: TLS on both listeners.
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
@@ -374,18 +379,20 @@ pub enum StoreUrl {
 impl FromStr for StoreUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use crate::store::redis::RedisUrl;
         if s == "memory" {
             Ok(StoreUrl::Memory)
-        } else if s.starts_with("redis://") || s.starts_with("redis+unix://") {
+        } else if RedisUrl::looks_like_redis(s) {
+            // Parsed again when the store opens; here only to refuse a bad
+            // URL at startup, naming the field (and never its password).
+            RedisUrl::parse(s).map_err(|e| format!("store: {:?}: {e}", redact(s)))?;
             Ok(StoreUrl::Redis(s.to_owned()))
-        } else if s.starts_with("rediss://") || s.starts_with("redis+sentinel://") || s.starts_with("redis-cluster://")
-        {
+        } else {
             Err(format!(
-                "store: {:?} is not supported by this build (standalone Redis over redis:// or redis+unix:// only; see the README)",
+                "store: expected \"memory\" or a Redis URL ({}), got {:?}",
+                crate::store::redis::connection::SCHEMES,
                 redact(s)
             ))
-        } else {
-            Err(format!("store: expected \"memory\" or a redis:// URL, got {:?}", redact(s)))
         }
     }
 }
@@ -443,6 +450,8 @@ pub struct Settings {
     pub redis_prefix: String,
     /// Bound on every Redis command.
     pub redis_timeout_ms: u64,
+    /// CA and client certificate for `rediss…` store URLs.
+    pub redis_tls: crate::store::RedisTlsFiles,
     /// Whose clock Redis scripts use (Redis TIME unless testing).
     pub redis_time: crate::store::TimeSource,
     /// TLS (and mutual TLS with a client CA) for both listeners.
@@ -471,6 +480,7 @@ impl Settings {
             shutdown_grace_ms: 10_000,
             redis_prefix: "{floodgate}".to_owned(),
             redis_timeout_ms: 500,
+            redis_tls: Default::default(),
             redis_time: crate::store::TimeSource::Server,
             tls: None,
             rls: Default::default(),
@@ -498,6 +508,31 @@ impl Settings {
                         .into(),
             }]));
         }
+        if self.redis_tls.is_set() {
+            let tls_url = match &self.store {
+                StoreUrl::Redis(url) => crate::store::redis::RedisUrl::parse(url).is_ok_and(|u| u.tls()),
+                StoreUrl::Memory => false,
+            };
+            if !tls_url {
+                return Err(ConfigError::Setting(
+                    "redis_ca_file / redis_client_cert / redis_client_key: only used with a TLS store URL (rediss://, rediss-cluster://, rediss+sentinel://)".into(),
+                ));
+            }
+        }
+        if self.redis_tls.client_cert.is_some() != self.redis_tls.client_key.is_some() {
+            return Err(ConfigError::Setting("redis_client_cert and redis_client_key: set both or neither".into()));
+        }
+        for (field, path) in [
+            ("redis_ca_file", &self.redis_tls.ca),
+            ("redis_client_cert", &self.redis_tls.client_cert),
+            ("redis_client_key", &self.redis_tls.client_key),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = std::fs::File::open(path)
+            {
+                return Err(ConfigError::Setting(format!("{field}: cannot read {}: {e}", path.display())));
+            }
+        }
         if self.runtime.max_wait_ms >= self.request_timeout_ms {
             return Err(ConfigError::Invalid(vec![FieldError {
                 field: "max_wait_ms".into(),
@@ -524,6 +559,15 @@ impl Settings {
         put("replica_id", self.replica_id.clone(), "default");
         put("redis_prefix", self.redis_prefix.clone(), "default");
         put("redis_timeout_ms", self.redis_timeout_ms.to_string(), "default");
+        let redis_tls = match (&self.redis_tls.ca, &self.redis_tls.client_cert) {
+            (None, None) => "platform trust store when the URL is rediss…".to_owned(),
+            (ca, cert) => format!(
+                "CA {}, client certificate {}",
+                ca.as_ref().map_or("platform trust store".into(), |p| p.display().to_string()),
+                cert.as_ref().map_or("none".into(), |p| p.display().to_string())
+            ),
+        };
+        put("redis_tls", redis_tls, "default");
         put("snapshot_refresh_ms", self.snapshot_refresh_ms.to_string(), "default");
         put("request_timeout_ms", self.request_timeout_ms.to_string(), "default");
         let tls = match &self.tls {
@@ -586,7 +630,11 @@ pub fn redact(url: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => {
+            Some((k, _))
+                if k.eq_ignore_ascii_case("pass")
+                    || k.eq_ignore_ascii_case("password")
+                    || k.eq_ignore_ascii_case("sentinel_password") =>
+            {
                 format!("{k}=<redacted>")
             }
             _ => kv.to_owned(),
@@ -699,8 +747,55 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1&pass=<redacted>"
         );
         assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
-        let err = "rediss://u:hunter2@host:6380".parse::<StoreUrl>().unwrap_err();
-        assert!(!err.contains("hunter2"), "{err}");
+        for bad in
+            ["redis-cluster://u:hunter2@host:bad", "redis+sentinel://u:hunter2@host:26379", "rediss://u:hunter2@h:x"]
+        {
+            let err = bad.parse::<StoreUrl>().unwrap_err();
+            assert!(!err.contains("hunter2") && err.starts_with("store: "), "{err}");
+        }
+        assert_eq!(
+            redact("redis+sentinel://:hunter2@s1:26379,s2:26379/mymaster?sentinel_password=hunter2"),
+            "redis+sentinel://<redacted>@s1:26379,s2:26379/mymaster?sentinel_password=<redacted>"
+        );
+    }
+
+    #[test]
+    fn tls_cluster_and_sentinel_urls_are_accepted() {
+        for url in [
+            "redis://10.0.0.5:6379/0",
+            "redis+unix:///run/redis.sock",
+            "rediss://redis.internal:6380/0",
+            "redis-cluster://10.0.0.1:7000,10.0.0.2:7000/",
+            "rediss-cluster://10.0.0.1:7000",
+            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0",
+            "rediss+sentinel://10.0.0.1:26379/mymaster",
+        ] {
+            assert_eq!(url.parse::<StoreUrl>(), Ok(StoreUrl::Redis(url.to_owned())), "{url}");
+        }
+        let err = "redis-sentinel://h/m".parse::<StoreUrl>().unwrap_err();
+        assert!(err.starts_with("store: ") && err.contains("redis+sentinel://"), "{err}");
+        let err = "redis-cluster://h:7000/2".parse::<StoreUrl>().unwrap_err();
+        assert!(err.contains("only database 0"), "{err}");
+        let err = "mysql://h".parse::<StoreUrl>().unwrap_err();
+        assert!(err.contains("rediss-cluster://"), "{err}");
+    }
+
+    #[test]
+    fn redis_tls_files_need_a_tls_url_and_must_be_readable() {
+        let ca = Some(std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")));
+        let mut s = Settings::for_profile(Profile::Development);
+        s.redis_tls.ca = ca.clone();
+        s.store = StoreUrl::Redis("redis://h:6379/0".into());
+        assert!(matches!(s.check(), Err(ConfigError::Setting(m)) if m.contains("redis_ca_file")));
+        for tls in ["rediss://h:6380/0", "rediss-cluster://h:7000", "rediss+sentinel://h/m"] {
+            s.store = StoreUrl::Redis(tls.into());
+            assert!(s.check().is_ok(), "{tls}");
+        }
+        s.redis_tls.client_cert = ca;
+        assert!(matches!(s.check(), Err(ConfigError::Setting(m)) if m.contains("redis_client_key")));
+        s.redis_tls.client_cert = None;
+        s.redis_tls.ca = Some("/nonexistent/ca.pem".into());
+        assert!(matches!(s.check(), Err(ConfigError::Setting(m)) if m.starts_with("redis_ca_file: cannot read")));
     }
 
     #[test]
@@ -721,6 +816,9 @@ pub struct ServeOptions {
     pub config: Option<std::path::PathBuf>,
     pub replica_id: Option<String>,
     pub redis_prefix: Option<String>,
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    pub redis_client_key: Option<std::path::PathBuf>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
     pub tls_client_ca: Option<std::path::PathBuf>,
@@ -748,6 +846,11 @@ impl ServeOptions {
         note("store", self.store.is_some(), file.store.is_some());
         note("redis_prefix", self.redis_prefix.is_some(), file.redis_prefix.is_some());
         note("redis_timeout_ms", false, file.redis_timeout_ms.is_some());
+        note(
+            "redis_tls",
+            self.redis_ca_file.is_some() || self.redis_client_cert.is_some() || self.redis_client_key.is_some(),
+            file.redis_ca_file.is_some() || file.redis_client_cert.is_some() || file.redis_client_key.is_some(),
+        );
         note("replica_id", self.replica_id.is_some(), false);
         flatten("runtime", &toml::Value::Table(file.runtime.clone()), &mut |key, _| {
             sources.insert(key.to_owned(), "file".to_owned());
@@ -772,6 +875,11 @@ impl ServeOptions {
         if let Some(timeout) = file.redis_timeout_ms {
             settings.redis_timeout_ms = timeout;
         }
+        settings.redis_tls = crate::store::RedisTlsFiles {
+            ca: self.redis_ca_file.or(file.redis_ca_file),
+            client_cert: self.redis_client_cert.or(file.redis_client_cert),
+            client_key: self.redis_client_key.or(file.redis_client_key),
+        };
         let tls_cert = self.tls_cert.or(file.tls_cert);
         let tls_key = self.tls_key.or(file.tls_key);
         let client_ca = self.tls_client_ca.or(file.tls_client_ca);

@@ -18,6 +18,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at startup: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
@@ -40,9 +42,19 @@ struct ServeArgs {
     /// HTTP shim listen address.
     #[arg(long, env = "FLOODGATE_HTTP_ADDR")]
     http_addr: Option<SocketAddr>,
-    /// `memory` or `redis://host:port/db`.
+    /// `memory`, or Redis: `redis://host:port/db`, `rediss://…` (TLS),
+    /// `redis-cluster://h1:p1,h2:p2/`, `redis+sentinel://s1:p1,s2:p2/master/db`.
     #[arg(long, env = "FLOODGATE_STORE")]
     store: Option<String>,
+    /// PEM CA for a TLS store URL (rediss…); default: the platform's trust store.
+    #[arg(long, env = "FLOODGATE_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for Redis mutual TLS (with --redis-client-key).
+    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_CERT")]
+    redis_client_cert: Option<PathBuf>,
+    /// PEM private key for --redis-client-cert.
+    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_KEY")]
+    redis_client_key: Option<PathBuf>,
     /// development, production or loadtest.
     #[arg(long, env = "FLOODGATE_PROFILE")]
     profile: Option<Profile>,
@@ -91,6 +103,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         config: args.config,
         replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
         redis_prefix: std::env::var("FLOODGATE_REDIS_PREFIX").ok(),
+        redis_ca_file: args.redis_ca_file,
+        redis_client_cert: args.redis_client_cert,
+        redis_client_key: args.redis_client_key,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         tls_client_ca: args.tls_client_ca,

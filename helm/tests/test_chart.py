@@ -248,6 +248,26 @@ def test_redis_store_renders_replicas_and_keeps_the_url_in_the_secret():
         validate_doc(doc, KUBE_NEWEST)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://redis.redis.svc:6380/0",
+        "redis-cluster://a.redis.svc:6379,b.redis.svc:6379/",
+        "redis+sentinel://s1.redis.svc:26379,s2.redis.svc:26379/mymaster/0",
+    ],
+)
+def test_every_redis_topology_floodgate_reads_renders(url):
+    escaped = url.replace(",", "\\,")  # helm --set splits on bare commas
+    r = render(sets=["store.type=redis", f"store.redis.url={escaped}", "replicaCount=2"])
+    assert r.rc == 0, r.stderr
+    assert base64.b64decode(r.one("Secret")["data"]["redis-url"]).decode() == url
+
+
+def test_an_unknown_redis_scheme_is_refused():
+    r = render(sets=["store.type=redis", "store.redis.url=memcached://cache:11211", "replicaCount=2"])
+    assert r.rc != 0 and "/store/redis/url" in r.stderr, r.stderr
+
+
 def test_redis_store_needs_a_url():
     r = render(sets=["store.type=redis"])
     assert r.rc != 0 and "store.redis.url" in r.stderr, r.stderr

@@ -228,24 +228,24 @@ impl Rules {
         let mut descriptors = Vec::with_capacity(request.descriptors.len());
         let mut admission = None;
         for (i, entries) in request.descriptors.iter().enumerate() {
-            let field = format!("descriptors[{i}].entries");
+            let field = || format!("descriptors[{i}].entries");
             if entries.is_empty() || entries.len() > MAX_ENTRIES {
-                return Err(invalid(field, format!("must hold 1..={MAX_ENTRIES} entries")));
+                return Err(invalid(field(), format!("must hold 1..={MAX_ENTRIES} entries")));
             }
             for (j, entry) in entries.iter().enumerate() {
                 if entry.key.is_empty() || entry.key.len() > MAX_KEY_BYTES {
-                    return Err(invalid(format!("{field}[{j}].key"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
+                    return Err(invalid(format!("{}[{j}].key", field()), format!("must be 1..={MAX_KEY_BYTES} bytes")));
                 }
                 if entry.value.len() > MAX_VALUE_BYTES {
                     return Err(invalid(
-                        format!("{field}[{j}].value"),
+                        format!("{}[{j}].value", field()),
                         format!("must be at most {MAX_VALUE_BYTES} bytes"),
                     ));
                 }
             }
             if entries.iter().any(|e| e.key == USER_TYPE_KEY) {
                 if admission.is_some() {
-                    return Err(invalid(field, "only one descriptor may carry user_type"));
+                    return Err(invalid(field(), "only one descriptor may carry user_type"));
                 }
                 admission = Some(AdmissionEntries::parse(i, &request.domain, entries)?);
                 descriptors.push(Planned::Admission);

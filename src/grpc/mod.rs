@@ -6,7 +6,12 @@ pub mod admission;
 pub mod rls;
 pub mod workers;
 
-use tonic::{Request, Status};
+use std::future::Ready;
+
+use futures_util::future::Either;
+use tonic::Status;
+use tonic::codegen::{Service, http};
+use tonic::server::NamedService;
 
 use crate::auth::{AuthError, Authenticator, Role};
 use crate::core::health::ProcessStatus;
@@ -51,13 +56,47 @@ impl From<AuthError> for Status {
     }
 }
 
-/// A tonic interceptor admitting callers whose token carries `role`.
-pub fn require(auth: Authenticator, role: Role) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |request: Request<()>| {
-        let header = request.metadata().get("authorization").map(|v| v.as_bytes());
-        auth.authorize(header, role)?;
-        Ok(request)
+/// Admits callers whose token carries `role` before the wrapped gRPC
+/// service sees the request; others get UNAUTHENTICATED or PERMISSION_DENIED.
+/// A plain tower wrapper: it reads the `authorization` header in place,
+/// where tonic's `InterceptedService` rebuilds every request around it.
+#[derive(Clone)]
+pub struct RequireRole<S> {
+    inner: S,
+    auth: Authenticator,
+    role: Role,
+}
+
+impl<S> RequireRole<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, auth: Authenticator, role: Role) -> RequireRole<S> {
+        RequireRole { inner, auth, role }
     }
+}
+
+impl<S, B> Service<http::Request<B>> for RequireRole<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Self::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let header = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        match self.auth.authorize(header, self.role) {
+            Ok(_) => Either::Right(self.inner.call(request)),
+            Err(e) => Either::Left(std::future::ready(Ok(Status::from(e).into_http()))),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for RequireRole<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 /// Proto user type → domain; UNSPECIFIED is bad input.

@@ -17,7 +17,7 @@ use crate::core::health::ProcessRecord;
 use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
-pub use self::redis::{RedisOptions, RedisStore, TimeSource};
+pub use self::redis::{RedisOptions, RedisStore, RedisTlsFiles, TimeSource};
 pub use memory::MemoryStore;
 
 /// Process records with the store's clock reading, so that health is
@@ -146,6 +146,16 @@ pub enum RateKey<'a> {
     User(UserType, &'a str),
     /// An Envoy descriptor's counter (`core::rls::counter_key`).
     Descriptor(&'a str),
+}
+
+impl<'a> RateKey<'a> {
+    /// The subject or counter, without its group.
+    pub fn name(&self) -> &'a str {
+        match self {
+            RateKey::User(_, subject) => subject,
+            RateKey::Descriptor(counter) => counter,
+        }
+    }
 }
 
 /// The outcomes of one request's GCRA checks, in order, and the store's

@@ -52,16 +52,16 @@ impl RateTable {
     /// sees half of it. Shards are locked in ascending order and `check`
     /// holds one at a time, so two requests never wait on each other in a cycle.
     pub fn check_all(&self, checks: &[(RateKey<'_>, Check)], dry_run: bool, now_us: u64) -> Vec<GcraOutcome> {
-        let located: Vec<((usize, &str), Check)> = checks
-            .iter()
-            .map(|(key, check)| {
-                let name = match key {
-                    RateKey::User(_, subject) => *subject,
-                    RateKey::Descriptor(counter) => *counter,
-                };
-                ((self.shard_index(*key), name), *check)
-            })
-            .collect();
+        if let [(key, check)] = checks {
+            // One check (the usual Envoy request): one shard, one lookup.
+            let mut shard = self.shards[self.shard_index(*key)].lock().unwrap_or_else(|p| p.into_inner());
+            let outcome = step(&mut shard, key.name(), dry_run, |tat| {
+                gcra::check_spacing(tat, now_us, check.spacing, check.cost)
+            });
+            return vec![outcome];
+        }
+        let located: Vec<((usize, &str), Check)> =
+            checks.iter().map(|(key, check)| ((self.shard_index(*key), key.name()), *check)).collect();
         let mut order: Vec<usize> = located.iter().map(|((shard, _), _)| *shard).collect();
         order.sort_unstable();
         order.dedup();
@@ -92,16 +92,7 @@ impl RateTable {
     /// One GCRA step; the key is written only when the request is allowed.
     pub fn check(&self, user_type: UserType, subject: &str, limit: RateLimit, cost: u32, now_us: u64) -> GcraOutcome {
         let mut shard = self.shard(user_type, subject).lock().unwrap_or_else(|p| p.into_inner());
-        let outcome = gcra::check(shard.get(subject).copied(), now_us, limit, cost);
-        if let GcraOutcome::Allowed { tat } = outcome {
-            match shard.get_mut(subject) {
-                Some(stored) => *stored = tat,
-                None => {
-                    shard.insert(subject.into(), tat);
-                }
-            }
-        }
-        outcome
+        step(&mut shard, subject, false, |tat| gcra::check(tat, now_us, limit, cost))
     }
 
     /// Forgets keys whose arrival time has passed (they carry no state).
@@ -124,6 +115,23 @@ impl RateTable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// One GCRA step on one key with one hash lookup: `decide` sees the stored
+/// arrival time; an allowed outcome's new time is stored. Unless
+/// `dry_run` — with one check, GCRA's refusal already stores nothing.
+fn step(shard: &mut Shard, name: &str, dry_run: bool, decide: impl FnOnce(Option<u64>) -> GcraOutcome) -> GcraOutcome {
+    let stored = shard.get_mut(name);
+    let outcome = decide(stored.as_deref().copied());
+    if let (GcraOutcome::Allowed { tat }, false) = (outcome, dry_run) {
+        match stored {
+            Some(stored) => *stored = tat,
+            None => {
+                shard.insert(name.into(), tat);
+            }
+        }
+    }
+    outcome
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::StreamExt;
 use redis::{Script, Value};
 
 use std::collections::BTreeMap;
@@ -22,7 +22,11 @@ use super::{
     StoreError, StoreResult, StoredConfig,
 };
 
+pub mod connection;
 mod rls;
+
+use connection::Connection;
+pub use connection::{RedisTlsFiles, RedisUrl};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -43,11 +47,18 @@ pub struct RedisOptions {
     /// Bound on every command.
     pub timeout: Duration,
     pub time: TimeSource,
+    /// CA and client certificate for `rediss…` URLs.
+    pub tls: RedisTlsFiles,
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        RedisOptions { prefix: "{floodgate}".into(), timeout: Duration::from_millis(500), time: TimeSource::Server }
+        RedisOptions {
+            prefix: "{floodgate}".into(),
+            timeout: Duration::from_millis(500),
+            time: TimeSource::Server,
+            tls: RedisTlsFiles::default(),
+        }
     }
 }
 
@@ -139,7 +150,8 @@ impl Scripts {
 
 /// The connection and its failure handling, shared with the GCRA batcher.
 struct Link {
-    connection: ConnectionManager,
+    /// One node, a Cluster, or the master a Sentinel names.
+    connection: Connection,
     options: RedisOptions,
     /// While Redis is failing, calls fail at once until this instant (ms
     /// since the store was opened) instead of each waiting for the timeout;
@@ -201,17 +213,13 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedisStore {
-    /// Opens a multiplexed, auto-reconnecting connection. Does not fail
+    /// Opens a multiplexed, auto-reconnecting connection to one node, a
+    /// Cluster or a Sentinel-named master (see [`RedisUrl`]). Does not fail
     /// when Redis is down: calls fail (within the timeout) until it is back.
+    /// Fails on a bad URL or an unreadable TLS file.
     pub async fn connect(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Protocol(format!("bad Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2));
-        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let url = RedisUrl::parse(url).map_err(|e| StoreError::Protocol(format!("bad Redis URL: {e}")))?;
+        let connection = Connection::open(&url, &options.tls, options.timeout).map_err(StoreError::Protocol)?;
         let link = Arc::new(Link {
             connection,
             options: options.clone(),
@@ -300,9 +308,12 @@ trait Pending: Send + 'static {
     fn answer(self, outcome: StoreResult<Self::Outcome>);
 }
 
-/// Natural batching: takes the calls that arrived while the previous script
-/// call was in flight (up to `max`), sends them as one script call, and
-/// answers each. No call waits for a batch to fill.
+/// Natural batching: takes the calls that arrived while earlier script
+/// calls were in flight (up to `max`), sends them as one script call, and
+/// answers each. No call waits for a batch to fill. Up to `IN_FLIGHT`
+/// batches are pipelined on the connection, so Redis never idles while a
+/// reply travels back; Redis runs them in the order they were sent, and
+/// each call inside a batch is decided in arrival order.
 async fn serve_batches<C: Pending>(
     link: Arc<Link>,
     script: Script,
@@ -311,7 +322,18 @@ async fn serve_batches<C: Pending>(
     build: impl Fn(&mut redis::ScriptInvocation<'_>, &[C]),
     decode: impl Fn(&Value, &[C]) -> StoreResult<Vec<C::Outcome>>,
 ) {
-    while let Some(first) = calls.recv().await {
+    let (link, script, build, decode) = (&link, &script, &build, &decode);
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    loop {
+        let first = tokio::select! {
+            // Answer finished batches first: their callers are waiting.
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            call = calls.recv(), if in_flight.len() < IN_FLIGHT => match call {
+                Some(call) => call,
+                None => break,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < max {
             match calls.try_recv() {
@@ -321,20 +343,26 @@ async fn serve_batches<C: Pending>(
         }
         let mut invocation = script.prepare_invoke();
         build(&mut invocation, &batch);
-        match link.run(invocation).await.and_then(|value| decode(&value, &batch)) {
-            Ok(outcomes) => {
-                for (call, outcome) in batch.into_iter().zip(outcomes) {
-                    call.answer(Ok(outcome));
+        in_flight.push(async move {
+            match link.run(invocation).await.and_then(|value| decode(&value, &batch)) {
+                Ok(outcomes) => {
+                    for (call, outcome) in batch.into_iter().zip(outcomes) {
+                        call.answer(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for call in batch {
+                        call.answer(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                for call in batch {
-                    call.answer(Err(e.clone()));
-                }
-            }
-        }
+        });
     }
+    while in_flight.next().await.is_some() {}
 }
+
+/// Script calls one batcher keeps in flight at once.
+const IN_FLIGHT: usize = 4;
 
 impl Pending for GcraCall {
     type Outcome = GcraOutcome;
@@ -381,7 +409,9 @@ async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio
 
 impl RedisStore {
     /// Deletes every key of this deployment's prefix (tests only: never
-    /// called on a server the caller did not start).
+    /// called on a server the caller did not start). On a Cluster, KEYS
+    /// asks every master (only the one holding the hash tag's slot has
+    /// any) and the DEL goes to that slot's master.
     pub async fn delete_all_keys(&self) -> StoreResult<()> {
         let mut connection = self.link.connection.clone();
         let pattern = format!("{}:*", self.keys.prefix.replace('{', "\\{").replace('}', "\\}"));
@@ -435,7 +465,12 @@ fn array<'a>(what: &str, value: &'a Value) -> StoreResult<&'a [Value]> {
 
 /// `{status, task_id, queue_position, load}` → outcome.
 pub fn decode_enqueue(value: &Value) -> StoreResult<EnqueueOutcome> {
-    let items = array("enqueue", value)?;
+    decode_enqueue_entry(value, array("enqueue", value)?)
+}
+
+/// One request's four entries of an enqueue reply; `value` is the whole
+/// reply, for the error message.
+fn decode_enqueue_entry(value: &Value, items: &[Value]) -> StoreResult<EnqueueOutcome> {
     let bad = || protocol("enqueue", value);
     let [status, task_id, position, load] = items else { return Err(bad()) };
     let (status, position, load) =
@@ -455,7 +490,7 @@ pub fn decode_enqueues(value: &Value, requests: usize) -> StoreResult<Vec<Enqueu
     if items.len() != 4 * requests {
         return Err(protocol("enqueue", value));
     }
-    items.chunks_exact(4).map(|chunk| decode_enqueue(&Value::Array(chunk.to_vec()))).collect()
+    items.chunks_exact(4).map(|chunk| decode_enqueue_entry(value, chunk)).collect()
 }
 
 /// `{now, 7 entries per task…}` → leased tasks.

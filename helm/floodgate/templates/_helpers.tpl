@@ -169,8 +169,8 @@ Settings that must not render, each with a message saying what to do.
 {{- if and (not $v.store.redis.url) (not $v.secrets.existingSecret) }}
 {{- fail "floodgate: store.type=redis needs store.redis.url (redis://host:port/db), or secrets.existingSecret holding it under secrets.keys.redisUrl." }}
 {{- end }}
-{{- if and $v.store.redis.url (not (regexMatch "^(redis|rediss|redis\\+unix)://" $v.store.redis.url)) }}
-{{- fail "floodgate: store.redis.url must start with redis://, rediss:// or redis+unix://." }}
+{{- if and $v.store.redis.url (not (regexMatch "^(redis|rediss|redis\\+unix|redis-cluster|rediss-cluster|redis\\+sentinel|rediss\\+sentinel)://" $v.store.redis.url)) }}
+{{- fail "floodgate: store.redis.url must start with redis://, rediss://, redis+unix://, redis-cluster://, rediss-cluster://, redis+sentinel:// or rediss+sentinel://." }}
 {{- end }}
 {{- end }}
 {{- if not (regexMatch "^[^{]*\\{[^}]+\\}" $v.store.redis.prefix) }}

@@ -10,21 +10,26 @@
 local current = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3])
   + redis.call('ZCARD', KEYS[4])
 local now = nil
+-- The sequence is read once and written back once: the script is atomic.
+local seq = nil
 local reply = {}
+local n = 0
+local function answer(status, id, position)
+  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = status, id, position, current
+  n = n + 4
+end
 for i = 1, (#ARGV - 1) / 5 do
   local a = 2 + 5 * (i - 1)
   local ttl = ARGV[a + 4]
   local first = ttl ~= '' and redis.call('GET', KEYS[7 + i])
   if first then
     local sep = string.find(first, '|', 1, true)
-    for _, v in ipairs({2, string.sub(first, 1, sep - 1), tonumber(string.sub(first, sep + 1)), current}) do
-      reply[#reply + 1] = v
-    end
+    answer(2, string.sub(first, 1, sep - 1), tonumber(string.sub(first, sep + 1)))
   elseif current >= tonumber(ARGV[a + 1]) then
-    for _, v in ipairs({0, '', 0, current}) do reply[#reply + 1] = v end
+    answer(0, '', 0)
   else
     now = now or now_ms(ARGV[1])
-    local seq = redis.call('INCR', KEYS[7])
+    seq = (seq or tonumber(redis.call('GET', KEYS[7]) or '0')) + 1
     local id = ARGV[a + 2]
     local user_type = tonumber(ARGV[a])
     redis.call('HSET', KEYS[5], id, string.format('%d|%d|0|%d', user_type, now, seq))
@@ -34,7 +39,10 @@ for i = 1, (#ARGV - 1) / 5 do
       redis.call('SET', KEYS[7 + i], id .. '|' .. position, 'PX', ttl)
     end
     current = current + 1
-    for _, v in ipairs({1, id, position, current}) do reply[#reply + 1] = v end
+    answer(1, id, position)
   end
+end
+if seq then
+  redis.call('SET', KEYS[7], seq)
 end
 return reply

@@ -15,8 +15,16 @@
 -- key see the earlier checks' new times.
 local reply = {}
 local a, k = 1, 1
+-- One Redis TIME for the whole call: its requests arrived together.
+local server_now = nil
 while a <= #ARGV do
-  local now = now_us(ARGV[a])
+  local now
+  if ARGV[a] ~= '' then
+    now = tonumber(ARGV[a])
+  else
+    server_now = server_now or now_us('')
+    now = server_now
+  end
   local refused = ARGV[a + 1] == '1'
   local n = tonumber(ARGV[a + 2])
   a = a + 3

@@ -88,17 +88,17 @@ pub fn decode_rls_many(value: &Value, sizes: &[usize]) -> StoreResult<Vec<RateBa
     sizes
         .iter()
         .map(|n| {
-            let part = Value::Array(items[at..at + 1 + 2 * n].to_vec());
+            let part = &items[at..at + 1 + 2 * n];
             at += 1 + 2 * n;
-            decode_rls(&part, *n)
+            decode_rls_items(value, part, *n)
         })
         .collect()
 }
 
-/// `{now, allowed_1, n_1, …}` of one request → its outcomes: `{1, tat}` or
-/// `{0, retry_after_us}` per check.
-pub fn decode_rls(value: &Value, checks: usize) -> StoreResult<RateBatch> {
-    let items = array("rls", value)?;
+/// `{now, allowed_1, n_1, …}`: one request's part of a reply → its
+/// outcomes, `{1, tat}` or `{0, retry_after_us}` per check; `value` is the
+/// whole reply, for the error message.
+fn decode_rls_items(value: &Value, items: &[Value], checks: usize) -> StoreResult<RateBatch> {
     let bad = || protocol("rls", value);
     let (now, pairs) = items.split_first().ok_or_else(bad)?;
     if pairs.len() != 2 * checks {
@@ -116,6 +116,7 @@ mod tests {
     #[test]
     fn rls_replies_decode_with_the_store_clock() {
         let reply = Value::Array(vec![Value::Int(77), Value::Int(1), Value::Int(90), Value::Int(0), Value::Int(5)]);
+        let decode_rls = |value: &Value, n: usize| decode_rls_many(value, &[n]).map(|mut one| one.remove(0));
         let batch = decode_rls(&reply, 2).unwrap();
         assert_eq!(batch.now_us, 77);
         assert_eq!(batch.outcomes, [GcraOutcome::Allowed { tat: 90 }, GcraOutcome::Limited { retry_after_us: 5 }]);
