@@ -178,7 +178,7 @@ pub struct Floodgate {
     refreshing: Mutex<()>,
     /// Level 1's rate limiter when the store fails (fail open, design §6).
     fallback_rates: RateTable,
-    /// Wakes long-polling `LeaseTasks` calls when a task is enqueued here.
+    /// Wakes a long-polling `LeaseTasks` call when a task is enqueued here.
     task_ready: Notify,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) breakers: Breakers,
@@ -611,7 +611,9 @@ impl Floodgate {
         };
         let answer = match outcome {
             EnqueueOutcome::Admitted { task_id, queue_position, load } => {
-                self.task_ready.notify_waiters();
+                // One task, one waiter: a herd of long polls would each
+                // run a lease (a script call on Redis) for one task.
+                self.task_ready.notify_one();
                 if guarded {
                     self.breakers.success(Circuit::Backpressure, now);
                 }
@@ -697,8 +699,14 @@ impl Floodgate {
             // look and the wait still wakes us.
             let ready = self.task_ready.notified();
             let tasks = self.store.lease(request.clone(), self.clock.now_ms()).await?;
+            if !tasks.is_empty() {
+                // Pass the wake on: tasks enqueued while this call looked
+                // stored only one wake between them.
+                self.task_ready.notify_one();
+                return Ok(tasks);
+            }
             let now = tokio::time::Instant::now();
-            if !tasks.is_empty() || now >= deadline {
+            if now >= deadline {
                 return Ok(tasks);
             }
             // Tasks enqueued through another instance (shared store) wake
