@@ -263,6 +263,67 @@ def test_every_redis_topology_floodgate_reads_renders(url):
     assert base64.b64decode(r.one("Secret")["data"]["redis-url"]).decode() == url
 
 
+def test_a_redis_tls_secret_is_mounted_and_its_files_named_to_floodgate():
+    r = render(
+        sets=[
+            "store.type=redis",
+            "store.redis.url=rediss://redis.redis.svc:6380/0",
+            "replicaCount=2",
+            "store.redis.tls.secretName=redis-client",
+            "store.redis.tls.certKey=tls.crt",
+            "store.redis.tls.keyKey=tls.key",
+        ]
+    )
+    assert r.rc == 0, r.stderr
+    pod = r.one("Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["FLOODGATE_REDIS_CA_FILE"] == "/etc/floodgate/redis-tls/ca.crt"
+    assert env["FLOODGATE_REDIS_CLIENT_CERT"] == "/etc/floodgate/redis-tls/tls.crt"
+    assert env["FLOODGATE_REDIS_CLIENT_KEY"] == "/etc/floodgate/redis-tls/tls.key"
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["redis-tls"]["mountPath"] == "/etc/floodgate/redis-tls" and mounts["redis-tls"]["readOnly"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["redis-tls"]["secret"]["secretName"] == "redis-client"
+    for doc in r.docs:
+        validate_doc(doc, KUBE_NEWEST)
+
+
+def test_without_a_redis_tls_secret_nothing_is_mounted():
+    r = render(sets=["store.type=redis", "store.redis.url=rediss://redis.redis.svc:6380/0", "replicaCount=2"])
+    assert r.rc == 0, r.stderr
+    pod = r.one("Deployment")["spec"]["template"]["spec"]
+    assert "redis-tls" not in {v["name"] for v in pod["volumes"]}
+    assert not any(e["name"].startswith("FLOODGATE_REDIS_") for e in pod["containers"][0]["env"])
+
+
+@pytest.mark.parametrize(
+    "sets, needle",
+    [
+        (["store.redis.tls.certKey=tls.crt"], "go together"),
+        (["store.redis.url=redis://redis.redis.svc:6379/0"], "not a rediss"),
+    ],
+)
+def test_redis_tls_settings_that_cannot_work_are_refused(sets, needle):
+    base = ["store.type=redis", "store.redis.url=rediss://redis.redis.svc:6380/0", "store.redis.tls.secretName=s"]
+    r = render(sets=base + sets)
+    assert r.rc != 0 and needle in r.stderr, r.stderr
+
+
+def test_the_network_policy_lets_floodgate_reach_every_redis_port():
+    r = render(
+        sets=[
+            "store.type=redis",
+            "store.redis.url=redis+sentinel://s1.redis.svc:26379/mymaster",
+            "networkPolicy.enabled=true",
+            "networkPolicy.egress.enabled=true",
+            "store.redis.extraPorts={26379}",
+        ]
+    )
+    assert r.rc == 0, r.stderr
+    ports = {p["port"] for rule in r.one("NetworkPolicy")["spec"]["egress"] for p in rule["ports"]}
+    assert {6379, 26379} <= ports
+
+
 def test_an_unknown_redis_scheme_is_refused():
     r = render(sets=["store.type=redis", "store.redis.url=memcached://cache:11211", "replicaCount=2"])
     assert r.rc != 0 and "/store/redis/url" in r.stderr, r.stderr

@@ -173,6 +173,14 @@ Settings that must not render, each with a message saying what to do.
 {{- fail "floodgate: store.redis.url must start with redis://, rediss://, redis+unix://, redis-cluster://, rediss-cluster://, redis+sentinel:// or rediss+sentinel://." }}
 {{- end }}
 {{- end }}
+{{- with $v.store.redis.tls }}
+{{- if and .secretName (or (and .certKey (not .keyKey)) (and .keyKey (not .certKey))) }}
+{{- fail "floodgate: store.redis.tls.certKey and store.redis.tls.keyKey go together: set both (mutual TLS) or neither." }}
+{{- end }}
+{{- if and .secretName $v.store.redis.url (not (regexMatch "^rediss" $v.store.redis.url)) }}
+{{- fail "floodgate: store.redis.tls.secretName is set but store.redis.url is not a rediss… URL; floodgate refuses TLS files for a plain connection." }}
+{{- end }}
+{{- end }}
 {{- if not (regexMatch "^[^{]*\\{[^}]+\\}" $v.store.redis.prefix) }}
 {{- fail "floodgate: store.redis.prefix must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps all keys in one slot." }}
 {{- end }}
