@@ -619,14 +619,18 @@ pub fn redact_url(store: &StoreUrl) -> String {
 }
 
 /// Any `user:password@` credentials and `pass=` / `password=` query
-/// parameters of a URL replaced.
+/// parameters of a URL replaced. Everything up to the last `@` goes, so a
+/// password with an unescaped `/`, `?` or `@` cannot slip through (at worst
+/// the host goes with it).
 pub fn redact(url: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &base[..scheme], &base[at + 1..]),
-        _ => base.to_owned(),
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let scheme = if url.contains("://") { format!("{scheme}://") } else { String::new() };
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
     };
-    let Some(query) = query else { return base };
+    let (base, query) = rest.split_once('?').map_or((rest.as_str(), None), |(b, q)| (b, Some(q)));
+    let Some(query) = query else { return format!("{scheme}{base}") };
     let query: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
@@ -640,7 +644,7 @@ pub fn redact(url: &str) -> String {
             _ => kv.to_owned(),
         })
         .collect();
-    format!("{base}?{}", query.join("&"))
+    format!("{scheme}{base}?{}", query.join("&"))
 }
 
 /// Whether `prefix` holds a `{tag}` with at least one character.
@@ -747,11 +751,21 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1&pass=<redacted>"
         );
         assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
-        for bad in
-            ["redis-cluster://u:hunter2@host:bad", "redis+sentinel://u:hunter2@host:26379", "rediss://u:hunter2@h:x"]
-        {
+        // Unescaped `?`, `/` or `@` in a password must not cut it loose either.
+        for leaky in ["redis+sentinel://app:hunt?er2@s1/m", "redis://:hunt/er2@h:6379/0", "redis://:hu@nter2@h/0"] {
+            let shown = redact(leaky);
+            assert!(!shown.contains("er2") && !shown.contains("hunt"), "{shown}");
+        }
+        for bad in [
+            "redis-cluster://u:hunter2@host:bad",
+            "redis+sentinel://u:hunter2@host:26379",
+            "rediss://u:hunter2@h:x",
+            "redis+sentinel://app:hunt?er2@s1/m",
+            "redis-cluster://app:hunt/er2@s1:7000/",
+            "redis+sentinel://app:hunter2@s1/m/x",
+        ] {
             let err = bad.parse::<StoreUrl>().unwrap_err();
-            assert!(!err.contains("hunter2") && err.starts_with("store: "), "{err}");
+            assert!(!err.contains("hunter2") && !err.contains("er2") && err.starts_with("store: "), "{err}");
         }
         assert_eq!(
             redact("redis+sentinel://:hunter2@s1:26379,s2:26379/mymaster?sentinel_password=hunter2"),

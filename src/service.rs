@@ -698,7 +698,14 @@ impl Floodgate {
             // Register interest before looking, so an enqueue between the
             // look and the wait still wakes us.
             let ready = self.task_ready.notified();
-            let tasks = self.store.lease(request.clone(), self.clock.now_ms()).await?;
+            let tasks = match self.store.lease(request.clone(), self.clock.now_ms()).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    // A wake this call took is another waiter's now.
+                    self.task_ready.notify_one();
+                    return Err(e.into());
+                }
+            };
             if !tasks.is_empty() {
                 // Pass the wake on: tasks enqueued while this call looked
                 // stored only one wake between them.

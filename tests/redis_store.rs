@@ -112,6 +112,50 @@ async fn enqueue_script_admits_exactly_the_core_limit() {
     }
 }
 
+/// The enqueue script run twice with the same arguments — what a client
+/// resend does (a Cluster retry after a dropped connection) — admits its
+/// tasks once and answers the second run as the first.
+#[tokio::test]
+async fn a_resent_enqueue_call_admits_its_tasks_once() {
+    let redis = RedisServer::start();
+    let script = ::redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../src/store/lua/prelude.lua"),
+        include_str!("../src/store/lua/enqueue.lua")
+    ));
+    let keys: Vec<String> = [
+        "queue:anonymous",
+        "queue:registered",
+        "queue:privileged",
+        "lease_expiry",
+        "task_meta",
+        "task_payload",
+        "sequence",
+    ]
+    .iter()
+    .map(|k| format!("{{floodgate}}:{k}"))
+    .collect();
+    let mut connection = ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let mut call = script.prepare_invoke();
+        for key in &keys {
+            call.key(key);
+        }
+        call.arg("1000");
+        for id in ["t1", "t2"] {
+            call.key(&keys[6]).arg(1).arg(10).arg(id).arg("payload").arg("");
+        }
+        replies.push(call.invoke_async::<Vec<String>>(&mut connection).await.unwrap());
+    }
+    assert_eq!(replies[0], ["1", "t1", "1", "1", "1", "t2", "2", "2"]);
+    // Same tasks, same positions; the load already counts them.
+    assert_eq!(replies[1], ["1", "t1", "1", "2", "1", "t2", "2", "2"]);
+    let queued: Vec<String> =
+        ::redis::cmd("LRANGE").arg(&keys[1]).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
+    assert_eq!(queued, ["t1", "t2"]);
+}
+
 async fn lease_order<S: Store>(store: &S) -> Vec<String> {
     let plan = [
         (CoreUserType::Anonymous, "a1"),

@@ -10,7 +10,9 @@
 local current = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3])
   + redis.call('ZCARD', KEYS[4])
 local now = nil
--- The sequence is read once and written back once: the script is atomic.
+-- Sequence numbers are reserved once per call, for every request that may
+-- still be admitted (refusals leave harmless gaps), so nothing needs
+-- writing back at the end.
 local seq = nil
 local reply = {}
 local n = 0
@@ -18,7 +20,8 @@ local function answer(status, id, position)
   reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = status, id, position, current
   n = n + 4
 end
-for i = 1, (#ARGV - 1) / 5 do
+local requests = (#ARGV - 1) / 5
+for i = 1, requests do
   local a = 2 + 5 * (i - 1)
   local ttl = ARGV[a + 4]
   local first = ttl ~= '' and redis.call('GET', KEYS[7 + i])
@@ -29,20 +32,28 @@ for i = 1, (#ARGV - 1) / 5 do
     answer(0, '', 0)
   else
     now = now or now_ms(ARGV[1])
-    seq = (seq or tonumber(redis.call('GET', KEYS[7]) or '0')) + 1
+    if not seq then
+      local left = requests - i + 1
+      seq = redis.call('INCRBY', KEYS[7], left) - left
+    end
+    seq = seq + 1
     local id = ARGV[a + 2]
     local user_type = tonumber(ARGV[a])
-    redis.call('HSET', KEYS[5], id, string.format('%d|%d|0|%d', user_type, now, seq))
-    redis.call('HSET', KEYS[6], id, ARGV[a + 3])
-    local position = redis.call('RPUSH', KEYS[user_type + 1], id)
-    if ttl ~= '' then
-      redis.call('SET', KEYS[7 + i], id .. '|' .. position, 'PX', ttl)
+    if redis.call('HSETNX', KEYS[5], id, string.format('%d|%d|0|%d', user_type, now, seq)) == 0 then
+      -- This very call ran before (a client resent it, e.g. a Cluster
+      -- retry after a dropped connection): its task ids are fresh per call,
+      -- so the task is already in; answer as the first run did.
+      local position = redis.call('LPOS', KEYS[user_type + 1], id)
+      answer(1, id, position and position + 1 or 0)
+    else
+      redis.call('HSET', KEYS[6], id, ARGV[a + 3])
+      local position = redis.call('RPUSH', KEYS[user_type + 1], id)
+      if ttl ~= '' then
+        redis.call('SET', KEYS[7 + i], id .. '|' .. position, 'PX', ttl)
+      end
+      current = current + 1
+      answer(1, id, position)
     end
-    current = current + 1
-    answer(1, id, position)
   end
-end
-if seq then
-  redis.call('SET', KEYS[7], seq)
 end
 return reply

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -136,8 +137,8 @@ impl RedisUrl {
 
     fn parse_cluster(rest: &str, tls: bool) -> Result<RedisUrl, String> {
         let parts = MultiHost::split(rest, 6379)?;
-        if let Some(query) = parts.query {
-            return Err(format!("cluster URLs take no query parameters (got {:?})", query_names(query)));
+        if parts.query.is_some() {
+            return Err("cluster URLs take no query parameters".into());
         }
         match parts.path.trim_matches('/') {
             "" | "0" => {}
@@ -159,7 +160,7 @@ impl RedisUrl {
         let service = path.next().ok_or("a Sentinel URL names the master after the hosts: …:26379/mymaster[/db]")?;
         let db = match path.next() {
             None => 0,
-            Some(db) => db.parse::<i64>().map_err(|_| format!("database {db:?} is not a number"))?,
+            Some(db) => db.parse::<i64>().map_err(|_| "the database after the master name is not a number")?,
         };
         if path.next().is_some() {
             return Err("a Sentinel URL's path is /master-name[/db]".into());
@@ -180,14 +181,15 @@ impl RedisUrl {
         let (mut sentinel_username, mut sentinel_password) = (None, None);
         for pair in parts.query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value).ok_or_else(|| format!("{key}: bad percent-escape"))?;
+            let value = percent_decode(value).ok_or("a query parameter has a bad percent-escape")?;
             match key {
                 "sentinel_username" => sentinel_username = Some(value),
                 "sentinel_password" => sentinel_password = Some(value),
-                other => {
-                    return Err(format!(
-                        "unknown query parameter {other:?} (a Sentinel URL takes sentinel_username and sentinel_password)"
-                    ));
+                _ => {
+                    return Err(
+                        "unknown query parameter (a Sentinel URL takes only sentinel_username and sentinel_password)"
+                            .into(),
+                    );
                 }
             }
         }
@@ -225,27 +227,30 @@ impl<'a> MultiHost<'a> {
 /// `host[:port]` or `[v6][:port]`.
 fn host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| format!("bad host {s:?}"))?;
-        (host, after.strip_prefix(':'))
+        let (host, after) = v6.split_once(']').ok_or("bad host: an IPv6 address needs its closing ]")?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or("bad host: only :port may follow an IPv6 address's ]")?)),
+        }
     } else {
-        s.rsplit_once(':').map_or((s, None), |(h, p)| (h, Some(p)))
+        let (host, port) = s.rsplit_once(':').map_or((s, None), |(h, p)| (h, Some(p)));
+        if host.contains(':') {
+            return Err("bad host: an IPv6 address goes in brackets, e.g. [::1]:6379".into());
+        }
+        (host, port)
     };
     if host.is_empty() {
-        return Err(format!("empty host in {s:?}: list nodes as host:port,host:port"));
+        return Err("empty host: list nodes as host:port,host:port".into());
     }
     let port = match port {
         None => default_port,
-        Some(p) => p.parse().map_err(|_| format!("bad port {p:?} in {s:?}"))?,
+        Some(p) => p.parse().map_err(|_| "bad port: list nodes as host:port, the port a number up to 65535 (an IPv6 address goes in brackets: [::1]:6379)")?,
     };
     Ok((host.to_owned(), port))
 }
 
 fn bracket(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
-}
-
-fn query_names(query: &str) -> Vec<&str> {
-    query.split('&').map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k)).collect()
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -267,12 +272,9 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The crate's error about a URL, unless it echoes the URL's user info.
 fn describe(e: &RedisError, url: &str) -> String {
-    let text = e.to_string();
-    let userinfo = url.split_once("://").and_then(|(_, rest)| rest.split('/').next()?.rsplit_once('@')).map(|(u, _)| u);
-    match userinfo {
-        Some(secret) if !secret.is_empty() && text.contains(secret) => format!("{:?}", e.kind()),
-        _ => text,
-    }
+    // The crate's message may quote the URL: with credentials in it, only
+    // the error kind is said.
+    if url.contains('@') { format!("{:?}", e.kind()) } else { e.to_string() }
 }
 
 /// The connection of the store: cheap to clone, multiplexed, reconnecting.
@@ -376,11 +378,23 @@ pub(crate) struct SentinelConnection {
 }
 
 struct SentinelShared {
-    /// Looks up the master (one lookup at a time).
+    /// Looks up the master; used by one lookup task at a time.
     sentinel: tokio::sync::Mutex<SentinelClient>,
     config: AsyncConnectionConfig,
     /// The current master connection and its generation.
     master: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Generations only grow, so a late failure of an old connection
+    /// never drops a newer one.
+    generations: AtomicU64,
+    /// Whether a lookup task is running.
+    looking: AtomicBool,
+    /// Counts finished lookups; callers wait on it.
+    lookups: tokio::sync::watch::Sender<u64>,
+    /// Why the last lookup failed, for the callers that waited on it.
+    last_failure: std::sync::Mutex<Option<RedisError>>,
+    /// The store's bound on a call: an abandoned call that waited this long
+    /// is taken for a hung master.
+    timeout: Duration,
     db: i64,
 }
 
@@ -425,21 +439,27 @@ impl SentinelConnection {
                 sentinel: tokio::sync::Mutex::new(sentinel),
                 config,
                 master: std::sync::Mutex::new(None),
+                generations: AtomicU64::new(0),
+                looking: AtomicBool::new(false),
+                lookups: tokio::sync::watch::Sender::new(0),
+                last_failure: std::sync::Mutex::new(None),
+                timeout,
                 db: url.db,
             }),
         })
     }
 
     /// Runs `call` on the master's connection, dropping that connection
-    /// when the call shows it no longer leads to a master (or is abandoned,
-    /// e.g. by the store's timeout).
+    /// when the call shows it no longer leads to a master (or is abandoned
+    /// after waiting half the store's timeout: a hung master).
     async fn call<T, F, Fut>(&self, call: F) -> RedisResult<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let (generation, master) = self.shared.master().await?;
-        let mut pending = Pending { shared: &self.shared, generation, settled: false };
+        let started = std::time::Instant::now();
+        let mut pending = Pending { shared: &self.shared, generation, started, settled: false };
         let result = call(master).await;
         pending.settled = true;
         if let Err(e) = &result
@@ -451,16 +471,19 @@ impl SentinelConnection {
     }
 }
 
-/// Forgets the master connection if its call is dropped before it ends.
+/// Forgets the master connection if its call is dropped before it ends
+/// after a long wait (the store's timeout gave up on it). A call its caller
+/// cancelled early says nothing about the master.
 struct Pending<'a> {
     shared: &'a SentinelShared,
     generation: u64,
+    started: std::time::Instant,
     settled: bool,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if !self.settled {
+        if !self.settled && self.started.elapsed() >= self.shared.timeout / 2 {
             self.shared.forget(self.generation);
         }
     }
@@ -472,21 +495,53 @@ impl SentinelShared {
     }
 
     /// The master's connection, asking the Sentinels when there is none.
-    async fn master(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+    /// The lookup runs in a task of its own, so that it finishes even when
+    /// the callers waiting on it give up (a dead Sentinel listed first can
+    /// make one lookup outlast a call's timeout).
+    async fn master(self: &Arc<Self>) -> RedisResult<(u64, MultiplexedConnection)> {
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let mut sentinel = self.sentinel.lock().await;
-        // Another call may have looked it up while this one waited.
+        let mut finished = self.lookups.subscribe();
+        if !self.looking.swap(true, Ordering::AcqRel) {
+            tokio::spawn(self.clone().look_up());
+        }
+        // A lookup may have ended between the first look and subscribing.
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let client = sentinel.async_get_client().await?;
-        let connection = client.get_multiplexed_async_connection_with_config(&self.config).await?;
-        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = master.as_ref().map_or(0, |(g, _)| g + 1);
-        *master = Some((generation, connection.clone()));
-        Ok((generation, connection))
+        let _ = finished.changed().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let failure = self.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Err(failure.unwrap_or_else(|| (redis::ErrorKind::Io, "no master connection").into()))
+    }
+
+    /// Asks the Sentinels for the master and connects to it (bounded by
+    /// `LOOKUP_LIMIT`); wakes the waiting callers either way.
+    async fn look_up(self: Arc<Self>) {
+        let lookup = async {
+            let mut sentinel = self.sentinel.lock().await;
+            let client = sentinel.async_get_client().await?;
+            client.get_multiplexed_async_connection_with_config(&self.config).await
+        };
+        let result = match tokio::time::timeout(LOOKUP_LIMIT, lookup).await {
+            Ok(result) => result,
+            Err(_) => Err((redis::ErrorKind::Io, "Sentinel lookup timed out").into()),
+        };
+        match result {
+            Ok(connection) => {
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                *self.master.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, connection));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis Sentinel: no master found; asking again on the next call");
+                *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        }
+        self.looking.store(false, Ordering::Release);
+        self.lookups.send_modify(|n| *n += 1);
     }
 
     /// Drops the connection of `generation` (not a newer one).
@@ -497,6 +552,9 @@ impl SentinelShared {
         }
     }
 }
+
+/// Longest a Sentinel lookup (ask the Sentinels, connect to the master) may take.
+const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// Whether an error means the connection no longer leads to a master.
 fn master_lost(e: &RedisError) -> bool {
@@ -552,6 +610,15 @@ mod tests {
         assert!(RedisUrl::parse("redis-cluster://h1:7000/3").unwrap_err().contains("only database 0"));
         assert!(RedisUrl::parse("redis-cluster://h1:x").unwrap_err().contains("bad port"));
         assert!(RedisUrl::parse("redis-cluster://h1:1,,h2:2").unwrap_err().contains("empty host"));
+    }
+
+    #[test]
+    fn ipv6_hosts_need_brackets_and_nothing_but_a_port_after_them() {
+        let RedisUrl::Cluster { nodes, .. } = parse("redis-cluster://[::1]:7000,[fe80::2]/") else { panic!() };
+        assert_eq!(nodes, ["redis://[::1]:7000/0", "redis://[fe80::2]:6379/0"]);
+        for bad in ["redis-cluster://fe80::1:7000/", "redis+sentinel://[::1]x/m", "redis-cluster://[::1/"] {
+            assert!(RedisUrl::parse(bad).unwrap_err().contains("bad host"), "{bad}");
+        }
     }
 
     #[test]
