@@ -314,6 +314,26 @@ async fn sentinel_follows_the_master_when_it_dies() {
     assert_eq!(set.node(promoted).cli(&["ROLE"]).lines().next(), Some("master"));
 }
 
+/// A Sentinel that accepts connections and never answers, listed first:
+/// each lookup waits on it longer than a call may wait, so the lookup must
+/// outlive the calls that started it, or the store would stay down.
+#[tokio::test]
+async fn a_silent_sentinel_listed_first_does_not_keep_the_store_down() {
+    let set = SentinelSet::start(None);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = set.url().replacen("127.0.0.1:", &format!("127.0.0.1:{silent_port},127.0.0.1:"), 1);
+    assert!(url.starts_with(&format!("redis+sentinel://127.0.0.1:{silent_port},127.0.0.1:")), "{url}");
+    let floodgate = Process::spawn(&url, RUNTIME);
+    round_trip(&floodgate).await;
+}
+
 #[tokio::test]
 async fn tls_sentinel_admits_leases_and_completes() {
     let pki = Pki::new();
