@@ -78,8 +78,7 @@ async fn grpc_over_tls(server: &Server, pki: &Pki, client_cert: bool) -> Result<
         .connect()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    let mut admin =
-        pb::admin_client::AdminClient::with_interceptor(channel, floodgate_client::Bearer::new(Some(ADMIN)).unwrap());
+    let mut admin = floodgate_client::Client::from_channel(channel, Some(ADMIN)).unwrap().admin();
     let calc = admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.map_err(|e| e.to_string())?;
     Ok(calc.into_inner().totals.unwrap().system_total)
 }

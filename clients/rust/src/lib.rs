@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
+use tonic::codegen::Service;
+use tonic::codegen::http::{self, HeaderValue};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
 /// Generated protobuf types and clients of `floodgate.v1`.
 #[allow(clippy::all)]
@@ -59,28 +57,40 @@ pub enum ConnectError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Clone, Debug, Default)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+/// The connection with `authorization: Bearer <token>` added to every call
+/// (none without a token). A plain tower wrapper: it sets one header in
+/// place, where tonic's interceptor rebuilds every request around it.
+#[derive(Clone, Debug)]
+pub struct AuthChannel {
+    channel: Channel,
+    bearer: Option<HeaderValue>,
+}
 
-impl Bearer {
-    /// A bearer interceptor; `None` sends no header.
-    pub fn new(token: Option<&str>) -> Result<Bearer, ConnectError> {
-        token.map(|t| format!("Bearer {t}").parse().map_err(|_| ConnectError::Token)).transpose().map(Bearer)
+impl AuthChannel {
+    fn new(channel: Channel, token: Option<&str>) -> Result<AuthChannel, ConnectError> {
+        let bearer =
+            token.map(|t| HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| ConnectError::Token)).transpose()?;
+        Ok(AuthChannel { channel, bearer })
     }
 }
 
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+impl Service<http::Request<tonic::body::Body>> for AuthChannel {
+    type Response = <Channel as Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Channel as Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Channel as Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(bearer) = &self.bearer {
+            request.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
         }
-        Ok(request)
+        self.channel.call(request)
     }
 }
 
-/// The channel with auth attached.
-pub type AuthChannel = InterceptedService<Channel, Bearer>;
 /// Level 1 and Level 2 calls.
 pub type AdmissionClient = pb::admission_client::AdmissionClient<AuthChannel>;
 /// Heartbeats and the lease cycle.
@@ -96,8 +106,7 @@ pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
 /// One HTTP/2 connection to floodgate, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
-    channel: Channel,
-    bearer: Bearer,
+    channel: AuthChannel,
 }
 
 impl Client {
@@ -109,40 +118,42 @@ impl Client {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await?;
-        Ok(Client { channel, bearer: Bearer::new(token)? })
+        Ok(Client { channel: AuthChannel::new(channel, token)? })
+    }
+
+    /// A client over a channel built by the caller (TLS, custom timeouts).
+    pub fn from_channel(channel: Channel, token: Option<&str>) -> Result<Client, ConnectError> {
+        Ok(Client { channel: AuthChannel::new(channel, token)? })
     }
 
     /// The same connection with another token.
     pub fn with_token(&self, token: Option<&str>) -> Result<Client, ConnectError> {
-        Ok(Client { channel: self.channel.clone(), bearer: Bearer::new(token)? })
+        Ok(Client { channel: AuthChannel::new(self.channel.channel.clone(), token)? })
     }
 
     /// The Admission service.
     pub fn admission(&self) -> AdmissionClient {
-        pb::admission_client::AdmissionClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+        pb::admission_client::AdmissionClient::new(self.channel.clone())
     }
 
     /// The Workers service.
     pub fn workers(&self) -> WorkersClient {
-        pb::workers_client::WorkersClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+        pb::workers_client::WorkersClient::new(self.channel.clone())
     }
 
     /// The Admin service.
     pub fn admin(&self) -> AdminClient {
-        pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+        pb::admin_client::AdminClient::new(self.channel.clone())
     }
 
     /// Envoy's rate-limit service, as Envoy's ratelimit filter calls it.
     pub fn rate_limit(&self) -> RateLimitClient {
-        envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
+        envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::new(self.channel.clone())
     }
 
     /// `grpc.health.v1.Health`.
     pub fn health(&self) -> HealthClient {
-        tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+        tonic_health::pb::health_client::HealthClient::new(self.channel.channel.clone())
     }
 }
 
