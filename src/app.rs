@@ -74,6 +74,7 @@ impl App {
                 let options = RedisOptions {
                     prefix: settings.redis_prefix.clone(),
                     timeout: Duration::from_millis(settings.redis_timeout_ms),
+                    min_replicas: settings.redis_min_replicas,
                     time: settings.redis_time,
                     tls: settings.redis_tls.clone(),
                 };

@@ -328,6 +328,8 @@ pub struct FileConfig {
     /// Key prefix in Redis; must contain a `{hash tag}`.
     pub redis_prefix: Option<String>,
     pub redis_timeout_ms: Option<u64>,
+    /// Replicas that must acknowledge an admission before it is answered.
+    pub redis_min_replicas: Option<u32>,
     /// PEM CA for `rediss…` store URLs (else the platform's trust store).
     pub redis_ca_file: Option<std::path::PathBuf>,
     /// PEM client certificate chain and key for Redis servers that require mutual TLS.
@@ -450,6 +452,9 @@ pub struct Settings {
     pub redis_prefix: String,
     /// Bound on every Redis command.
     pub redis_timeout_ms: u64,
+    /// Replicas that must acknowledge (Redis WAIT) every admitted task
+    /// before `EnqueueAtomic` answers; 0 answers once the master has it.
+    pub redis_min_replicas: u32,
     /// CA and client certificate for `rediss…` store URLs.
     pub redis_tls: crate::store::RedisTlsFiles,
     /// Whose clock Redis scripts use (Redis TIME unless testing).
@@ -462,6 +467,9 @@ pub struct Settings {
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
 }
+
+/// Most replicas `redis_min_replicas` may ask for.
+pub const MAX_MIN_REPLICAS: u32 = 8;
 
 impl Settings {
     /// Defaults for a profile, with auth off and the default addresses.
@@ -480,6 +488,7 @@ impl Settings {
             shutdown_grace_ms: 10_000,
             redis_prefix: "{floodgate}".to_owned(),
             redis_timeout_ms: 500,
+            redis_min_replicas: 0,
             redis_tls: Default::default(),
             redis_time: crate::store::TimeSource::Server,
             tls: None,
@@ -506,6 +515,18 @@ impl Settings {
                 message:
                     "must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps all keys in one slot"
                         .into(),
+            }]));
+        }
+        if self.redis_min_replicas > MAX_MIN_REPLICAS {
+            return Err(ConfigError::Invalid(vec![FieldError {
+                field: "redis_min_replicas".into(),
+                message: format!("must be 0..={MAX_MIN_REPLICAS}"),
+            }]));
+        }
+        if self.redis_min_replicas > 0 && self.store == StoreUrl::Memory {
+            return Err(ConfigError::Invalid(vec![FieldError {
+                field: "redis_min_replicas".into(),
+                message: "needs a Redis store: the embedded store has no replicas".into(),
             }]));
         }
         if self.redis_tls.is_set() {
@@ -559,6 +580,7 @@ impl Settings {
         put("replica_id", self.replica_id.clone(), "default");
         put("redis_prefix", self.redis_prefix.clone(), "default");
         put("redis_timeout_ms", self.redis_timeout_ms.to_string(), "default");
+        put("redis_min_replicas", self.redis_min_replicas.to_string(), "default");
         let redis_tls = match (&self.redis_tls.ca, &self.redis_tls.client_cert) {
             (None, None) => "platform trust store when the URL is rediss…".to_owned(),
             (ca, cert) => format!(
@@ -813,6 +835,23 @@ mod tests {
     }
 
     #[test]
+    fn min_replicas_needs_redis_a_number_and_a_sane_count() {
+        let field_error = |r: Result<Settings, ConfigError>| match r {
+            Err(ConfigError::Invalid(errors)) => errors[0].field.clone(),
+            other => panic!("{other:?}"),
+        };
+        let options = |store: &str, raw: &str| ServeOptions {
+            store: Some(store.into()),
+            redis_min_replicas: Some(raw.into()),
+            ..ServeOptions::default()
+        };
+        assert_eq!(options("redis://h:6379/0", "2").resolve().unwrap().redis_min_replicas, 2);
+        for (store, raw) in [("redis://h:6379/0", "two"), ("redis://h:6379/0", "9"), ("memory", "1")] {
+            assert_eq!(field_error(options(store, raw).resolve()), "redis_min_replicas", "{store} {raw}");
+        }
+    }
+
+    #[test]
     fn production_without_tokens_refuses_to_start() {
         let settings = Settings::for_profile(Profile::Production);
         assert!(matches!(settings.check(), Err(ConfigError::Setting(m)) if m.contains("FLOODGATE_ADMIN_TOKENS")));
@@ -830,6 +869,8 @@ pub struct ServeOptions {
     pub config: Option<std::path::PathBuf>,
     pub replica_id: Option<String>,
     pub redis_prefix: Option<String>,
+    /// `FLOODGATE_REDIS_MIN_REPLICAS`, unparsed.
+    pub redis_min_replicas: Option<String>,
     pub redis_ca_file: Option<std::path::PathBuf>,
     pub redis_client_cert: Option<std::path::PathBuf>,
     pub redis_client_key: Option<std::path::PathBuf>,
@@ -860,6 +901,7 @@ impl ServeOptions {
         note("store", self.store.is_some(), file.store.is_some());
         note("redis_prefix", self.redis_prefix.is_some(), file.redis_prefix.is_some());
         note("redis_timeout_ms", false, file.redis_timeout_ms.is_some());
+        note("redis_min_replicas", self.redis_min_replicas.is_some(), file.redis_min_replicas.is_some());
         note(
             "redis_tls",
             self.redis_ca_file.is_some() || self.redis_client_cert.is_some() || self.redis_client_key.is_some(),
@@ -888,6 +930,16 @@ impl ServeOptions {
         }
         if let Some(timeout) = file.redis_timeout_ms {
             settings.redis_timeout_ms = timeout;
+        }
+        if let Some(raw) = &self.redis_min_replicas {
+            settings.redis_min_replicas = raw.trim().parse().map_err(|_| {
+                ConfigError::Invalid(vec![FieldError {
+                    field: "redis_min_replicas".into(),
+                    message: format!("FLOODGATE_REDIS_MIN_REPLICAS must be a whole number 0..={MAX_MIN_REPLICAS}"),
+                }])
+            })?;
+        } else if let Some(replicas) = file.redis_min_replicas {
+            settings.redis_min_replicas = replicas;
         }
         settings.redis_tls = crate::store::RedisTlsFiles {
             ca: self.redis_ca_file.or(file.redis_ca_file),

@@ -103,6 +103,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         config: args.config,
         replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
         redis_prefix: std::env::var("FLOODGATE_REDIS_PREFIX").ok(),
+        redis_min_replicas: std::env::var("FLOODGATE_REDIS_MIN_REPLICAS").ok(),
         redis_ca_file: args.redis_ca_file,
         redis_client_cert: args.redis_client_cert,
         redis_client_key: args.redis_client_key,

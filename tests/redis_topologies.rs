@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::process::Process;
-use common::redis::{Cluster, Node, SentinelSet, TlsFiles, free_port};
+use common::redis::{Cluster, Node, SentinelSet, TlsFiles, free_port, wait_until};
 use common::*;
 use floodgate::store::{RedisOptions, RedisStore, RedisTlsFiles, Store, StoreError};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
@@ -344,12 +344,54 @@ async fn tls_sentinel_admits_leases_and_completes() {
     assert!(set.master.cli(&["DBSIZE"]).parse::<u64>().unwrap() > 0);
 }
 
+// ---- replicated admissions ----
+
+/// `redis_min_replicas = 1`: an admission is answered only once a replica
+/// holds it (the replica has the task the moment the answer arrives), and
+/// with no replica left `EnqueueAtomic` fails closed instead of admitting
+/// what a failover could lose.
+#[tokio::test]
+async fn admissions_wait_for_the_replicas_they_are_configured_to_reach() {
+    let master = Node::start("redis-master", None, &[]);
+    let mut replica =
+        Node::start("redis-replica", None, &["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()]);
+    wait_until(20, "the replica in sync", || {
+        replica.info("replication", "master_link_status").as_deref() == Some("up")
+    });
+    let config = format!("redis_min_replicas = 1\n{RUNTIME}");
+    let floodgate = Process::spawn(&format!("redis://127.0.0.1:{}/0", master.port), &config);
+    let mut c = roles(&floodgate).await;
+    let first = first_admission(&mut c, "replicated").await;
+    for i in 0..3 {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("r-{i}"))).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit);
+        let id = r.into_inner().task_id;
+        // No waiting here: WAIT already made sure.
+        assert_eq!(
+            replica.cli(&["HEXISTS", "{floodgate}:task_meta", &id]),
+            "1",
+            "{id} not on the replica when admitted"
+        );
+    }
+    lease_and_complete(&mut c, &first).await;
+
+    replica.kill();
+    wait_until(20, "the master to notice", || master.info("replication", "connected_slaves").as_deref() == Some("0"));
+    let err = c.admission.enqueue_atomic(enqueue(UserType::Registered, "unreplicated")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    // Level 1 does not wait for replicas.
+    let check = c.admission.check_capacity(check(UserType::Registered, "unreplicated")).await.unwrap();
+    assert_eq!(check.get_ref().decision(), Decision::Admit);
+}
+
 // ---- startup ----
 
 #[test]
 fn startup_refuses_bad_redis_settings_naming_the_field() {
     let pki = Pki::new();
     let ca = pki.ca().display().to_string();
+    let min_replicas = pki.path("min_replicas.toml");
+    std::fs::write(&min_replicas, "redis_min_replicas = 1\n").unwrap();
     for (args, expected) in [
         (vec!["--store", "redis-cluster://127.0.0.1:7000/2"], "store: "),
         (vec!["--store", "redis+sentinel://127.0.0.1:26379"], "names the master"),
@@ -357,6 +399,7 @@ fn startup_refuses_bad_redis_settings_naming_the_field() {
         (vec!["--store", "rediss://127.0.0.1:6380/0", "--redis-ca-file", "/nonexistent/ca.pem"], "redis_ca_file"),
         (vec!["--store", "redis://127.0.0.1:6379/0", "--redis-ca-file", &ca], "only used with a TLS store URL"),
         (vec!["--store", "rediss://127.0.0.1:6380/0", "--redis-client-cert", &ca], "redis_client_key"),
+        (vec!["--store", "memory", "--config", &min_replicas], "redis_min_replicas"),
     ] {
         let out = std::process::Command::new(common::process::BIN)
             .arg("serve")

@@ -324,6 +324,13 @@ def test_the_network_policy_lets_floodgate_reach_every_redis_port():
     assert {6379, 26379} <= ports
 
 
+def test_min_replicas_reaches_floodgates_config_file():
+    r = render(sets=["store.type=redis", "store.redis.url=redis://r:6379/0", "store.redis.minReplicas=1"])
+    assert r.rc == 0, r.stderr
+    assert "redis_min_replicas = 1" in r.one("ConfigMap")["data"]["floodgate.toml"]
+    assert "redis_min_replicas" not in render().one("ConfigMap")["data"]["floodgate.toml"]
+
+
 def test_an_unknown_redis_scheme_is_refused():
     r = render(sets=["store.type=redis", "store.redis.url=memcached://cache:11211", "replicaCount=2"])
     assert r.rc != 0 and "/store/redis/url" in r.stderr, r.stderr
@@ -378,7 +385,7 @@ def test_rendered_config_passes_floodgate_check_config(values_name, tmp_path):
     text = render(files).one("ConfigMap")["data"]["floodgate.toml"]
     parsed = tomllib.loads(text)
     # only settings: the store URL and tokens never go into the ConfigMap
-    assert set(parsed) <= {"profile", "redis_prefix", "redis_timeout_ms", "runtime"}, parsed
+    assert set(parsed) <= {"profile", "redis_prefix", "redis_timeout_ms", "redis_min_replicas", "runtime"}, parsed
     path = tmp_path / "floodgate.toml"
     path.write_text(text)
     p = subprocess.run([str(floodgate_bin()), "check-config", str(path)], capture_output=True, text=True, timeout=60)

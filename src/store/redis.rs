@@ -49,6 +49,9 @@ pub struct RedisOptions {
     pub time: TimeSource,
     /// CA and client certificate for `rediss…` URLs.
     pub tls: RedisTlsFiles,
+    /// Replicas that must acknowledge (WAIT) each batch of admissions
+    /// before it is answered; 0 = the master's word is enough.
+    pub min_replicas: u32,
 }
 
 impl Default for RedisOptions {
@@ -58,6 +61,7 @@ impl Default for RedisOptions {
             timeout: Duration::from_millis(500),
             time: TimeSource::Server,
             tls: RedisTlsFiles::default(),
+            min_replicas: 0,
         }
     }
 }
@@ -158,6 +162,9 @@ struct Link {
     /// the first call after it is the probe.
     down_until_ms: AtomicU64,
     opened: std::time::Instant,
+    /// Replicas each script call's writes must reach (Redis WAIT, on the
+    /// same connection) before the call counts as done; 0 = none.
+    replicas: u32,
 }
 
 /// One Level-1 GCRA step waiting for the batcher.
@@ -219,20 +226,27 @@ impl RedisStore {
     /// Fails on a bad URL or an unreadable TLS file.
     pub async fn connect(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
         let url = RedisUrl::parse(url).map_err(|e| StoreError::Protocol(format!("bad Redis URL: {e}")))?;
-        let connection = Connection::open(&url, &options.tls, options.timeout).map_err(StoreError::Protocol)?;
-        let link = Arc::new(Link {
-            connection,
-            options: options.clone(),
-            down_until_ms: AtomicU64::new(0),
-            opened: std::time::Instant::now(),
-        });
+        let open = |replicas: u32| -> StoreResult<Arc<Link>> {
+            Ok(Arc::new(Link {
+                connection: Connection::open(&url, &options.tls, options.timeout).map_err(StoreError::Protocol)?,
+                options: options.clone(),
+                down_until_ms: AtomicU64::new(0),
+                opened: std::time::Instant::now(),
+                replicas,
+            }))
+        };
+        let link = open(0)?;
+        // Admissions that must reach replicas get a connection of their own:
+        // WAIT holds its connection until the replicas answer, and nothing
+        // else should queue behind it.
+        let enqueue_link = if options.min_replicas > 0 { open(options.min_replicas)? } else { link.clone() };
         let (gcra, calls) = tokio::sync::mpsc::channel(4 * GCRA_BATCH);
         tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
         let (rls, rls_calls) = tokio::sync::mpsc::channel(1_024);
         tokio::spawn(rls::batch_rls(link.clone(), rls_calls));
         let keys = Keys::new(&options.prefix);
         let (enqueues, enqueue_calls) = tokio::sync::mpsc::channel(4 * ENQUEUE_BATCH);
-        tokio::spawn(batch_enqueue(link.clone(), keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
+        tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
         Ok(RedisStore { link, keys, scripts: Scripts::new(), load: AtomicU64::new(0), gcra, rls, enqueues })
     }
 
@@ -288,9 +302,27 @@ impl Link {
     }
 
     /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
+    /// With `replicas`, the call also waits (WAIT, half the timeout) until
+    /// that many replicas hold its writes, and fails if they don't.
     async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
         let mut connection = self.connection.clone();
-        self.bounded(async move { invocation.invoke_async::<Value>(&mut connection).await }).await
+        let replicas = self.replicas;
+        let wait_ms = (self.options.timeout / 2).as_millis().max(1) as u64;
+        self.bounded(async move {
+            let value = invocation.invoke_async::<Value>(&mut connection).await?;
+            if replicas > 0 {
+                let acked: u32 = redis::cmd("WAIT").arg(replicas).arg(wait_ms).query_async(&mut connection).await?;
+                if acked < replicas {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "writes not replicated",
+                        format!("{acked} of {replicas} replicas acknowledged within {wait_ms} ms"),
+                    )));
+                }
+            }
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs a pipeline (one round trip), bounded by the timeout.
