@@ -4,85 +4,26 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::process::Process;
 use common::redis::{Cluster, Node, SentinelSet, TlsFiles, free_port, wait_until};
 use common::*;
 use floodgate::store::{RedisOptions, RedisStore, RedisTlsFiles, Store, StoreError};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use floodgate_client::{Client, Code};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A CA, a server certificate for 127.0.0.1 / localhost and a client
 /// certificate, as files.
-struct Pki {
-    dir: PathBuf,
+/// What a TLS redis-server of this PKI serves.
+fn server_files(pki: &Pki, require_client_cert: bool) -> TlsFiles {
+    TlsFiles { ca: pki.ca(), cert: pki.dir.join("server.pem"), key: pki.dir.join("server.key"), require_client_cert }
 }
 
-impl Pki {
-    fn new() -> Pki {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "floodgate-redis-pki-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "floodgate redis test CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let leaf = |names: Vec<String>| {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
-        let (client_cert, client_key) = leaf(vec!["floodgate".into()]);
-        for (name, pem) in [
-            ("ca.pem", ca_cert.pem()),
-            ("server.pem", server_cert),
-            ("server.key", server_key),
-            ("client.pem", client_cert),
-            ("client.key", client_key),
-        ] {
-            std::fs::write(dir.join(name), pem).unwrap();
-        }
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    /// What a TLS redis-server of this PKI serves.
-    fn server_files(&self, require_client_cert: bool) -> TlsFiles {
-        TlsFiles {
-            ca: self.ca(),
-            cert: self.dir.join("server.pem"),
-            key: self.dir.join("server.key"),
-            require_client_cert,
-        }
-    }
-
-    /// A TLS-only redis-server on a free port.
-    fn server(&self, require_client_cert: bool) -> Node {
-        Node::start("redis-tls", Some(&self.server_files(require_client_cert)), &[])
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A TLS-only redis-server of this PKI on a free port.
+fn tls_server(pki: &Pki, require_client_cert: bool) -> Node {
+    Node::start("redis-tls", Some(&server_files(pki, require_client_cert)), &[])
 }
 
 /// Runtime settings for these tests: one healthy process of C = 9 gives
@@ -140,6 +81,26 @@ async fn lease_and_complete(c: &mut Roles, task_id: &str) {
     assert!(again.is_err(), "completed twice");
 }
 
+/// `n` admissions (they must all be admitted); their task ids.
+async fn admit(c: &mut Roles, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("{prefix}-{i}"))).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit);
+        ids.push(r.into_inner().task_id);
+    }
+    ids
+}
+
+/// Every task of `ids` comes back from one lease.
+async fn assert_all_leasable(c: &mut Roles, ids: impl IntoIterator<Item = &String>, when: &str) {
+    let tasks = c.workers.lease_tasks(lease(100, 30_000)).await.unwrap().into_inner().tasks;
+    let leased: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+    for id in ids {
+        assert!(leased.contains(&id.as_str()), "{id} lost {when}; leased {leased:?}");
+    }
+}
+
 /// EnqueueAtomic → LeaseTasks → CompleteTask through floodgate.
 async fn round_trip(floodgate: &Process) -> Roles {
     let mut c = roles(floodgate).await;
@@ -152,8 +113,8 @@ async fn round_trip(floodgate: &Process) -> Roles {
 
 #[tokio::test]
 async fn tls_with_a_custom_ca_admits_leases_and_completes() {
-    let pki = Pki::new();
-    let redis = pki.server(false);
+    let pki = Pki::new("floodgate");
+    let redis = tls_server(&pki, false);
     let config = format!("redis_ca_file = {:?}\n{RUNTIME}", pki.path("ca.pem"));
     let floodgate = Process::spawn(&format!("rediss://127.0.0.1:{}/0", redis.port), &config);
     round_trip(&floodgate).await;
@@ -164,8 +125,8 @@ async fn tls_with_a_custom_ca_admits_leases_and_completes() {
 
 #[tokio::test]
 async fn mutual_tls_presents_the_client_certificate() {
-    let pki = Pki::new();
-    let redis = pki.server(true);
+    let pki = Pki::new("floodgate");
+    let redis = tls_server(&pki, true);
     let url = format!("rediss://127.0.0.1:{}/0", redis.port);
     let (ca, cert, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
     let floodgate = Process::spawn_with_env(
@@ -187,8 +148,8 @@ async fn mutual_tls_presents_the_client_certificate() {
 
 #[tokio::test]
 async fn tls_refuses_a_server_the_ca_did_not_sign() {
-    let (pki, other) = (Pki::new(), Pki::new());
-    let redis = pki.server(false);
+    let (pki, other) = (Pki::new("floodgate"), Pki::new("floodgate"));
+    let redis = tls_server(&pki, false);
     // The CA comes from the environment this time (FLOODGATE_REDIS_CA_FILE).
     let ca = other.ca().display().to_string();
     let floodgate = Process::spawn_with_env(
@@ -245,8 +206,8 @@ async fn cluster_admits_exactly_the_limit_and_keeps_every_key_in_one_slot() {
 
 #[tokio::test]
 async fn tls_cluster_admits_leases_and_completes() {
-    let pki = Pki::new();
-    let cluster = Cluster::start(3, Some(&pki.server_files(false)));
+    let pki = Pki::new("floodgate");
+    let cluster = Cluster::start(3, Some(&server_files(&pki, false)));
     let config = format!("redis_ca_file = {:?}\n{RUNTIME}", pki.path("ca.pem"));
     let floodgate = Process::spawn(&cluster.url(), &config);
     round_trip(&floodgate).await;
@@ -263,12 +224,7 @@ async fn sentinel_follows_the_master_through_a_failover() {
     let mut c = round_trip(&floodgate).await;
 
     // Tasks admitted before the failover, replicated before it starts.
-    let mut before = Vec::new();
-    for i in 0..5 {
-        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("before-{i}"))).await.unwrap();
-        assert_eq!(r.get_ref().decision(), Decision::Admit);
-        before.push(r.into_inner().task_id);
-    }
+    let before = admit(&mut c, "before", 5).await;
     set.wait_replicated();
     let old = set.master_port();
     // (Blocking here is fine: floodgate runs in its own process.)
@@ -279,11 +235,7 @@ async fn sentinel_follows_the_master_through_a_failover() {
     let after = first_admission(&mut c, "after-failover").await;
     // They land on the new master (the old one is a read-only replica now).
     assert_eq!(set.node(promoted).cli(&["ROLE"]).lines().next(), Some("master"));
-    let tasks = c.workers.lease_tasks(lease(100, 30_000)).await.unwrap().into_inner().tasks;
-    let leased: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
-    for id in before.iter().chain([&after]) {
-        assert!(leased.contains(&id.as_str()), "{id} lost in the failover; leased {leased:?}");
-    }
+    assert_all_leasable(&mut c, before.iter().chain([&after]), "in the failover").await;
 }
 
 #[tokio::test]
@@ -291,12 +243,7 @@ async fn sentinel_follows_the_master_when_it_dies() {
     let mut set = SentinelSet::start(None);
     let floodgate = Process::spawn(&set.url(), RUNTIME);
     let mut c = round_trip(&floodgate).await;
-    let mut before = Vec::new();
-    for i in 0..5 {
-        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("before-{i}"))).await.unwrap();
-        assert_eq!(r.get_ref().decision(), Decision::Admit);
-        before.push(r.into_inner().task_id);
-    }
+    let before = admit(&mut c, "before", 5).await;
     set.wait_replicated();
     let old = set.master_port();
     set.node_mut(old).kill();
@@ -306,11 +253,7 @@ async fn sentinel_follows_the_master_when_it_dies() {
     let promoted = set.wait_promoted(old);
 
     let after = first_admission(&mut c, "after-death").await;
-    let tasks = c.workers.lease_tasks(lease(100, 30_000)).await.unwrap().into_inner().tasks;
-    let leased: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
-    for id in before.iter().chain([&after]) {
-        assert!(leased.contains(&id.as_str()), "{id} lost when the master died; leased {leased:?}");
-    }
+    assert_all_leasable(&mut c, before.iter().chain([&after]), "when the master died").await;
     assert_eq!(set.node(promoted).cli(&["ROLE"]).lines().next(), Some("master"));
 }
 
@@ -336,8 +279,8 @@ async fn a_silent_sentinel_listed_first_does_not_keep_the_store_down() {
 
 #[tokio::test]
 async fn tls_sentinel_admits_leases_and_completes() {
-    let pki = Pki::new();
-    let set = SentinelSet::start(Some(&pki.server_files(false)));
+    let pki = Pki::new("floodgate");
+    let set = SentinelSet::start(Some(&server_files(&pki, false)));
     let config = format!("redis_ca_file = {:?}\n{RUNTIME}", pki.path("ca.pem"));
     let floodgate = Process::spawn(&set.url(), &config);
     round_trip(&floodgate).await;
@@ -388,7 +331,7 @@ async fn admissions_wait_for_the_replicas_they_are_configured_to_reach() {
 
 #[test]
 fn startup_refuses_bad_redis_settings_naming_the_field() {
-    let pki = Pki::new();
+    let pki = Pki::new("floodgate");
     let ca = pki.ca().display().to_string();
     let min_replicas = pki.path("min_replicas.toml");
     std::fs::write(&min_replicas, "redis_min_replicas = 1\n").unwrap();

@@ -2,59 +2,18 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::pki::Pki;
 use common::*;
 use floodgate::config::Profile;
 use floodgate::tls::TlsFiles;
 use floodgate_client::pb;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    client_cert_pem: String,
-    client_key_pem: String,
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn pki() -> Pki {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "floodgate-tls-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "floodgate test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
-    let (client_cert_pem, client_key_pem) = leaf(vec!["frontend-1".into()]);
-    for (name, pem) in [("ca.pem", ca_cert.pem()), ("server.pem", server_cert), ("server.key", server_key)] {
-        std::fs::write(dir.join(name), pem).unwrap();
-    }
-    Pki { ca_pem: ca_cert.pem(), client_cert_pem, client_key_pem, dir }
-}
 
 async fn tls_server(pki: &Pki, mutual: bool) -> Server {
     let mut s = settings(Profile::Production, "");
@@ -113,7 +72,7 @@ async fn https_get(server: &Server, pki: &Pki, path: &str, client_cert: bool) ->
 
 #[tokio::test]
 async fn tls_serves_grpc_and_http_and_refuses_plaintext() {
-    let pki = pki();
+    let pki = Pki::new("frontend-1");
     let server = tls_server(&pki, false).await;
     assert_eq!(grpc_over_tls(&server, &pki, false).await, Ok(0));
     assert_eq!(https_get(&server, &pki, "/debug/capacity-calculation", false).await, Ok(200));
@@ -130,7 +89,7 @@ async fn tls_serves_grpc_and_http_and_refuses_plaintext() {
 
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
-    let pki = pki();
+    let pki = Pki::new("frontend-1");
     let server = tls_server(&pki, true).await;
     assert_eq!(grpc_over_tls(&server, &pki, true).await, Ok(0));
     assert!(grpc_over_tls(&server, &pki, false).await.is_err(), "no client certificate: refused");
@@ -140,7 +99,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 
 #[test]
 fn unreadable_or_bad_files_are_named() {
-    let pki = pki();
+    let pki = Pki::new("frontend-1");
     let missing = TlsFiles { cert: pki.dir.join("nope.pem"), key: pki.dir.join("server.key"), client_ca: None };
     let err = floodgate::tls::Tls::load(&missing).err().expect("missing file");
     assert!(err.to_string().contains("nope.pem"), "{err}");
