@@ -156,6 +156,32 @@ async fn a_resent_enqueue_call_admits_its_tasks_once() {
     assert_eq!(queued, ["t1", "t2"]);
 }
 
+/// Concurrent completions share script calls; each is still judged by
+/// its own lease: right ones complete once, wrong or repeated ones don't.
+#[tokio::test]
+async fn concurrent_completions_are_each_judged_by_their_own_lease() {
+    let redis = RedisServer::start();
+    let store = redis_store(&redis).await;
+    for i in 0..20 {
+        store.enqueue(task(CoreUserType::Registered, &format!("c{i}")), 100, 1_000).await.unwrap();
+    }
+    let leased = store.lease(LeaseRequest { max_tasks: 20, lease_ms: 60_000, max_deliveries: 5 }, 2_000).await.unwrap();
+    assert_eq!(leased.len(), 20);
+    let calls = leased.iter().flat_map(|t| {
+        [
+            store.complete(&t.task_id, &t.lease_id, 3_000),
+            store.complete(&t.task_id, "not-the-lease", 3_000),
+            store.complete(&t.task_id, &t.lease_id, 3_000),
+        ]
+    });
+    let answers: Vec<bool> = futures_util::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    for (t, answer) in leased.iter().zip(answers.chunks(3)) {
+        assert_eq!(answer, [true, false, false], "{}", t.task_id);
+    }
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.queued, stats.leased), ([0; 3], 0));
+}
+
 async fn lease_order<S: Store>(store: &S) -> Vec<String> {
     let plan = [
         (CoreUserType::Anonymous, "a1"),

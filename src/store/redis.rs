@@ -126,7 +126,6 @@ impl Keys {
 
 struct Scripts {
     lease: Script,
-    complete: Script,
     extend: Script,
     heartbeat: Script,
     processes: Script,
@@ -142,7 +141,6 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             lease: script(include_str!("lua/lease.lua")),
-            complete: script(include_str!("lua/complete.lua")),
             extend: script(include_str!("lua/extend.lua")),
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             processes: script(include_str!("lua/processes.lua")),
@@ -194,7 +192,20 @@ pub struct RedisStore {
     /// Level-2 check-and-enqueues, batched the same way: each is still
     /// decided atomically, in arrival order, inside one script call.
     enqueues: tokio::sync::mpsc::Sender<EnqueueCall>,
+    /// Task completions, batched the same way.
+    completes: tokio::sync::mpsc::Sender<CompleteCall>,
 }
+
+/// One completion waiting for the batcher.
+struct CompleteCall {
+    task_id: String,
+    lease_id: String,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<StoreResult<bool>>,
+}
+
+/// Most completions in one script call.
+const COMPLETE_BATCH: usize = 64;
 
 /// One Level-2 check-and-enqueue waiting for the batcher.
 struct EnqueueCall {
@@ -247,7 +258,9 @@ impl RedisStore {
         let keys = Keys::new(&options.prefix);
         let (enqueues, enqueue_calls) = tokio::sync::mpsc::channel(4 * ENQUEUE_BATCH);
         tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
-        Ok(RedisStore { link, keys, scripts: Scripts::new(), load: AtomicU64::new(0), gcra, rls, enqueues })
+        let (completes, complete_calls) = tokio::sync::mpsc::channel(4 * COMPLETE_BATCH);
+        tokio::spawn(batch_complete(link.clone(), keys.clone(), complete_calls));
+        Ok(RedisStore { link, keys, scripts: Scripts::new(), load: AtomicU64::new(0), gcra, rls, enqueues, completes })
     }
 
     fn now_arg(&self, now: u64) -> String {
@@ -403,6 +416,13 @@ impl Pending for GcraCall {
     }
 }
 
+impl Pending for CompleteCall {
+    type Outcome = bool;
+    fn answer(self, outcome: StoreResult<bool>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
 impl Pending for EnqueueCall {
     type Outcome = EnqueueOutcome;
     fn answer(self, outcome: StoreResult<EnqueueOutcome>) {
@@ -437,6 +457,20 @@ async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio
         }
     };
     serve_batches(link, script, calls, ENQUEUE_BATCH, build, |value, batch| decode_enqueues(value, batch.len())).await;
+}
+
+/// Completions, each checked against its own lease.
+async fn batch_complete(link: Arc<Link>, keys: Keys, calls: tokio::sync::mpsc::Receiver<CompleteCall>) {
+    let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[CompleteCall]| {
+        invocation.key(&keys.leases).key(&keys.expiry).key(&keys.meta).key(&keys.payload);
+        invocation.arg(batch.first().map_or("", |c| c.now.as_str()));
+        for call in batch {
+            invocation.arg(&call.task_id).arg(&call.lease_id);
+        }
+    };
+    let script = script(include_str!("lua/complete.lua"));
+    serve_batches(link, script, calls, COMPLETE_BATCH, build, |value, batch| decode_completes(value, batch.len()))
+        .await;
 }
 
 impl RedisStore {
@@ -523,6 +557,22 @@ pub fn decode_enqueues(value: &Value, requests: usize) -> StoreResult<Vec<Enqueu
         return Err(protocol("enqueue", value));
     }
     items.chunks_exact(4).map(|chunk| decode_enqueue_entry(value, chunk)).collect()
+}
+
+/// One 1 (completed) or 0 (not held) per request.
+pub fn decode_completes(value: &Value, requests: usize) -> StoreResult<Vec<bool>> {
+    let items = array("complete", value)?;
+    if items.len() != requests {
+        return Err(protocol("complete", value));
+    }
+    items
+        .iter()
+        .map(|item| match int(item) {
+            Some(1) => Ok(true),
+            Some(0) => Ok(false),
+            _ => Err(protocol("complete", value)),
+        })
+        .collect()
 }
 
 /// `{now, 7 entries per task…}` → leased tasks.
@@ -762,18 +812,17 @@ impl Store for RedisStore {
     }
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
-        let k = &self.keys;
-        let mut call = self.scripts.complete.key(&k.leases);
-        call.key(&k.expiry).key(&k.meta).key(&k.payload).arg(task_id).arg(lease_id).arg(self.now_arg(now));
-        let value = self.run(call).await?;
-        match int(&value) {
-            Some(1) => {
-                let _ = self.load.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
-                Ok(true)
-            }
-            Some(0) => Ok(false),
-            _ => Err(protocol("complete", &value)),
+        self.link.check_up()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call =
+            CompleteCall { task_id: task_id.to_owned(), lease_id: lease_id.to_owned(), now: self.now_arg(now), reply };
+        let stopped = || StoreError::Unavailable("complete batcher stopped".into());
+        self.completes.send(call).await.map_err(|_| stopped())?;
+        let completed = answer.await.map_err(|_| stopped())??;
+        if completed {
+            let _ = self.load.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
         }
+        Ok(completed)
     }
 
     async fn extend(
@@ -932,6 +981,14 @@ mod tests {
         assert_eq!(outcomes[0], EnqueueOutcome::Admitted { task_id: "t1".into(), queue_position: 1, load: 8 });
         assert_eq!(outcomes[1], EnqueueOutcome::Refused { load: 8 });
         assert!(decode_enqueues(&reply, 1).is_err(), "four entries per request");
+    }
+
+    #[test]
+    fn batched_complete_replies_say_which_leases_were_held() {
+        let reply = Value::Array(vec![Value::Int(1), Value::Int(0), Value::Int(1)]);
+        assert_eq!(decode_completes(&reply, 3).unwrap(), [true, false, true]);
+        assert!(decode_completes(&reply, 2).is_err(), "one answer per request");
+        assert!(decode_completes(&Value::Array(vec![Value::Int(2)]), 1).is_err());
     }
 
     #[test]

@@ -1,14 +1,24 @@
--- Complete a task whose lease is held (right lease id, not expired).
+-- Complete tasks whose leases are held (right lease id, not expired), for
+-- the requests that arrived together, each decided as if alone.
 -- KEYS[1] leases hash   KEYS[2] lease expiry zset   KEYS[3] task meta hash   KEYS[4] task payload hash
--- ARGV[1] task id   ARGV[2] lease id   ARGV[3] now ms ('' = Redis TIME)
--- Reply: 1 completed, 0 not held.
-local now = now_ms(ARGV[3])
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if not held then return 0 end
-local lease_id, expires_at = string.match(held, '^(.*)|(%d+)$')
-if lease_id ~= ARGV[2] or tonumber(expires_at) <= now then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-return 1
+-- ARGV[1] now ms ('' = Redis TIME); then per request: task id, lease id
+-- Reply: per request 1 completed, 0 not held.
+local now = now_ms(ARGV[1])
+local reply = {}
+for a = 2, #ARGV, 2 do
+  local id = ARGV[a]
+  local held = redis.call('HGET', KEYS[1], id)
+  local done = 0
+  if held then
+    local lease_id, expires_at = string.match(held, '^(.*)|(%d+)$')
+    if lease_id == ARGV[a + 1] and tonumber(expires_at) > now then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('HDEL', KEYS[3], id)
+      redis.call('HDEL', KEYS[4], id)
+      done = 1
+    end
+  end
+  reply[#reply + 1] = done
+end
+return reply
