@@ -182,6 +182,28 @@ async fn concurrent_completions_are_each_judged_by_their_own_lease() {
     assert_eq!((stats.queued, stats.leased), ([0; 3], 0));
 }
 
+/// Concurrent lease requests share script calls; every task goes to
+/// exactly one of them, privileged tasks first.
+#[tokio::test]
+async fn concurrent_leases_hand_out_each_task_once() {
+    let redis = RedisServer::start();
+    let store = redis_store(&redis).await;
+    for i in 0..25 {
+        let user_type = if i < 5 { CoreUserType::Privileged } else { CoreUserType::Anonymous };
+        store.enqueue(task(user_type, &format!("l{i}")), 100, 1_000).await.unwrap();
+    }
+    let request = LeaseRequest { max_tasks: 3, lease_ms: 60_000, max_deliveries: 5 };
+    let calls = (0..10).map(|_| store.lease(request.clone(), 2_000));
+    let leased: Vec<Vec<_>> = futures_util::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    let ids: Vec<&str> = leased.iter().flatten().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(ids.len(), 25, "{leased:?}");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 25, "a task leased twice");
+    // Served in arrival order: the first requests got the privileged tasks.
+    let first_five: Vec<_> = leased.iter().flatten().take(5).map(|t| t.user_type).collect();
+    assert_eq!(first_five, [CoreUserType::Privileged; 5]);
+    assert_eq!(store.queue_stats().await.unwrap().leased, 25);
+}
+
 async fn lease_order<S: Store>(store: &S) -> Vec<String> {
     let plan = [
         (CoreUserType::Anonymous, "a1"),

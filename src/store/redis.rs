@@ -125,7 +125,6 @@ impl Keys {
 }
 
 struct Scripts {
-    lease: Script,
     extend: Script,
     heartbeat: Script,
     processes: Script,
@@ -140,7 +139,6 @@ fn script(body: &str) -> Script {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            lease: script(include_str!("lua/lease.lua")),
             extend: script(include_str!("lua/extend.lua")),
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             processes: script(include_str!("lua/processes.lua")),
@@ -194,7 +192,20 @@ pub struct RedisStore {
     enqueues: tokio::sync::mpsc::Sender<EnqueueCall>,
     /// Task completions, batched the same way.
     completes: tokio::sync::mpsc::Sender<CompleteCall>,
+    /// Leases, batched the same way: one expiry sweep per call, then each
+    /// request served in arrival order.
+    leases: tokio::sync::mpsc::Sender<LeaseCall>,
 }
+
+/// One lease request waiting for the batcher.
+struct LeaseCall {
+    request: LeaseRequest,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Vec<LeasedTask>>>,
+}
+
+/// Most lease requests in one script call.
+const LEASE_BATCH: usize = 64;
 
 /// One completion waiting for the batcher.
 struct CompleteCall {
@@ -260,7 +271,19 @@ impl RedisStore {
         tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
         let (completes, complete_calls) = tokio::sync::mpsc::channel(4 * COMPLETE_BATCH);
         tokio::spawn(batch_complete(link.clone(), keys.clone(), complete_calls));
-        Ok(RedisStore { link, keys, scripts: Scripts::new(), load: AtomicU64::new(0), gcra, rls, enqueues, completes })
+        let (leases, lease_calls) = tokio::sync::mpsc::channel(4 * LEASE_BATCH);
+        tokio::spawn(batch_lease(link.clone(), keys.clone(), lease_calls));
+        Ok(RedisStore {
+            link,
+            keys,
+            scripts: Scripts::new(),
+            load: AtomicU64::new(0),
+            gcra,
+            rls,
+            enqueues,
+            completes,
+            leases,
+        })
     }
 
     fn now_arg(&self, now: u64) -> String {
@@ -416,6 +439,13 @@ impl Pending for GcraCall {
     }
 }
 
+impl Pending for LeaseCall {
+    type Outcome = Vec<LeasedTask>;
+    fn answer(self, outcome: StoreResult<Vec<LeasedTask>>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
 impl Pending for CompleteCall {
     type Outcome = bool;
     fn answer(self, outcome: StoreResult<bool>) {
@@ -457,6 +487,25 @@ async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio
         }
     };
     serve_batches(link, script, calls, ENQUEUE_BATCH, build, |value, batch| decode_enqueues(value, batch.len())).await;
+}
+
+/// Lease requests: one sweep of expired leases, then each request in turn.
+async fn batch_lease(link: Arc<Link>, keys: Keys, calls: tokio::sync::mpsc::Receiver<LeaseCall>) {
+    let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[LeaseCall]| {
+        invocation.key(&keys.queues[0]).key(&keys.queues[1]).key(&keys.queues[2]);
+        invocation.key(&keys.expiry).key(&keys.meta).key(&keys.payload).key(&keys.leases).key(&keys.dead);
+        let first = batch.first();
+        invocation
+            .arg(first.map_or(0, |c| c.request.max_deliveries))
+            .arg(new_id())
+            .arg(first.map_or("", |c| c.now.as_str()))
+            .arg(super::DEAD_LETTERS_KEPT);
+        for call in batch {
+            invocation.arg(call.request.max_tasks).arg(call.request.lease_ms);
+        }
+    };
+    let script = script(include_str!("lua/lease.lua"));
+    serve_batches(link, script, calls, LEASE_BATCH, build, |value, batch| decode_leases(value, batch.len())).await;
 }
 
 /// Completions, each checked against its own lease.
@@ -575,28 +624,39 @@ pub fn decode_completes(value: &Value, requests: usize) -> StoreResult<Vec<bool>
         .collect()
 }
 
-/// `{now, 7 entries per task…}` → leased tasks.
-pub fn decode_lease(value: &Value) -> StoreResult<Vec<LeasedTask>> {
+/// `{now, then per request: n, then 7 entries per task…}` → each
+/// request's leased tasks.
+pub fn decode_leases(value: &Value, requests: usize) -> StoreResult<Vec<Vec<LeasedTask>>> {
     let items = array("lease", value)?;
     let bad = || protocol("lease", value);
-    let tasks = items.get(1..).ok_or_else(bad)?;
-    if tasks.len() % 7 != 0 {
+    let mut rest = items.get(1..).ok_or_else(bad)?;
+    let mut leased = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let (count, after) = rest.split_first().ok_or_else(bad)?;
+        let n = uint(count).and_then(|n| usize::try_from(n).ok()).ok_or_else(bad)?;
+        let tasks = after.get(..7 * n).ok_or_else(bad)?;
+        rest = &after[7 * n..];
+        leased.push(
+            tasks
+                .chunks_exact(7)
+                .map(|t| {
+                    Ok(LeasedTask {
+                        task_id: text(&t[0]).ok_or_else(bad)?,
+                        lease_id: text(&t[1]).ok_or_else(bad)?,
+                        payload: bytes(&t[2]).ok_or_else(bad)?,
+                        user_type: uint(&t[3]).and_then(|i| UserType::from_index(i as usize)).ok_or_else(bad)?,
+                        enqueued_at_ms: uint(&t[4]).ok_or_else(bad)?,
+                        delivery_count: uint(&t[5]).and_then(|d| u32::try_from(d).ok()).ok_or_else(bad)?,
+                        lease_expires_at_ms: uint(&t[6]).ok_or_else(bad)?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?,
+        );
+    }
+    if !rest.is_empty() {
         return Err(bad());
     }
-    tasks
-        .chunks_exact(7)
-        .map(|t| {
-            Ok(LeasedTask {
-                task_id: text(&t[0]).ok_or_else(bad)?,
-                lease_id: text(&t[1]).ok_or_else(bad)?,
-                payload: bytes(&t[2]).ok_or_else(bad)?,
-                user_type: uint(&t[3]).and_then(|i| UserType::from_index(i as usize)).ok_or_else(bad)?,
-                enqueued_at_ms: uint(&t[4]).ok_or_else(bad)?,
-                delivery_count: uint(&t[5]).and_then(|d| u32::try_from(d).ok()).ok_or_else(bad)?,
-                lease_expires_at_ms: uint(&t[6]).ok_or_else(bad)?,
-            })
-        })
-        .collect()
+    Ok(leased)
 }
 
 /// `{allowed_1, n_1, …}` → one GCRA outcome per request: `{1, tat}` or
@@ -793,22 +853,12 @@ impl Store for RedisStore {
     }
 
     async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
-        let k = &self.keys;
-        let mut call = self.scripts.lease.key(&k.queues[0]);
-        call.key(&k.queues[1])
-            .key(&k.queues[2])
-            .key(&k.expiry)
-            .key(&k.meta)
-            .key(&k.payload)
-            .key(&k.leases)
-            .key(&k.dead);
-        call.arg(request.max_tasks)
-            .arg(request.lease_ms)
-            .arg(request.max_deliveries)
-            .arg(new_id())
-            .arg(self.now_arg(now))
-            .arg(super::DEAD_LETTERS_KEPT);
-        decode_lease(&self.run(call).await?)
+        self.link.check_up()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call = LeaseCall { request, now: self.now_arg(now), reply };
+        let stopped = || StoreError::Unavailable("lease batcher stopped".into());
+        self.leases.send(call).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
@@ -992,9 +1042,11 @@ mod tests {
     }
 
     #[test]
-    fn lease_replies_decode_in_groups_of_seven() {
+    fn lease_replies_decode_per_request_in_groups_of_seven() {
+        // Two requests: the first leased t1, the second nothing.
         let reply = Value::Array(vec![
             Value::Int(1_000),
+            Value::Int(1),
             bulk("t1"),
             bulk("n-1-t1"),
             bulk("hello"),
@@ -1002,13 +1054,17 @@ mod tests {
             Value::Int(900),
             Value::Int(1),
             Value::Int(31_000),
+            Value::Int(0),
         ]);
-        let tasks = decode_lease(&reply).unwrap();
-        assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].user_type, UserType::Privileged);
-        assert_eq!((tasks[0].payload.as_slice(), tasks[0].delivery_count), (&b"hello"[..], 1));
-        assert!(decode_lease(&Value::Array(vec![Value::Int(1), bulk("t1")])).is_err());
-        assert!(decode_lease(&Value::Array(vec![Value::Int(1)])).unwrap().is_empty());
+        let leased = decode_leases(&reply, 2).unwrap();
+        assert_eq!((leased[0].len(), leased[1].len()), (1, 0));
+        let task = &leased[0][0];
+        assert_eq!(task.user_type, UserType::Privileged);
+        assert_eq!((task.payload.as_slice(), task.delivery_count), (&b"hello"[..], 1));
+        assert!(decode_leases(&reply, 1).is_err(), "a request's count is missing");
+        assert!(decode_leases(&reply, 3).is_err(), "a request too many");
+        assert!(decode_leases(&Value::Array(vec![Value::Int(1), Value::Int(1), bulk("t1")]), 1).is_err());
+        assert_eq!(decode_leases(&Value::Array(vec![Value::Int(1), Value::Int(0)]), 1).unwrap(), [vec![]]);
     }
 
     #[test]

@@ -1,18 +1,20 @@
 -- Requeue expired leases at the head of their queue (or dead-letter them
--- after max deliveries), then lease up to ARGV[1] tasks, privileged first,
--- FIFO within a class. ARGV[1] = 0 only does the requeueing.
+-- after max deliveries), then, for each request that arrived together, in
+-- order, lease up to its max tasks, privileged first, FIFO within a class.
+-- A request for 0 tasks only does the requeueing.
 -- KEYS[1..3] ready queues (anonymous, registered, privileged)   KEYS[4] lease expiry zset
 -- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[7] leases hash   KEYS[8] dead-letter list
--- ARGV[1] max tasks   ARGV[2] lease ms   ARGV[3] max deliveries   ARGV[4] lease-id nonce
--- ARGV[5] now ms ('' = Redis TIME)   ARGV[6] dead letters kept (the list is trimmed to it)
--- Reply: {now, then 7 entries per leased task: task_id, lease_id, payload, user_type,
---         enqueued_at_ms, delivery_count, lease_expires_at_ms}
-local now = now_ms(ARGV[5])
+-- ARGV[1] max deliveries   ARGV[2] lease-id nonce   ARGV[3] now ms ('' = Redis TIME)
+-- ARGV[4] dead letters kept (the list is trimmed to it)
+-- then per request, from ARGV[5 + 2(i-1)]: max tasks, lease ms
+-- Reply: {now, then per request: n, then 7 entries per leased task: task_id,
+--         lease_id, payload, user_type, enqueued_at_ms, delivery_count, lease_expires_at_ms}
+local now = now_ms(ARGV[3])
 local function parse(meta)
   local a, b, c, d = string.match(meta, '^(%d+)|(%d+)|(%d+)|(%d+)$')
   return tonumber(a), tonumber(b), tonumber(c), tonumber(d)
 end
-local max_deliveries = tonumber(ARGV[3])
+local max_deliveries = tonumber(ARGV[1])
 local back = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
   redis.call('ZREM', KEYS[4], id)
@@ -24,7 +26,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
       redis.call('LPUSH', KEYS[8], string.format(
         '{"task_id":"%s","user_type":%d,"enqueued_at_ms":%d,"delivery_count":%d,"dead_at_ms":%d}',
         id, user_type, enqueued_at, deliveries, now))
-      redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[6]) - 1)
+      redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[4]) - 1)
       redis.call('HDEL', KEYS[5], id)
       redis.call('HDEL', KEYS[6], id)
     else
@@ -39,25 +41,30 @@ for _, task in ipairs(back) do
 end
 
 local reply = {now}
-local wanted = tonumber(ARGV[1])
-local expires_at = now + tonumber(ARGV[2])
-for queue = 3, 1, -1 do
-  while wanted > 0 do
-    local id = redis.call('LPOP', KEYS[queue])
-    if not id then break end
-    local meta = redis.call('HGET', KEYS[5], id)
-    if meta then
-      local user_type, enqueued_at, deliveries, seq = parse(meta)
-      deliveries = deliveries + 1
-      redis.call('HSET', KEYS[5], id, string.format('%d|%d|%d|%d', user_type, enqueued_at, deliveries, seq))
-      local lease_id = ARGV[4] .. '-' .. deliveries .. '-' .. id
-      redis.call('HSET', KEYS[7], id, lease_id .. '|' .. string.format('%d', expires_at))
-      redis.call('ZADD', KEYS[4], expires_at, id)
-      local payload = redis.call('HGET', KEYS[6], id) or ''
-      for _, v in ipairs({id, lease_id, payload, user_type, enqueued_at, deliveries, expires_at}) do
-        table.insert(reply, v)
+for a = 5, #ARGV, 2 do
+  local wanted = tonumber(ARGV[a])
+  local expires_at = now + tonumber(ARGV[a + 1])
+  local count_at = #reply + 1
+  reply[count_at] = 0
+  for queue = 3, 1, -1 do
+    while wanted > 0 do
+      local id = redis.call('LPOP', KEYS[queue])
+      if not id then break end
+      local meta = redis.call('HGET', KEYS[5], id)
+      if meta then
+        local user_type, enqueued_at, deliveries, seq = parse(meta)
+        deliveries = deliveries + 1
+        redis.call('HSET', KEYS[5], id, string.format('%d|%d|%d|%d', user_type, enqueued_at, deliveries, seq))
+        local lease_id = ARGV[2] .. '-' .. deliveries .. '-' .. id
+        redis.call('HSET', KEYS[7], id, lease_id .. '|' .. string.format('%d', expires_at))
+        redis.call('ZADD', KEYS[4], expires_at, id)
+        local payload = redis.call('HGET', KEYS[6], id) or ''
+        local n = #reply
+        reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = id, lease_id, payload, user_type
+        reply[n + 5], reply[n + 6], reply[n + 7] = enqueued_at, deliveries, expires_at
+        reply[count_at] = reply[count_at] + 1
+        wanted = wanted - 1
       end
-      wanted = wanted - 1
     end
   end
 end
