@@ -55,9 +55,8 @@ impl RateTable {
         if let [(key, check)] = checks {
             // One check (the usual Envoy request): one shard, one lookup.
             let mut shard = self.shards[self.shard_index(*key)].lock().unwrap_or_else(|p| p.into_inner());
-            let outcome = step(&mut shard, key.name(), dry_run, |tat| {
-                gcra::check_spacing(tat, now_us, check.spacing, check.cost)
-            });
+            let decide = |tat| gcra::check_spacing(tat, now_us, check.spacing, check.cost);
+            let outcome = step(&mut shard, key.name(), decide, |outcome| rls::kept([check], &[outcome], dry_run));
             return vec![outcome];
         }
         let located: Vec<((usize, &str), Check)> =
@@ -92,7 +91,7 @@ impl RateTable {
     /// One GCRA step; the key is written only when the request is allowed.
     pub fn check(&self, user_type: UserType, subject: &str, limit: RateLimit, cost: u32, now_us: u64) -> GcraOutcome {
         let mut shard = self.shard(user_type, subject).lock().unwrap_or_else(|p| p.into_inner());
-        step(&mut shard, subject, false, |tat| gcra::check(tat, now_us, limit, cost))
+        step(&mut shard, subject, |tat| gcra::check(tat, now_us, limit, cost), |_| true)
     }
 
     /// Forgets keys whose arrival time has passed (they carry no state).
@@ -118,12 +117,19 @@ impl RateTable {
 }
 
 /// One GCRA step on one key with one hash lookup: `decide` sees the stored
-/// arrival time; an allowed outcome's new time is stored. Unless
-/// `dry_run` — with one check, GCRA's refusal already stores nothing.
-fn step(shard: &mut Shard, name: &str, dry_run: bool, decide: impl FnOnce(Option<u64>) -> GcraOutcome) -> GcraOutcome {
+/// arrival time; an allowed outcome's new time is stored when `keep` says
+/// so (the caller's rule: always for Level 1, `rls::kept` for a request).
+fn step(
+    shard: &mut Shard,
+    name: &str,
+    decide: impl FnOnce(Option<u64>) -> GcraOutcome,
+    keep: impl FnOnce(GcraOutcome) -> bool,
+) -> GcraOutcome {
     let stored = shard.get_mut(name);
     let outcome = decide(stored.as_deref().copied());
-    if let (GcraOutcome::Allowed { tat }, false) = (outcome, dry_run) {
+    if let GcraOutcome::Allowed { tat } = outcome
+        && keep(outcome)
+    {
         match stored {
             Some(stored) => *stored = tat,
             None => {

@@ -169,7 +169,6 @@ struct GcraCall {
     limit: RateLimit,
     cost: u32,
     now: String,
-    reply: tokio::sync::oneshot::Sender<StoreResult<GcraOutcome>>,
 }
 
 /// Most GCRA steps in one script call.
@@ -184,24 +183,23 @@ pub struct RedisStore {
     load: AtomicU64,
     /// Level-1 GCRA steps go through one batcher task: calls arriving while
     /// a batch is in flight share the next script call.
-    gcra: tokio::sync::mpsc::Sender<GcraCall>,
+    gcra: Batcher<GcraCall, GcraOutcome>,
     /// Envoy RLS requests, batched the same way.
-    rls: tokio::sync::mpsc::Sender<rls::RlsCall>,
+    rls: Batcher<rls::RlsCall, super::RateBatch>,
     /// Level-2 check-and-enqueues, batched the same way: each is still
     /// decided atomically, in arrival order, inside one script call.
-    enqueues: tokio::sync::mpsc::Sender<EnqueueCall>,
+    enqueues: Batcher<EnqueueCall, EnqueueOutcome>,
     /// Task completions, batched the same way.
-    completes: tokio::sync::mpsc::Sender<CompleteCall>,
+    completes: Batcher<CompleteCall, bool>,
     /// Leases, batched the same way: one expiry sweep per call, then each
     /// request served in arrival order.
-    leases: tokio::sync::mpsc::Sender<LeaseCall>,
+    leases: Batcher<LeaseCall, Vec<LeasedTask>>,
 }
 
 /// One lease request waiting for the batcher.
 struct LeaseCall {
     request: LeaseRequest,
     now: String,
-    reply: tokio::sync::oneshot::Sender<StoreResult<Vec<LeasedTask>>>,
 }
 
 /// Most lease requests in one script call.
@@ -212,7 +210,6 @@ struct CompleteCall {
     task_id: String,
     lease_id: String,
     now: String,
-    reply: tokio::sync::oneshot::Sender<StoreResult<bool>>,
 }
 
 /// Most completions in one script call.
@@ -228,7 +225,6 @@ struct EnqueueCall {
     /// Idempotency TTL in ms, or empty without a key.
     ttl: String,
     now: String,
-    reply: tokio::sync::oneshot::Sender<StoreResult<EnqueueOutcome>>,
 }
 
 /// Most check-and-enqueues in one script call.
@@ -262,16 +258,16 @@ impl RedisStore {
         // WAIT holds its connection until the replicas answer, and nothing
         // else should queue behind it.
         let enqueue_link = if options.min_replicas > 0 { open(options.min_replicas)? } else { link.clone() };
-        let (gcra, calls) = tokio::sync::mpsc::channel(4 * GCRA_BATCH);
+        let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
         tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
-        let (rls, rls_calls) = tokio::sync::mpsc::channel(1_024);
+        let (rls, rls_calls) = Batcher::new("RLS", 1_024);
         tokio::spawn(rls::batch_rls(link.clone(), rls_calls));
         let keys = Keys::new(&options.prefix);
-        let (enqueues, enqueue_calls) = tokio::sync::mpsc::channel(4 * ENQUEUE_BATCH);
+        let (enqueues, enqueue_calls) = Batcher::new("enqueue", 4 * ENQUEUE_BATCH);
         tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
-        let (completes, complete_calls) = tokio::sync::mpsc::channel(4 * COMPLETE_BATCH);
+        let (completes, complete_calls) = Batcher::new("complete", 4 * COMPLETE_BATCH);
         tokio::spawn(batch_complete(link.clone(), keys.clone(), complete_calls));
-        let (leases, lease_calls) = tokio::sync::mpsc::channel(4 * LEASE_BATCH);
+        let (leases, lease_calls) = Batcher::new("lease", 4 * LEASE_BATCH);
         tokio::spawn(batch_lease(link.clone(), keys.clone(), lease_calls));
         Ok(RedisStore {
             link,
@@ -368,12 +364,36 @@ impl Link {
     }
 }
 
-/// A call waiting for a batch: it carries its own reply channel.
-trait Pending: Send + 'static {
-    /// What the call is answered with.
-    type Outcome: Send;
-    /// Sends the answer (a caller that gave up is ignored).
-    fn answer(self, outcome: StoreResult<Self::Outcome>);
+/// A request waiting for a batcher, with the channel its answer goes back on.
+struct Queued<R, O> {
+    request: R,
+    reply: tokio::sync::oneshot::Sender<StoreResult<O>>,
+}
+
+/// What a batcher task receives.
+type Calls<R, O> = tokio::sync::mpsc::Receiver<Queued<R, O>>;
+
+/// The queue in front of one batcher task: requests of kind `R`, each
+/// answered with an `O`.
+struct Batcher<R, O> {
+    calls: tokio::sync::mpsc::Sender<Queued<R, O>>,
+    name: &'static str,
+}
+
+impl<R, O> Batcher<R, O> {
+    /// The queue and its receiving end, for the task that serves it.
+    fn new(name: &'static str, capacity: usize) -> (Batcher<R, O>, Calls<R, O>) {
+        let (calls, receiver) = tokio::sync::mpsc::channel(capacity);
+        (Batcher { calls, name }, receiver)
+    }
+
+    /// Queues `request` and waits for its answer.
+    async fn submit(&self, request: R) -> StoreResult<O> {
+        let stopped = || StoreError::Unavailable(format!("{} batcher stopped", self.name));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.calls.send(Queued { request, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
 }
 
 /// Natural batching: takes the calls that arrived while earlier script
@@ -382,13 +402,13 @@ trait Pending: Send + 'static {
 /// batches are pipelined on the connection, so Redis never idles while a
 /// reply travels back; Redis runs them in the order they were sent, and
 /// each call inside a batch is decided in arrival order.
-async fn serve_batches<C: Pending>(
+async fn serve_batches<R: Send + 'static, O: Send + 'static>(
     link: Arc<Link>,
     script: Script,
-    mut calls: tokio::sync::mpsc::Receiver<C>,
+    mut calls: Calls<R, O>,
     max: usize,
-    build: impl Fn(&mut redis::ScriptInvocation<'_>, &[C]),
-    decode: impl Fn(&Value, &[C]) -> StoreResult<Vec<C::Outcome>>,
+    build: impl Fn(&mut redis::ScriptInvocation<'_>, &[R]),
+    decode: impl Fn(&Value, &[R]) -> StoreResult<Vec<O>>,
 ) {
     let (link, script, build, decode) = (&link, &script, &build, &decode);
     let mut in_flight = futures_util::stream::FuturesUnordered::new();
@@ -409,18 +429,20 @@ async fn serve_batches<C: Pending>(
                 Err(_) => break,
             }
         }
+        let (requests, replies): (Vec<R>, Vec<_>) = batch.into_iter().map(|q| (q.request, q.reply)).unzip();
         let mut invocation = script.prepare_invoke();
-        build(&mut invocation, &batch);
+        build(&mut invocation, &requests);
         in_flight.push(async move {
-            match link.run(invocation).await.and_then(|value| decode(&value, &batch)) {
+            // A caller that gave up is not waiting for its answer.
+            match link.run(invocation).await.and_then(|value| decode(&value, &requests)) {
                 Ok(outcomes) => {
-                    for (call, outcome) in batch.into_iter().zip(outcomes) {
-                        call.answer(Ok(outcome));
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
                     }
                 }
                 Err(e) => {
-                    for call in batch {
-                        call.answer(Err(e.clone()));
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -432,36 +454,8 @@ async fn serve_batches<C: Pending>(
 /// Script calls one batcher keeps in flight at once.
 const IN_FLIGHT: usize = 4;
 
-impl Pending for GcraCall {
-    type Outcome = GcraOutcome;
-    fn answer(self, outcome: StoreResult<GcraOutcome>) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
-impl Pending for LeaseCall {
-    type Outcome = Vec<LeasedTask>;
-    fn answer(self, outcome: StoreResult<Vec<LeasedTask>>) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
-impl Pending for CompleteCall {
-    type Outcome = bool;
-    fn answer(self, outcome: StoreResult<bool>) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
-impl Pending for EnqueueCall {
-    type Outcome = EnqueueOutcome;
-    fn answer(self, outcome: StoreResult<EnqueueOutcome>) {
-        let _ = self.reply.send(outcome);
-    }
-}
-
 /// Level-1 GCRA steps, in order (a key that appears twice sees its earlier step).
-async fn batch_gcra(link: Arc<Link>, script: Script, calls: tokio::sync::mpsc::Receiver<GcraCall>) {
+async fn batch_gcra(link: Arc<Link>, script: Script, calls: Calls<GcraCall, GcraOutcome>) {
     let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[GcraCall]| {
         for call in batch {
             invocation.key(&call.key);
@@ -476,7 +470,7 @@ async fn batch_gcra(link: Arc<Link>, script: Script, calls: tokio::sync::mpsc::R
 }
 
 /// Check-and-enqueues, decided in arrival order, each against the live load.
-async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio::sync::mpsc::Receiver<EnqueueCall>) {
+async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: Calls<EnqueueCall, EnqueueOutcome>) {
     let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[EnqueueCall]| {
         invocation.key(&keys.queues[0]).key(&keys.queues[1]).key(&keys.queues[2]);
         invocation.key(&keys.expiry).key(&keys.meta).key(&keys.payload).key(&keys.sequence);
@@ -490,7 +484,7 @@ async fn batch_enqueue(link: Arc<Link>, keys: Keys, script: Script, calls: tokio
 }
 
 /// Lease requests: one sweep of expired leases, then each request in turn.
-async fn batch_lease(link: Arc<Link>, keys: Keys, calls: tokio::sync::mpsc::Receiver<LeaseCall>) {
+async fn batch_lease(link: Arc<Link>, keys: Keys, calls: Calls<LeaseCall, Vec<LeasedTask>>) {
     let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[LeaseCall]| {
         invocation.key(&keys.queues[0]).key(&keys.queues[1]).key(&keys.queues[2]);
         invocation.key(&keys.expiry).key(&keys.meta).key(&keys.payload).key(&keys.leases).key(&keys.dead);
@@ -509,7 +503,7 @@ async fn batch_lease(link: Arc<Link>, keys: Keys, calls: tokio::sync::mpsc::Rece
 }
 
 /// Completions, each checked against its own lease.
-async fn batch_complete(link: Arc<Link>, keys: Keys, calls: tokio::sync::mpsc::Receiver<CompleteCall>) {
+async fn batch_complete(link: Arc<Link>, keys: Keys, calls: Calls<CompleteCall, bool>) {
     let build = move |invocation: &mut redis::ScriptInvocation<'_>, batch: &[CompleteCall]| {
         invocation.key(&keys.leases).key(&keys.expiry).key(&keys.meta).key(&keys.payload);
         invocation.arg(batch.first().map_or("", |c| c.now.as_str()));
@@ -814,10 +808,9 @@ impl Store for RedisStore {
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
         self.link.check_up()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let call = GcraCall { key: self.keys.rate(user_type, subject), limit, cost, now: self.now_arg(now_us), reply };
-        self.gcra.send(call).await.map_err(|_| StoreError::Unavailable("GCRA batcher stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Unavailable("GCRA batcher stopped".into()))?
+        self.gcra
+            .submit(GcraCall { key: self.keys.rate(user_type, subject), limit, cost, now: self.now_arg(now_us) })
+            .await
     }
 
     async fn rate_limit_all(
@@ -831,7 +824,6 @@ impl Store for RedisStore {
 
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         self.link.check_up()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
         let ttl = if task.idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() };
         let call = EnqueueCall {
             idempotency_key: task.idempotency_key.as_deref().map(|key| self.keys.idempotency(key)),
@@ -841,11 +833,8 @@ impl Store for RedisStore {
             payload: task.payload,
             ttl,
             now: self.now_arg(now),
-            reply,
         };
-        let stopped = || StoreError::Unavailable("enqueue batcher stopped".into());
-        self.enqueues.send(call).await.map_err(|_| stopped())?;
-        let outcome = answer.await.map_err(|_| stopped())??;
+        let outcome = self.enqueues.submit(call).await?;
         if let EnqueueOutcome::Admitted { load, .. } | EnqueueOutcome::Refused { load } = &outcome {
             self.load.store(*load, Ordering::Relaxed);
         }
@@ -854,21 +843,13 @@ impl Store for RedisStore {
 
     async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
         self.link.check_up()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let call = LeaseCall { request, now: self.now_arg(now), reply };
-        let stopped = || StoreError::Unavailable("lease batcher stopped".into());
-        self.leases.send(call).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.leases.submit(LeaseCall { request, now: self.now_arg(now) }).await
     }
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
         self.link.check_up()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let call =
-            CompleteCall { task_id: task_id.to_owned(), lease_id: lease_id.to_owned(), now: self.now_arg(now), reply };
-        let stopped = || StoreError::Unavailable("complete batcher stopped".into());
-        self.completes.send(call).await.map_err(|_| stopped())?;
-        let completed = answer.await.map_err(|_| stopped())??;
+        let call = CompleteCall { task_id: task_id.to_owned(), lease_id: lease_id.to_owned(), now: self.now_arg(now) };
+        let completed = self.completes.submit(call).await?;
         if completed {
             let _ = self.load.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
         }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{Link, Pending, RedisStore, array, decode_gcra_pairs, protocol, script, serve_batches, uint};
+use super::{Calls, Link, RedisStore, array, decode_gcra_pairs, protocol, script, serve_batches, uint};
 
 use crate::core::rls::Check;
-use crate::store::{RateBatch, RateKey, StoreError, StoreResult};
+use crate::store::{RateBatch, RateKey, StoreResult};
 
 /// Most requests in one script call.
 const RLS_BATCH: usize = 64;
@@ -21,19 +21,11 @@ pub(super) struct RlsCall {
     checks: Vec<(u64, u64, u32, bool)>,
     dry_run: bool,
     now: String,
-    reply: tokio::sync::oneshot::Sender<StoreResult<RateBatch>>,
-}
-
-impl Pending for RlsCall {
-    type Outcome = RateBatch;
-    fn answer(self, outcome: StoreResult<RateBatch>) {
-        let _ = self.reply.send(outcome);
-    }
 }
 
 /// Requests arriving while a call is in flight share the next script call;
 /// the script decides each request in turn, all or nothing, as if alone.
-pub(super) async fn batch_rls(link: Arc<Link>, calls: tokio::sync::mpsc::Receiver<RlsCall>) {
+pub(super) async fn batch_rls(link: Arc<Link>, calls: Calls<RlsCall, RateBatch>) {
     let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[RlsCall]| {
         for call in batch {
             invocation.arg(&call.now).arg(if call.dry_run { "1" } else { "0" }).arg(call.checks.len());
@@ -69,11 +61,7 @@ impl RedisStore {
             .collect();
         let checks =
             checks.iter().map(|(_, c)| (c.spacing.interval_us, c.spacing.tolerance_us, c.cost, c.enforce)).collect();
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let call = RlsCall { keys, checks, dry_run, now: self.now_arg(now_us), reply };
-        let stopped = || StoreError::Unavailable("RLS batcher stopped".into());
-        self.rls.send(call).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.rls.submit(RlsCall { keys, checks, dry_run, now: self.now_arg(now_us) }).await
     }
 }
 
