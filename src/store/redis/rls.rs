@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{Calls, Link, RedisStore, array, decode_gcra_pairs, protocol, script, serve_batches, uint};
+use super::batcher::{Calls, serve_batches};
+use super::decode::{array, decode_gcra_pairs, protocol, uint};
+use super::link::Link;
+use super::{RedisStore, script};
 
 use crate::core::rls::Check;
 use crate::store::{RateBatch, RateKey, StoreResult};

@@ -1,0 +1,101 @@
+//! The generic batcher: requests arriving while earlier script calls are
+//! in flight share the next script call (natural batching), each answered
+//! on its own channel.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use redis::{Script, Value};
+
+use super::link::Link;
+use crate::store::{StoreError, StoreResult};
+
+/// A request waiting for a batcher, with the channel its answer goes back on.
+pub(super) struct Queued<R, O> {
+    pub(super) request: R,
+    pub(super) reply: tokio::sync::oneshot::Sender<StoreResult<O>>,
+}
+
+/// What a batcher task receives.
+pub(super) type Calls<R, O> = tokio::sync::mpsc::Receiver<Queued<R, O>>;
+
+/// The queue in front of one batcher task: requests of kind `R`, each
+/// answered with an `O`.
+pub(super) struct Batcher<R, O> {
+    pub(super) calls: tokio::sync::mpsc::Sender<Queued<R, O>>,
+    pub(super) name: &'static str,
+}
+
+impl<R, O> Batcher<R, O> {
+    /// The queue and its receiving end, for the task that serves it.
+    pub(super) fn new(name: &'static str, capacity: usize) -> (Batcher<R, O>, Calls<R, O>) {
+        let (calls, receiver) = tokio::sync::mpsc::channel(capacity);
+        (Batcher { calls, name }, receiver)
+    }
+
+    /// Queues `request` and waits for its answer.
+    pub(super) async fn submit(&self, request: R) -> StoreResult<O> {
+        let stopped = || StoreError::Unavailable(format!("{} batcher stopped", self.name));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.calls.send(Queued { request, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Natural batching: takes the calls that arrived while earlier script
+/// calls were in flight (up to `max`), sends them as one script call, and
+/// answers each. No call waits for a batch to fill. Up to `IN_FLIGHT`
+/// batches are pipelined on the connection, so Redis never idles while a
+/// reply travels back; Redis runs them in the order they were sent, and
+/// each call inside a batch is decided in arrival order.
+pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
+    link: Arc<Link>,
+    script: Script,
+    mut calls: Calls<R, O>,
+    max: usize,
+    build: impl Fn(&mut redis::ScriptInvocation<'_>, &[R]),
+    decode: impl Fn(&Value, &[R]) -> StoreResult<Vec<O>>,
+) {
+    let (link, script, build, decode) = (&link, &script, &build, &decode);
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    loop {
+        let first = tokio::select! {
+            // Answer finished batches first: their callers are waiting.
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            call = calls.recv(), if in_flight.len() < IN_FLIGHT => match call {
+                Some(call) => call,
+                None => break,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match calls.try_recv() {
+                Ok(call) => batch.push(call),
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<R>, Vec<_>) = batch.into_iter().map(|q| (q.request, q.reply)).unzip();
+        let mut invocation = script.prepare_invoke();
+        build(&mut invocation, &requests);
+        in_flight.push(async move {
+            // A caller that gave up is not waiting for its answer.
+            match link.run(invocation).await.and_then(|value| decode(&value, &requests)) {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Script calls one batcher keeps in flight at once.
+const IN_FLIGHT: usize = 4;

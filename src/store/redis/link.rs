@@ -1,0 +1,104 @@
+//! The connection link every script call goes through: the timeout on
+//! each call, the short-circuit while Redis is failing, and WAIT for
+//! replicas where admissions must reach them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Value;
+
+use super::connection::Connection;
+use super::{RedisOptions, TimeSource};
+use crate::store::{StoreError, StoreResult};
+
+/// The connection and its failure handling, shared with the GCRA batcher.
+pub(super) struct Link {
+    /// One node, a Cluster, or the master a Sentinel names.
+    pub(super) connection: Connection,
+    pub(super) options: RedisOptions,
+    /// While Redis is failing, calls fail at once until this instant (ms
+    /// since the store was opened) instead of each waiting for the timeout;
+    /// the first call after it is the probe.
+    pub(super) down_until_ms: AtomicU64,
+    pub(super) opened: std::time::Instant,
+    /// Replicas each script call's writes must reach (Redis WAIT, on the
+    /// same connection) before the call counts as done; 0 = none.
+    pub(super) replicas: u32,
+}
+
+/// How long a failure short-circuits further calls.
+pub(super) const DOWN_WINDOW: Duration = Duration::from_millis(500);
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Link {
+    pub(super) fn now_arg(&self, now: u64) -> String {
+        match self.options.time {
+            TimeSource::Server => String::new(),
+            TimeSource::Caller => now.to_string(),
+        }
+    }
+
+    /// Fails at once while a recent failure's window is open.
+    pub(super) fn check_up(&self) -> StoreResult<()> {
+        let since_open = self.opened.elapsed().as_millis() as u64;
+        if since_open < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("Redis failed recently; retrying shortly".into()));
+        }
+        Ok(())
+    }
+
+    /// Bounds a Redis future by the timeout and classifies its error;
+    /// a connection failure opens the short-circuit window.
+    pub(super) async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> StoreResult<T> {
+        self.check_up()?;
+        let result = match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Err(StoreError::Protocol(e.to_string()))
+            }
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
+        };
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            let until = self.opened.elapsed() + DOWN_WINDOW;
+            self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
+    /// With `replicas`, the call also waits (WAIT, half the timeout) until
+    /// that many replicas hold its writes, and fails if they don't.
+    pub(super) async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
+        let mut connection = self.connection.clone();
+        let replicas = self.replicas;
+        let wait_ms = (self.options.timeout / 2).as_millis().max(1) as u64;
+        self.bounded(async move {
+            let value = invocation.invoke_async::<Value>(&mut connection).await?;
+            if replicas > 0 {
+                let acked: u32 = redis::cmd("WAIT").arg(replicas).arg(wait_ms).query_async(&mut connection).await?;
+                if acked < replicas {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "writes not replicated",
+                        format!("{acked} of {replicas} replicas acknowledged within {wait_ms} ms"),
+                    )));
+                }
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs a pipeline (one round trip), bounded by the timeout.
+    pub(super) async fn query<T: redis::FromRedisValue>(&self, pipeline: &redis::Pipeline) -> StoreResult<T> {
+        let mut connection = self.connection.clone();
+        self.bounded(pipeline.query_async(&mut connection)).await
+    }
+}
