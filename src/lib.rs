@@ -16,6 +16,7 @@ pub mod operations;
 pub mod protection;
 pub mod service;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod throttling;
 pub mod tls;

@@ -13,12 +13,13 @@ use crate::core::health::ProcessRecord;
 use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
-use super::DEAD_LETTERS_KEPT;
 use super::rate::RateTable;
 use super::{
     AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, RateBatch,
     RateKey, Store, StoreResult, StoredConfig,
 };
+use super::{DEAD_LETTERS_KEPT, new_id};
+use crate::sync::lock;
 
 /// A task waiting in, or leased from, a priority queue.
 #[derive(Debug, Clone)]
@@ -139,10 +140,6 @@ struct Analytics {
     top_by_hour: BTreeMap<u64, SpaceSaving>,
 }
 
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
@@ -150,37 +147,23 @@ impl MemoryStore {
     }
 
     fn with_queues<T>(&self, f: impl FnOnce(&mut Queues) -> T) -> T {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queues = lock(&self.queues);
         let result = f(&mut queues);
         self.load.store(queues.load(), Ordering::Release);
         result
     }
-
-    /// Rate-limit keys held (for memory-bound checks).
-    pub fn rate_keys(&self) -> usize {
-        self.rates.len()
-    }
-
-    /// Idempotency keys held (for memory-bound checks).
-    pub fn idempotency_keys(&self) -> usize {
-        self.with_queues(|q| q.idempotency.len())
-    }
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Store for MemoryStore {
     async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
         let key = (record.instance_id.clone(), record.process_id.clone());
         let record = ProcessRecord { last_seen_ms: now, ..record };
-        self.processes.lock().unwrap_or_else(|p| p.into_inner()).insert(key, record);
+        lock(&self.processes).insert(key, record);
         Ok(())
     }
 
     async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut processes = lock(&self.processes);
         processes.retain(|_, r| now.saturating_sub(r.last_seen_ms) < expire_after_ms);
         Ok(ProcessView { records: processes.values().cloned().collect(), now_ms: now })
     }
@@ -324,7 +307,7 @@ impl Store for MemoryStore {
     }
 
     async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        let mut a = locked(&self.analytics);
+        let mut a = lock(&self.analytics);
         a.minutes.add(minute, &cells);
         let hour = minute / 60;
         let top = a.top_by_hour.entry(hour).or_insert_with(|| SpaceSaving::new(TOP_SESSIONS));
@@ -337,7 +320,7 @@ impl Store for MemoryStore {
     }
 
     async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        let a = locked(&self.analytics);
+        let a = lock(&self.analytics);
         let minutes = (0..span_minutes.min(HISTORY_MINUTES))
             .filter_map(|back| now_minute.checked_sub(back))
             .filter_map(|m| a.minutes.get(m).map(|cells| (m, *cells)))
@@ -354,29 +337,29 @@ impl Store for MemoryStore {
     }
 
     async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
-        let mut generations = locked(&self.breaker_generations);
+        let mut generations = lock(&self.breaker_generations);
         let generation = generations.entry(name.to_owned()).or_insert(0);
         *generation += 1;
         Ok(*generation)
     }
 
     async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
-        Ok(locked(&self.breaker_generations).clone())
+        Ok(lock(&self.breaker_generations).clone())
     }
 
     async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
-        locked(&self.published_breakers).insert(replica.to_owned(), (now, json));
+        lock(&self.published_breakers).insert(replica.to_owned(), (now, json));
         Ok(())
     }
 
     async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
-        let mut published = locked(&self.published_breakers);
+        let mut published = lock(&self.published_breakers);
         published.retain(|_, (at, _)| *at >= since);
         Ok(published.values().map(|(_, json)| json.clone()).collect())
     }
 
     async fn store_config(&self, json: String) -> StoreResult<u64> {
-        let mut config = locked(&self.config);
+        let mut config = lock(&self.config);
         let version = config.0.as_ref().map_or(0, |c| c.version) + 1;
         let previous = config.0.replace(StoredConfig { version, json });
         config.1 = previous;
@@ -384,6 +367,6 @@ impl Store for MemoryStore {
     }
 
     async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
-        Ok(locked(&self.config).0.clone())
+        Ok(lock(&self.config).0.clone())
     }
 }

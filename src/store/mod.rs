@@ -81,6 +81,11 @@ pub struct DeadLetter {
     pub dead_at_ms: Millis,
 }
 
+/// A fresh task or lease id: a random UUID, 32 hex digits.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Dead letters kept for inspection (the oldest are dropped past this),
 /// so a burst of poison tasks cannot grow memory without bound.
 pub const DEAD_LETTERS_KEPT: usize = 10_000;

@@ -11,6 +11,7 @@ use crate::core::gcra::{self, GcraOutcome, RateLimit};
 use crate::core::rls::{self, Check};
 
 use super::RateKey;
+use crate::sync::lock;
 
 const SHARDS: usize = 64;
 /// Shard groups: one per user type, then one for Envoy descriptor counters.
@@ -54,7 +55,7 @@ impl RateTable {
     pub fn check_all(&self, checks: &[(RateKey<'_>, Check)], dry_run: bool, now_us: u64) -> Vec<GcraOutcome> {
         if let [(key, check)] = checks {
             // One check (the usual Envoy request): one shard, one lookup.
-            let mut shard = self.shards[self.shard_index(*key)].lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = lock(&self.shards[self.shard_index(*key)]);
             let decide = |tat| gcra::check_spacing(tat, now_us, check.spacing, check.cost);
             let outcome = step(&mut shard, key.name(), decide, |outcome| rls::kept([check], &[outcome], dry_run));
             return vec![outcome];
@@ -65,7 +66,7 @@ impl RateTable {
         order.sort_unstable();
         order.dedup();
         let mut held: Vec<(usize, MutexGuard<'_, Shard>)> =
-            order.into_iter().map(|i| (i, self.shards[i].lock().unwrap_or_else(|p| p.into_inner()))).collect();
+            order.into_iter().map(|i| (i, lock(&self.shards[i]))).collect();
         // Every shard in `located` is in `held`, which is sorted.
         let position = |held: &[(usize, MutexGuard<'_, Shard>)], shard: usize| {
             held.binary_search_by_key(&shard, |(i, _)| *i).unwrap_or_default()
@@ -90,29 +91,25 @@ impl RateTable {
 
     /// One GCRA step; the key is written only when the request is allowed.
     pub fn check(&self, user_type: UserType, subject: &str, limit: RateLimit, cost: u32, now_us: u64) -> GcraOutcome {
-        let mut shard = self.shard(user_type, subject).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = lock(self.shard(user_type, subject));
         step(&mut shard, subject, |tat| gcra::check(tat, now_us, limit, cost), |_| true)
+    }
+
+    /// Keys currently held (tests: eviction frees memory).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// Forgets keys whose arrival time has passed (they carry no state).
     pub fn evict_idle(&self, now_us: u64) {
         for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = lock(&shard);
             shard.retain(|_, tat| !gcra::is_idle(*tat, now_us));
             if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
                 shard.shrink_to_fit();
             }
         }
-    }
-
-    /// Keys currently held.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

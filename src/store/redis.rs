@@ -19,7 +19,7 @@ use crate::core::{Millis, UserType};
 
 use super::{
     AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
-    StoreError, StoreResult, StoredConfig,
+    StoreError, StoreResult, StoredConfig, new_id,
 };
 
 mod batcher;
@@ -202,10 +202,6 @@ impl RedisStore {
         }
         Ok(())
     }
-}
-
-pub(super) fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Store for RedisStore {

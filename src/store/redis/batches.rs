@@ -10,8 +10,9 @@ use super::batcher::{Calls, serve_batches};
 use super::decode::{decode_completes, decode_enqueues, decode_gcra_batch, decode_leases};
 use super::keys::Keys;
 use super::link::Link;
-use super::{new_id, script};
+use super::script;
 use crate::core::gcra::{GcraOutcome, RateLimit};
+use crate::store::new_id;
 use crate::store::{EnqueueOutcome, LeaseRequest, LeasedTask};
 
 /// One Level-1 GCRA step waiting for the batcher.

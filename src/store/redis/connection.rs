@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::sync::lock;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
@@ -491,7 +492,7 @@ impl Drop for Pending<'_> {
 
 impl SentinelShared {
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.master.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.master).clone()
     }
 
     /// The master's connection, asking the Sentinels when there is none.
@@ -514,7 +515,7 @@ impl SentinelShared {
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let failure = self.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let failure = lock(&self.last_failure).clone();
         Err(failure.unwrap_or_else(|| (redis::ErrorKind::Io, "no master connection").into()))
     }
 
@@ -533,11 +534,11 @@ impl SentinelShared {
         match result {
             Ok(connection) => {
                 let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-                *self.master.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, connection));
+                *lock(&self.master) = Some((generation, connection));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Redis Sentinel: no master found; asking again on the next call");
-                *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                *lock(&self.last_failure) = Some(e);
             }
         }
         self.looking.store(false, Ordering::Release);
@@ -546,7 +547,7 @@ impl SentinelShared {
 
     /// Drops the connection of `generation` (not a newer one).
     fn forget(&self, generation: u64) {
-        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        let mut master = lock(&self.master);
         if master.as_ref().is_some_and(|(g, _)| *g == generation) {
             *master = None;
         }

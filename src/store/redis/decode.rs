@@ -65,12 +65,6 @@ fn decode_enqueue_entry(value: &Value, items: &[Value]) -> StoreResult<EnqueueOu
     }
 }
 
-/// `{status, task_id, queue_position, load}` → outcome.
-#[cfg(test)]
-pub(super) fn decode_enqueue(value: &Value) -> StoreResult<EnqueueOutcome> {
-    decode_enqueue_entry(value, array("enqueue", value)?)
-}
-
 /// Four entries per request → one outcome per request.
 pub(super) fn decode_enqueues(value: &Value, requests: usize) -> StoreResult<Vec<EnqueueOutcome>> {
     let items = array("enqueue", value)?;
@@ -264,6 +258,11 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    /// One request's reply `{status, task_id, queue_position, load}`.
+    fn decode_enqueue(value: &Value) -> StoreResult<EnqueueOutcome> {
+        decode_enqueues(value, 1).map(|mut one| one.remove(0))
     }
 
     #[test]
