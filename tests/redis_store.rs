@@ -11,6 +11,7 @@ use common::redis::RedisServer;
 use common::*;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::gcra::{self, GcraOutcome, RateLimit};
+use floodgate::core::lease::{self, Expiry};
 use floodgate::core::{UserType as CoreUserType, capacity};
 use floodgate::store::{
     EnqueueOutcome, LeaseRequest, MemoryStore, NewTask, RedisOptions, RedisStore, Store, TimeSource,
@@ -314,6 +315,52 @@ async fn lifecycle_scripts_match_the_memory_store() {
     assert_eq!(lifecycle(&redis_store(&redis).await).await, memory);
 }
 
+/// Follows one task through lease after lease, each left to expire, and
+/// logs (delivery, still held at the expiry instant, fate) as the store
+/// decides them.
+async fn expiry_fates<S: Store>(store: &S, max_deliveries: u32) -> Vec<(u32, bool, Expiry)> {
+    store.enqueue(task(CoreUserType::Registered, "x"), 100, 1_000).await.unwrap();
+    let request = LeaseRequest { max_tasks: 1, lease_ms: 100, max_deliveries };
+    let mut log = Vec::new();
+    for now in (1_000..).step_by(100) {
+        let Some(t) = store.lease(request.clone(), now).await.unwrap().pop() else { break };
+        let expiry = t.lease_expires_at_ms;
+        let held = store.extend(&t.task_id, &t.lease_id, 100, expiry).await.unwrap().is_some();
+        store.maintain(expiry, max_deliveries).await.unwrap();
+        let stats = store.queue_stats().await.unwrap();
+        let fate = if stats.dead_letters == 1 { Expiry::DeadLetter } else { Expiry::Redeliver };
+        log.push((t.delivery_count, held, fate));
+    }
+    log
+}
+
+/// The core's answer for the same walk.
+fn expiry_reference(max_deliveries: u32) -> Vec<(u32, bool, Expiry)> {
+    let mut log = Vec::new();
+    for delivery in 1.. {
+        let fate = lease::on_expiry(delivery, max_deliveries);
+        log.push((delivery, lease::is_held(1_100, 1_100), fate));
+        if fate == Expiry::DeadLetter {
+            break;
+        }
+    }
+    log
+}
+
+#[tokio::test]
+async fn both_stores_follow_the_core_lease_rules() {
+    let redis = RedisServer::start();
+    for max_deliveries in 1..=4 {
+        let reference = expiry_reference(max_deliveries);
+        assert_eq!(reference.len(), max_deliveries as usize);
+        assert_eq!(expiry_fates(&MemoryStore::new(), max_deliveries).await, reference, "memory, max {max_deliveries}");
+        let prefix = format!("{{fates-{max_deliveries}}}");
+        let options = RedisOptions { time: TimeSource::Caller, prefix, ..RedisOptions::default() };
+        let shared = RedisStore::connect(&redis.url(), options).await.unwrap();
+        assert_eq!(expiry_fates(&shared, max_deliveries).await, reference, "redis, max {max_deliveries}");
+    }
+}
+
 // ---- exactness across replicas ----
 
 const BIG: &str = "concurrent_per_process = 50";
@@ -368,18 +415,8 @@ async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_call
     for round in 0..20 {
         // Keep the worker alive however slow the rounds are (stale_after is 15 s).
         all[0].workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
-        let calls = (0..1_000).map(|i| {
-            let mut admission = all[i % 3].admission.clone();
-            tokio::spawn(async move {
-                admission
-                    .enqueue_atomic(enqueue(UserType::Registered, &format!("r{round}-{i}")))
-                    .await
-                    .unwrap()
-                    .into_inner()
-            })
-        });
-        let answers = futures_util::future::join_all(calls).await;
-        let admitted = answers.iter().filter(|a| a.as_ref().unwrap().decision() == Decision::Admit).count();
+        let admission: Vec<_> = all.iter().map(|c| c.admission.clone()).collect();
+        let admitted = concurrent_enqueues(&admission, round, 1_000).await;
         assert_eq!(admitted, 112, "round {round}");
         assert_eq!(load(&servers[1]).await, 112);
         drain(&mut all[2]).await;

@@ -96,9 +96,11 @@ pub fn classify(record: &ProcessRecord, now: Millis, timing: HealthTiming) -> He
     }
 }
 
-/// Whether a record is old enough to be dropped altogether.
-pub fn is_expired(record: &ProcessRecord, now: Millis, timing: HealthTiming) -> bool {
-    now.saturating_sub(record.last_seen_ms) >= timing.expire_after_ms
+/// Whether a record silent for `expire_after_ms` is old enough to be
+/// dropped altogether (`HealthTiming::expire_after_ms`; mirrored by
+/// `store/lua/processes.lua`).
+pub fn is_expired(record: &ProcessRecord, now: Millis, expire_after_ms: Millis) -> bool {
+    now.saturating_sub(record.last_seen_ms) >= expire_after_ms
 }
 
 /// Healthy (or degraded) chat REST processes per instance: capacity's input.
@@ -233,7 +235,7 @@ mod tests {
     #[test]
     fn records_expire_after_expire_after() {
         let r = record(ProcessStatus::Healthy, 0, 5, 0);
-        assert!(!is_expired(&r, 299_999, TIMING));
-        assert!(is_expired(&r, 300_000, TIMING));
+        assert!(!is_expired(&r, 299_999, TIMING.expire_after_ms));
+        assert!(is_expired(&r, 300_000, TIMING.expire_after_ms));
     }
 }

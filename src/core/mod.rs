@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod capacity;
 pub mod gcra;
 pub mod health;
+pub mod lease;
 pub mod rls;
 
 use serde::{Deserialize, Serialize};

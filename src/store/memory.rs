@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::core::admission::admits;
 use crate::core::analytics::{Cells, HISTORY_MINUTES, MinuteRing, SpaceSaving, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
-use crate::core::health::ProcessRecord;
+use crate::core::health::{self, ProcessRecord};
+use crate::core::lease::{self, Expiry};
 use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
@@ -74,7 +75,7 @@ impl Queues {
     fn requeue_expired(&mut self, now: Millis, max_deliveries: u32) {
         let mut expired = Vec::new();
         while let Some((expires_at, _)) = self.expiries.first() {
-            if *expires_at > now {
+            if lease::is_held(*expires_at, now) {
                 break;
             }
             let Some((_, task_id)) = self.expiries.pop_first() else {
@@ -84,10 +85,9 @@ impl Queues {
                 expired.push(lease.task);
             }
         }
-        // Newest first, so that pushing each to the front leaves FIFO order.
-        expired.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        lease::requeue_order(&mut expired, |t| t.seq);
         for task in expired {
-            if task.delivery_count >= max_deliveries {
+            if lease::on_expiry(task.delivery_count, max_deliveries) == Expiry::DeadLetter {
                 if self.dead.len() >= DEAD_LETTERS_KEPT {
                     self.dead.pop_front();
                 }
@@ -164,7 +164,7 @@ impl Store for MemoryStore {
 
     async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
         let mut processes = lock(&self.processes);
-        processes.retain(|_, r| now.saturating_sub(r.last_seen_ms) < expire_after_ms);
+        processes.retain(|_, r| !health::is_expired(r, now, expire_after_ms));
         Ok(ProcessView { records: processes.values().cloned().collect(), now_ms: now })
     }
 
@@ -228,8 +228,8 @@ impl Store for MemoryStore {
         Ok(self.with_queues(|q| {
             q.requeue_expired(now, request.max_deliveries);
             let mut leased = Vec::new();
-            let expires_at_ms = now + request.lease_ms;
-            for user_type in UserType::ALL.iter().rev() {
+            let expires_at_ms = lease::expires_at(now, request.lease_ms);
+            for user_type in lease::LEASE_ORDER {
                 while leased.len() < request.max_tasks as usize {
                     let Some(mut task) = q.ready[user_type.index()].pop_front() else {
                         break;
@@ -255,7 +255,8 @@ impl Store for MemoryStore {
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
         Ok(self.with_queues(|q| {
-            let held = q.leased.get(task_id).is_some_and(|l| l.lease_id == lease_id && l.expires_at_ms > now);
+            let held =
+                q.leased.get(task_id).is_some_and(|l| lease::is_held_by(&l.lease_id, l.expires_at_ms, lease_id, now));
             if held && let Some(lease) = q.leased.remove(task_id) {
                 q.expiries.remove(&(lease.expires_at_ms, task_id.to_owned()));
             }
@@ -271,13 +272,14 @@ impl Store for MemoryStore {
         now: Millis,
     ) -> StoreResult<Option<Millis>> {
         Ok(self.with_queues(|q| {
-            let lease = q.leased.get_mut(task_id).filter(|l| l.lease_id == lease_id && l.expires_at_ms > now)?;
+            let lease =
+                q.leased.get_mut(task_id).filter(|l| lease::is_held_by(&l.lease_id, l.expires_at_ms, lease_id, now))?;
             let old = (lease.expires_at_ms, task_id.to_owned());
-            lease.expires_at_ms = now + lease_ms;
+            lease.expires_at_ms = lease::expires_at(now, lease_ms);
             let new = (lease.expires_at_ms, task_id.to_owned());
             q.expiries.remove(&old);
             q.expiries.insert(new);
-            Some(now + lease_ms)
+            Some(lease.expires_at_ms)
         }))
     }
 

@@ -104,7 +104,7 @@ impl RateTable {
     /// Forgets keys whose arrival time has passed (they carry no state).
     pub fn evict_idle(&self, now_us: u64) {
         for shard in &self.shards {
-            let mut shard = lock(&shard);
+            let mut shard = lock(shard);
             shard.retain(|_, tat| !gcra::is_idle(*tat, now_us));
             if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
                 shard.shrink_to_fit();

@@ -1,5 +1,6 @@
 -- Complete tasks whose leases are held (right lease id, not expired), for
 -- the requests that arrived together, each decided as if alone.
+-- Mirrors src/core/lease.rs `is_held_by` (right lease id and expiry > now).
 -- KEYS[1] leases hash   KEYS[2] lease expiry zset   KEYS[3] task meta hash   KEYS[4] task payload hash
 -- ARGV[1] now ms ('' = Redis TIME); then per request: task id, lease id
 -- Reply: per request 1 completed, 0 not held.

@@ -1,5 +1,6 @@
 -- Atomic check-and-enqueue (Level 2) for the requests that arrived together,
 -- decided in order, each as if alone: admit only while load < its limit.
+-- Mirrors src/core/admission.rs `admits` (load < limit).
 -- KEYS[1..3] ready queues (anonymous, registered, privileged)
 -- KEYS[4] lease expiry zset   KEYS[5] task meta hash   KEYS[6] task payload hash
 -- KEYS[7] enqueue sequence    KEYS[7+i] request i's idempotency key (read only when its ttl ~= '')

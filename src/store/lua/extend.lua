@@ -1,4 +1,6 @@
 -- Extend a held lease to now + ARGV[3].
+-- Mirrors src/core/lease.rs `is_held_by` (the lease must still be held)
+-- and `expires_at` (the new expiry).
 -- KEYS[1] leases hash   KEYS[2] lease expiry zset
 -- ARGV[1] task id   ARGV[2] lease id   ARGV[3] lease ms   ARGV[4] now ms ('' = Redis TIME)
 -- Reply: the new expiry in ms, or -1 when the lease is not held.

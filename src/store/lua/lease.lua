@@ -1,6 +1,9 @@
 -- Requeue expired leases at the head of their queue (or dead-letter them
 -- after max deliveries), then, for each request that arrived together, in
 -- order, lease up to its max tasks, privileged first, FIFO within a class.
+-- Mirrors src/core/lease.rs: `is_held` (the sweep takes expiry <= now),
+-- `on_expiry`, `requeue_order`, `LEASE_ORDER` (queue 3 down to 1) and
+-- `expires_at`; the memory store calls those functions.
 -- A request for 0 tasks only does the requeueing.
 -- KEYS[1..3] ready queues (anonymous, registered, privileged)   KEYS[4] lease expiry zset
 -- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[7] leases hash   KEYS[8] dead-letter list

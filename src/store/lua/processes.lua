@@ -1,4 +1,5 @@
 -- Read process records, dropping those silent for expire_after.
+-- Mirrors src/core/health.rs `is_expired` (silent for >= expire_after).
 -- KEYS[1] process hash   ARGV[1] expire after ms   ARGV[2] now ms ('' = Redis TIME)
 -- Reply: {now, record, record, ...}, each record "stamp|json".
 local now = now_ms(ARGV[2])
