@@ -120,18 +120,7 @@ async fn two_hundred_concurrent_enqueues_admit_exactly_the_limit(backend: Backen
     for round in 0..25 {
         // Keep the worker alive however slow the rounds are (stale_after is 15 s).
         c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
-        let calls = (0..200).map(|i| {
-            let mut admission = c.admission.clone();
-            tokio::spawn(async move {
-                admission
-                    .enqueue_atomic(enqueue(UserType::Registered, &format!("r{round}-{i}")))
-                    .await
-                    .unwrap()
-                    .into_inner()
-            })
-        });
-        let answers = futures_util::future::join_all(calls).await;
-        let admitted = answers.iter().filter(|a| a.as_ref().unwrap().decision() == Decision::Admit).count();
+        let admitted = concurrent_enqueues(std::slice::from_ref(&c.admission), round, 200).await;
         assert_eq!(admitted, 11, "round {round}");
         assert_eq!(load(&server).await, 11);
         // Drain for the next round.
@@ -187,15 +176,25 @@ async fn unhealthy_leaves_at_once_and_degraded_still_counts(backend: Backend) {
     assert_eq!((ack.health.as_str(), ack.system_capacity), ("degraded", 28));
 }
 
+/// A server on `backend` whose clock (and, on Redis, the scripts' clock)
+/// moves only when the test says, so lease expiry is exact, not slept for.
+async fn manual_server(backend: Backend, overrides: &str) -> (Server, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let mut settings = settings(Profile::Production, overrides);
+    // Scripts take the manual clock's time instead of Redis TIME.
+    settings.redis_time = floodgate::store::TimeSource::Caller;
+    (backend_server(backend, settings, clock.clone()).await, clock)
+}
+
 async fn expired_leases_are_redelivered_then_dead_lettered(backend: Backend) {
-    let server = start_on(backend, Profile::Production, "max_deliveries = 2").await;
+    let (server, clock) = manual_server(backend, "max_deliveries = 2").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     admit(&mut c, UserType::Registered, "job").await;
 
     let first = c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.remove(0);
     assert_eq!(first.delivery_count, 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance_ms(100); // the lease's expiry instant: no longer held
     // The expired lease can no longer complete, and nothing changes.
     let err = c
         .workers
@@ -217,7 +216,7 @@ async fn expired_leases_are_redelivered_then_dead_lettered(backend: Backend) {
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(load(&server).await, 1);
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance_ms(100);
     assert!(c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.is_empty());
     let stats = server.floodgate.queue_stats().await.unwrap();
     assert_eq!((stats.load(), stats.dead_letters), (0, 1));
@@ -226,7 +225,9 @@ async fn expired_leases_are_redelivered_then_dead_lettered(backend: Backend) {
 }
 
 async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot(backend: Backend) {
-    let (server, mut c) = seed_server(backend).await;
+    let (server, clock) = manual_server(backend, "").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
     admit(&mut c, UserType::Registered, "long").await;
     let t = c.workers.lease_tasks(lease(1, 150)).await.unwrap().into_inner().tasks.remove(0);
     let extended = c
@@ -239,14 +240,14 @@ async fn extend_lease_keeps_a_long_task_and_a_wrong_lease_cannot(backend: Backen
         .await
         .unwrap()
         .into_inner();
-    assert!(extended.lease_expires_at_ms > t.lease_expires_at_ms);
+    assert_eq!(extended.lease_expires_at_ms, 1_800_000_010_000);
     let wrong = c
         .workers
         .extend_lease(pb::ExtendLeaseRequest { task_id: t.task_id.clone(), lease_id: "x".into(), lease_ms: 10_000 })
         .await
         .unwrap_err();
     assert_eq!(wrong.code(), Code::FailedPrecondition);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance_ms(9_999); // long past the first lease, just before the extended one
     assert!(c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.is_empty(), "extended lease held");
     c.workers.complete_task(pb::CompleteTaskRequest { task_id: t.task_id, lease_id: t.lease_id }).await.unwrap();
     assert_eq!(load(&server).await, 0);
@@ -281,11 +282,7 @@ async fn the_same_idempotency_key_gives_one_task(backend: Backend) {
 }
 
 async fn a_subject_over_its_rate_is_limited_until_retry_after(backend: Backend) {
-    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
-    let mut settings = settings(Profile::Production, "");
-    // Scripts take the manual clock's time instead of Redis TIME.
-    settings.redis_time = floodgate::store::TimeSource::Caller;
-    let server = backend_server(backend, settings, clock.clone()).await;
+    let (server, clock) = manual_server(backend, "").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     // Production: anonymous 10/min, burst 5.
@@ -438,19 +435,8 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -
     response
 }
 
-/// Every store behaviour above runs on both stores from one test body.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+// Every store behaviour above runs on both stores from one test body.
+common::on_both_stores!(
     capacity_calculation_reproduces_the_seed_example,
     thresholds_admit_eight_anonymous_eleven_registered_thirteen_privileged,
     check_capacity_follows_the_same_thresholds,

@@ -177,3 +177,37 @@ pub fn lease(max_tasks: u32, lease_ms: u64) -> pb::LeaseTasksRequest {
 pub async fn load(server: &Server) -> u64 {
     server.floodgate.queue_stats().await.unwrap().load()
 }
+
+/// Sends `n` registered enqueues at once (subjects `r{round}-{i}`), the
+/// i-th through `admission[i % admission.len()]`; answers how many were
+/// admitted. The race every exactness test runs.
+pub async fn concurrent_enqueues(admission: &[AdmissionClient], round: usize, n: usize) -> usize {
+    let calls = (0..n).map(|i| {
+        let mut admission = admission[i % admission.len()].clone();
+        tokio::spawn(async move {
+            admission
+                .enqueue_atomic(enqueue(pb::UserType::Registered, &format!("r{round}-{i}")))
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    answers.into_iter().filter(|a| a.as_ref().unwrap().decision() == pb::Decision::Admit).count()
+}
+
+/// Expands each named test body (`async fn name(backend: Backend)`) into a
+/// `memory::name` and a `redis::name` test: one contract, both stores.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
+        }
+        mod redis {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
