@@ -60,6 +60,13 @@ pub const WARNING_HEALTH_RATIO: f64 = 0.8;
 /// Pressure above this is a warning.
 pub const WARNING_PRESSURE: f64 = 0.8;
 
+/// Whether the load moving from `previous` to `load` is a large load
+/// change (an info event): more than half the system capacity at once.
+/// No capacity, no event (the "no healthy process" alert covers it).
+pub fn is_large_load_change(previous: u64, load: u64, capacity: u64) -> bool {
+    capacity > 0 && previous.abs_diff(load).saturating_mul(2) > capacity
+}
+
 /// Every critical and warning condition that holds.
 pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
     let mut out = Vec::new();
@@ -116,6 +123,15 @@ pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_change_is_large_past_half_the_capacity_either_way() {
+        assert!(!is_large_load_change(0, 7, 14), "exactly half");
+        assert!(is_large_load_change(0, 8, 14));
+        assert!(is_large_load_change(13, 5, 14), "falling counts too");
+        assert!(!is_large_load_change(0, 100, 0), "no capacity, no event");
+        assert!(!is_large_load_change(u64::MAX, 0, u64::MAX), "no overflow");
+    }
 
     fn calm() -> AlertInputs {
         AlertInputs { healthy_chat_rest_processes: 1, process_health_ratio: 1.0, ..AlertInputs::default() }

@@ -62,6 +62,19 @@ pub fn add(a: &mut Cells, b: &Cells) {
     }
 }
 
+/// The sum of the `(minute, counts)` entries in the `span` minutes ending
+/// with `now_minute` (minutes after `now_minute` are not in the window):
+/// the one window rule, for the ring and for a store's analytics view.
+pub fn window_sum<'a>(minutes: impl IntoIterator<Item = &'a (u64, Cells)>, now_minute: u64, span: u64) -> Cells {
+    let mut total = [0; CELLS];
+    for (minute, cells) in minutes {
+        if *minute <= now_minute && now_minute - minute < span {
+            add(&mut total, cells);
+        }
+    }
+    total
+}
+
 /// A ring of per-minute counts covering the last 24 h.
 #[derive(Debug, Clone)]
 pub struct MinuteRing {
@@ -95,13 +108,8 @@ impl MinuteRing {
 
     /// The sum over the `span` minutes ending with `now_minute`.
     pub fn window(&self, now_minute: u64, span: u64) -> Cells {
-        let mut total = [0; CELLS];
-        for (minute, cells) in &self.minutes {
-            if *minute <= now_minute && now_minute - minute < span {
-                add(&mut total, cells);
-            }
-        }
-        total
+        // Empty slots hold minute u64::MAX, which is never in a window.
+        window_sum(&self.minutes, now_minute, span)
     }
 }
 
@@ -233,6 +241,26 @@ pub fn merge_top(hours: &[Vec<(String, u64)>], n: usize) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_sums_its_span_ending_now_and_nothing_later() {
+        let one = |n| {
+            let mut c = [0; CELLS];
+            c[0] = n;
+            c
+        };
+        let view = [(90, one(1)), (99, one(10)), (100, one(100)), (101, one(1_000))];
+        assert_eq!(window_sum(&view, 100, 1)[0], 100, "the current minute only");
+        assert_eq!(window_sum(&view, 100, 2)[0], 110);
+        assert_eq!(window_sum(&view, 100, 10)[0], 110, "minute 90 is 10 minutes back: outside a 10-minute span");
+        assert_eq!(window_sum(&view, 100, 11)[0], 111);
+        assert_eq!(window_sum(&view, 100, 60)[0], 111, "minute 101 is after now");
+        let mut ring = MinuteRing::default();
+        for (minute, cells) in &view {
+            ring.add(*minute, cells);
+        }
+        assert_eq!(ring.window(100, 11), window_sum(&view, 100, 11));
+    }
 
     #[test]
     fn cells_are_distinct_for_every_combination() {
