@@ -41,7 +41,7 @@ use decode::{
     decode_analytics, decode_config, decode_dead_letter, decode_processes, decode_stats, int, protocol, uint,
 };
 use keys::Keys;
-use link::{Link, unavailable};
+use link::Link;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -187,6 +187,7 @@ impl RedisStore {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl RedisStore {
     /// Deletes every key of this deployment's prefix (tests only: never
     /// called on a server the caller did not start). On a Cluster, KEYS
@@ -196,9 +197,9 @@ impl RedisStore {
         let mut connection = self.link.connection.clone();
         let pattern = format!("{}:*", self.keys.prefix.replace('{', "\\{").replace('}', "\\}"));
         let keys: Vec<String> =
-            redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(unavailable)?;
+            redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(link::unavailable)?;
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.map_err(unavailable)?;
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.map_err(link::unavailable)?;
         }
         Ok(())
     }
