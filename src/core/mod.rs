@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod breaker;
 pub mod capacity;
+pub mod feedback;
 pub mod gcra;
 pub mod health;
 pub mod rls;

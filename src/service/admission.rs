@@ -4,13 +4,13 @@
 use serde::Serialize;
 
 use super::{Floodgate, MAX_ROUTE_BYTES, Snapshot, check_id};
-use crate::core::Decision;
 use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::capacity;
+use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
-use crate::protection::Circuit;
+use crate::protection::{Circuit, Permit, Permits};
 use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
 
 /// The fields both admission levels share.
@@ -42,15 +42,18 @@ pub struct EnqueueAnswer {
 }
 
 /// Level 1 up to its rate-limit step.
-pub(super) enum LevelOne {
+pub(super) enum LevelOne<'a> {
     /// Decided without the store (the backpressure circuit is open).
     Decided(Verdict),
     /// Waiting for the rate-limit outcome.
-    Pending(PendingLevelOne),
+    Pending(PendingLevelOne<'a>),
 }
 
 /// What Level 1 decides with once the rate limit has answered.
-pub(super) struct PendingLevelOne {
+pub(super) struct PendingLevelOne<'a> {
+    /// The backpressure circuit's permit (None for privileged calls, which
+    /// bypass the circuit).
+    pub(super) backpressure: Option<Permit<'a>>,
     pub(super) user_type: UserType,
     admin_route: bool,
     /// The user type's limit; None when the admin-route bypass applies.
@@ -59,7 +62,7 @@ pub(super) struct PendingLevelOne {
     retry_after_ms: u64,
 }
 
-impl PendingLevelOne {
+impl PendingLevelOne<'_> {
     pub(super) fn verdict(&self, rate: Option<GcraOutcome>) -> Verdict {
         admission::level_one(self.user_type, self.admin_route, rate, self.pressure, self.retry_after_ms)
     }
@@ -98,12 +101,17 @@ impl Floodgate {
         let now_us = self.clock.now_us();
         let verdict = match self.level_one_start(request, now_us) {
             LevelOne::Decided(verdict) => verdict,
-            LevelOne::Pending(pending) => {
-                let rate = match pending.rate {
-                    Some(limit) => Some(self.rate_limit(pending.user_type, &request.subject, limit, now_us).await),
-                    None => None,
+            LevelOne::Pending(mut pending) => {
+                let mut permits = Permits { backpressure: pending.backpressure.take(), store: None };
+                let (rate, store) = match pending.rate {
+                    Some(limit) => {
+                        let (outcome, store) =
+                            self.rate_limit(pending.user_type, &request.subject, limit, now_us, &mut permits).await;
+                        (Some(outcome), store)
+                    }
+                    None => (None, StoreOutcome::Skipped),
                 };
-                self.level_one_finish(&pending, rate, now_us / 1_000)
+                self.level_one_finish(&pending, rate, store, permits, now_us / 1_000)
             }
         };
         Ok(self.decided(1, &request.admission_key(), verdict))
@@ -111,7 +119,7 @@ impl Floodgate {
 
     /// Level 1 before its rate-limit step: the backpressure circuit, the
     /// admin-route bypass, and the pressure backpressure will be judged by.
-    pub(super) fn level_one_start(&self, request: &AdmissionRequest, now_us: u64) -> LevelOne {
+    pub(super) fn level_one_start(&self, request: &AdmissionRequest, now_us: u64) -> LevelOne<'_> {
         let runtime = self.runtime.load();
         let user_type = request.user_type;
         let snapshot = self.snapshot.load();
@@ -119,14 +127,22 @@ impl Floodgate {
         let ratio = capacity::pressure_ratio(pressure.load, pressure.system_total);
         // Non-privileged traffic is refused without touching the store
         // while the system is known to be overloaded.
-        if user_type != UserType::Privileged && !self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) {
-            return LevelOne::Decided(admission::circuit_open(
-                runtime.breakers.backpressure.recovery_timeout_ms,
-                ratio,
-            ));
-        }
+        let backpressure = if user_type == UserType::Privileged {
+            None
+        } else {
+            match self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) {
+                Some(permit) => Some(permit),
+                None => {
+                    return LevelOne::Decided(admission::circuit_open(
+                        runtime.breakers.backpressure.recovery_timeout_ms,
+                        ratio,
+                    ));
+                }
+            }
+        };
         let admin_route = admission::bypasses_rate_limit(user_type, &request.route, &runtime.admin_route_prefix);
         LevelOne::Pending(PendingLevelOne {
+            backpressure,
             user_type,
             admin_route,
             rate: (!admin_route).then(|| runtime.rate_limits.for_user(user_type)),
@@ -136,53 +152,45 @@ impl Floodgate {
     }
 
     /// Level 1's verdict once the rate limit answered (None when bypassed);
-    /// backpressure feeds its circuit.
+    /// the circuits the call passed are told what `core::feedback` decides.
     pub(super) fn level_one_finish(
         &self,
-        pending: &PendingLevelOne,
+        pending: &PendingLevelOne<'_>,
         rate: Option<GcraOutcome>,
+        store: StoreOutcome,
+        permits: Permits<'_>,
         now: Millis,
     ) -> Verdict {
         let verdict = pending.verdict(rate);
-        // Only calls that passed the circuit report to it (privileged calls
-        // bypass it), and only overload counts as failure: a refusal at the
-        // anonymous or registered threshold, or a 429, is policy.
-        if pending.user_type != UserType::Privileged {
-            match verdict.decision {
-                Decision::Backpressure if admission::is_overload(&pending.pressure) => {
-                    self.breakers.failure(Circuit::Backpressure, now)
-                }
-                Decision::Admit => self.breakers.success(Circuit::Backpressure, now),
-                _ => self.breakers.release(Circuit::Backpressure),
-            }
-        }
+        let call = Call { step: StoreStep::RateLimit, store, decided: Some((verdict.decision, pending.pressure)) };
+        permits.settle(call, now);
         verdict
     }
 
     /// The store's GCRA step behind the `rate_limiter` circuit; the local
-    /// limiter when the store fails or the circuit is open (fail open).
-    pub(super) async fn rate_limit(
-        &self,
+    /// limiter when the store fails or the circuit is open (fail open). The
+    /// circuit's permit joins `permits`.
+    async fn rate_limit<'a>(
+        &'a self,
         user_type: UserType,
         subject: &str,
         limit: RateLimit,
         now_us: u64,
-    ) -> GcraOutcome {
+        permits: &mut Permits<'a>,
+    ) -> (GcraOutcome, StoreOutcome) {
         let now = now_us / 1_000;
-        if self.breakers.allow(Circuit::RateLimiter, now, 0.0) {
+        permits.store = self.breakers.allow(Circuit::RateLimiter, now, 0.0);
+        if permits.store.is_some() {
             match self.store.rate_limit(user_type, subject, limit, 1, now_us).await {
-                Ok(outcome) => {
-                    self.breakers.success(Circuit::RateLimiter, now);
-                    return outcome;
-                }
+                Ok(outcome) => return (outcome, StoreOutcome::Answered),
                 Err(e) => {
-                    self.breakers.failure(Circuit::RateLimiter, now);
                     self.metrics.store_error("rate_limit");
                     tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
+                    return (self.fallback_rates.check(user_type, subject, limit, 1, now_us), StoreOutcome::Failed);
                 }
             }
         }
-        self.fallback_rates.check(user_type, subject, limit, 1, now_us)
+        (self.fallback_rates.check(user_type, subject, limit, 1, now_us), StoreOutcome::Skipped)
     }
 
     /// Counts a decision in metrics and analytics.
@@ -215,16 +223,21 @@ impl Floodgate {
         // A retry with an idempotency key must get its first answer, so the
         // circuit does not stop it (the store re-checks the limit anyway).
         let guarded = user_type != UserType::Privileged && request.idempotency_key.is_empty();
-        if guarded && !self.breakers.allow(Circuit::Backpressure, now, ratio) {
-            let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
-            return Ok(EnqueueAnswer { verdict: self.decided(2, &key, verdict), task_id: None, queue_position: 0 });
-        }
-        if !self.breakers.allow(Circuit::Storage, now, ratio) {
-            if guarded {
-                self.breakers.release(Circuit::Backpressure);
+        let mut permits = Permits::default();
+        if guarded {
+            permits.backpressure = self.breakers.allow(Circuit::Backpressure, now, ratio);
+            if permits.backpressure.is_none() {
+                let verdict = admission::circuit_open(runtime.breakers.backpressure.recovery_timeout_ms, ratio);
+                return Ok(EnqueueAnswer { verdict: self.decided(2, &key, verdict), task_id: None, queue_position: 0 });
             }
-            return Err(ServiceError::Unavailable(StoreError::Unavailable("storage circuit open".into())));
         }
+        // An open storage circuit ends the call here; dropping `permits`
+        // gives a backpressure probe back.
+        permits.store = Some(
+            self.breakers
+                .allow(Circuit::Storage, now, ratio)
+                .ok_or_else(|| ServiceError::Unavailable(StoreError::Unavailable("storage circuit open".into())))?,
+        );
         let limit = snapshot.limits.for_user(user_type);
         let task = NewTask {
             user_type,
@@ -233,50 +246,31 @@ impl Floodgate {
             idempotency_ttl_ms: runtime.idempotency_ttl_ms,
         };
         let outcome = match self.store.enqueue(task, limit, now).await {
-            Ok(outcome) => {
-                self.breakers.success(Circuit::Storage, now);
-                outcome
-            }
+            Ok(outcome) => outcome,
             Err(e) => {
-                // An enqueue failure is a storage failure and an overload signal.
-                self.breakers.failure(Circuit::Storage, now);
-                if guarded {
-                    self.breakers.failure(Circuit::Backpressure, now);
-                }
+                permits.settle(Call { step: StoreStep::Enqueue, store: StoreOutcome::Failed, decided: None }, now);
                 self.metrics.store_error("enqueue");
                 return Err(e.into());
             }
         };
-        let answer = match outcome {
+        let (answer, load) = match outcome {
             EnqueueOutcome::Admitted { task_id, queue_position, load } => {
                 // One task, one waiter: a herd of long polls would each
                 // run a lease (a script call on Redis) for one task.
                 self.task_ready.notify_one();
-                if guarded {
-                    self.breakers.success(Circuit::Backpressure, now);
-                }
-                self.admitted(&snapshot, task_id, queue_position, load)
+                (self.admitted(&snapshot, task_id, queue_position, load), load)
             }
             EnqueueOutcome::Duplicate { task_id, queue_position, load } => {
-                self.admitted(&snapshot, task_id, queue_position, load)
+                (self.admitted(&snapshot, task_id, queue_position, load), load)
             }
             EnqueueOutcome::Refused { load } => {
-                if guarded && admission::is_overload(&self.pressure(&snapshot, load)) {
-                    self.breakers.failure(Circuit::Backpressure, now);
-                } else if guarded {
-                    self.breakers.release(Circuit::Backpressure);
-                }
-                EnqueueAnswer {
-                    verdict: admission::refused(
-                        user_type,
-                        self.pressure(&snapshot, load),
-                        runtime.backpressure_retry_after_ms,
-                    ),
-                    task_id: None,
-                    queue_position: 0,
-                }
+                let verdict =
+                    admission::refused(user_type, self.pressure(&snapshot, load), runtime.backpressure_retry_after_ms);
+                (EnqueueAnswer { verdict, task_id: None, queue_position: 0 }, load)
             }
         };
+        let decided = Some((answer.verdict.decision, self.pressure(&snapshot, load)));
+        permits.settle(Call { step: StoreStep::Enqueue, store: StoreOutcome::Answered, decided }, now);
         let verdict = self.decided(2, &key, answer.verdict);
         Ok(EnqueueAnswer { verdict, ..answer })
     }

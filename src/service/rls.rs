@@ -3,11 +3,11 @@
 use super::Floodgate;
 use super::admission::{AdmissionRequest, LevelOne};
 use crate::core::Decision;
-use crate::core::UserType;
 use crate::core::admission::Verdict;
+use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::rls::{self, RlsRequest};
 use crate::error::ServiceError;
-use crate::protection::Circuit;
+use crate::protection::{Circuit, Permits};
 use crate::store::{RateBatch, RateKey, Store, StoreError};
 
 impl Floodgate {
@@ -31,7 +31,7 @@ impl Floodgate {
             admission.validate()?;
         }
         let now_us = self.clock.now_us();
-        let level_one = admission.as_ref().map(|a| self.level_one_start(a, now_us));
+        let mut level_one = admission.as_ref().map(|a| self.level_one_start(a, now_us));
         // A request Level 1 refuses whatever its rate limit says is decided
         // as a dry run: statuses for every descriptor, nothing consumed.
         let (admission_rate, dry_run) = match &level_one {
@@ -40,8 +40,14 @@ impl Floodgate {
             Some(LevelOne::Pending(p)) => (p.rate, p.verdict(None).decision != Decision::Admit),
         };
         let checks = plan.checks(admission_rate);
-        let batch = if checks.is_empty() {
-            RateBatch { outcomes: Vec::new(), now_us }
+        // The backpressure permit (if Level 1 passed its circuit) and the
+        // rate limiter's, settled together once the batch has answered.
+        let mut permits = Permits::default();
+        if let Some(LevelOne::Pending(pending)) = &mut level_one {
+            permits.backpressure = pending.backpressure.take();
+        }
+        let (batch, store) = if checks.is_empty() {
+            (RateBatch { outcomes: Vec::new(), now_us }, StoreOutcome::Skipped)
         } else {
             let keyed: Vec<(RateKey<'_>, rls::Check)> = checks
                 .iter()
@@ -51,16 +57,17 @@ impl Floodgate {
                     (_, None) => unreachable!("only limited and admission descriptors are checked"),
                 })
                 .collect();
-            match self.rate_limit_all(&keyed, dry_run, now_us).await {
-                Ok(batch) => batch,
+            let now = now_us / 1_000;
+            permits.store = Some(self.breakers.allow(Circuit::RateLimiter, now, 0.0).ok_or_else(|| {
+                ServiceError::Unavailable(StoreError::Unavailable("rate_limiter circuit open".into()))
+            })?);
+            match self.store.rate_limit_all(&keyed, dry_run, now_us).await {
+                Ok(batch) => (batch, StoreOutcome::Answered),
                 Err(e) => {
-                    // No verdict on system health: give back a half-open probe slot.
-                    if let Some(LevelOne::Pending(p)) = &level_one
-                        && p.user_type != UserType::Privileged
-                    {
-                        self.breakers.release(Circuit::Backpressure);
-                    }
-                    return Err(e);
+                    self.metrics.store_error("rate_limit");
+                    permits
+                        .settle(Call { step: StoreStep::RateLimit, store: StoreOutcome::Failed, decided: None }, now);
+                    return Err(e.into());
                 }
             }
         };
@@ -69,9 +76,11 @@ impl Floodgate {
             LevelOne::Pending(pending) => {
                 let index = plan.admission.as_ref().map(|a| a.index);
                 let rate = checks.iter().zip(&batch.outcomes).find(|((i, _), _)| Some(*i) == index).map(|(_, o)| *o);
-                self.level_one_finish(&pending, rate, now_us / 1_000)
+                self.level_one_finish(&pending, rate, store, std::mem::take(&mut permits), now_us / 1_000)
             }
         });
+        // Descriptor rules alone: only the rate limiter hears of the call.
+        permits.settle(Call { step: StoreStep::RateLimit, store, decided: None }, now_us / 1_000);
         let outcome = match (&verdict, &admission) {
             (Some(verdict), Some(a)) => {
                 Some(rls::AdmissionOutcome { verdict, rate: admission_rate, user_type: a.user_type })
@@ -95,30 +104,5 @@ impl Floodgate {
         }
         self.metrics.rls(&answer);
         Ok(answer)
-    }
-
-    /// One request's GCRA checks behind the `rate_limiter` circuit. No
-    /// local fallback: a failure is UNAVAILABLE for Envoy to judge.
-    async fn rate_limit_all(
-        &self,
-        checks: &[(RateKey<'_>, rls::Check)],
-        dry_run: bool,
-        now_us: u64,
-    ) -> Result<RateBatch, ServiceError> {
-        let now = now_us / 1_000;
-        if !self.breakers.allow(Circuit::RateLimiter, now, 0.0) {
-            return Err(ServiceError::Unavailable(StoreError::Unavailable("rate_limiter circuit open".into())));
-        }
-        match self.store.rate_limit_all(checks, dry_run, now_us).await {
-            Ok(batch) => {
-                self.breakers.success(Circuit::RateLimiter, now);
-                Ok(batch)
-            }
-            Err(e) => {
-                self.breakers.failure(Circuit::RateLimiter, now);
-                self.metrics.store_error("rate_limit");
-                Err(e.into())
-            }
-        }
     }
 }
