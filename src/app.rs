@@ -32,8 +32,8 @@ pub enum AppError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("server failed: {0}")]
     Serve(String),
     #[error("tls: {0}")]
@@ -78,7 +78,7 @@ impl App {
                     time: settings.redis_time,
                     tls: settings.redis_tls.clone(),
                 };
-                AnyStore::Redis(RedisStore::connect(url, options).await.map_err(|e| AppError::Store(e.to_string()))?)
+                AnyStore::Redis(RedisStore::connect(url, options).await?)
             }
         };
         let floodgate = Arc::new(Floodgate::new(store, &settings, clock));

@@ -48,7 +48,7 @@ impl Authenticator {
             return Ok(required);
         }
         let token = authorization
-            .and_then(|h| h.strip_prefix(b"Bearer ").or_else(|| h.strip_prefix(b"bearer ")))
+            .and_then(bearer_token)
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Unauthenticated)?;
@@ -75,6 +75,13 @@ impl Authenticator {
     }
 }
 
+/// The credentials of `Bearer <token>`; the scheme is matched without
+/// regard to case (RFC 7235 §2.1).
+fn bearer_token(header: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = header.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +106,16 @@ mod tests {
         assert_eq!(a.authorize(Some(b"Bearer nope"), Role::Frontend), Err(AuthError::Unauthenticated));
         assert_eq!(a.authorize(Some(b"fe"), Role::Frontend), Err(AuthError::Unauthenticated));
         assert_eq!(a.authorize(Some(b"Bearer "), Role::Frontend), Err(AuthError::Unauthenticated));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        let a = auth();
+        for header in [&b"Bearer fe"[..], b"bearer fe", b"BEARER fe", b"bEaReR fe"] {
+            assert_eq!(a.authorize(Some(header), Role::Frontend), Ok(Role::Frontend), "{header:?}");
+        }
+        assert_eq!(a.authorize(Some(b"Basic fe"), Role::Frontend), Err(AuthError::Unauthenticated));
+        assert_eq!(a.authorize(Some(b"Bearerfe"), Role::Frontend), Err(AuthError::Unauthenticated));
     }
 
     #[test]

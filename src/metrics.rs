@@ -31,8 +31,9 @@ pub const METHODS: [&str; 16] = [
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
-/// Store operations whose errors are counted.
-pub const STORE_OPERATIONS: [&str; 6] = ["rate_limit", "enqueue", "lease", "complete", "refresh", "analytics"];
+/// Store operations whose errors are counted (the ones the service counts:
+/// the admission steps and the analytics flush).
+pub const STORE_OPERATIONS: [&str; 3] = ["rate_limit", "enqueue", "analytics"];
 
 struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -105,27 +106,6 @@ pub struct Gauges {
     pub alerts: Vec<(String, String)>,
 }
 
-const DECISIONS: [Decision; 4] =
-    [Decision::Admit, Decision::RateLimited, Decision::Backpressure, Decision::CircuitOpen];
-const TRANSPORTS: [Transport; 3] = [Transport::Unspecified, Transport::Rest, Transport::Websocket];
-
-fn decision_label(d: Decision) -> &'static str {
-    match d {
-        Decision::Admit => "admit",
-        Decision::RateLimited => "rate_limited",
-        Decision::Backpressure => "backpressure",
-        Decision::CircuitOpen => "circuit_open",
-    }
-}
-
-fn transport_label(t: Transport) -> &'static str {
-    match t {
-        Transport::Unspecified => "unspecified",
-        Transport::Rest => "rest",
-        Transport::Websocket => "websocket",
-    }
-}
-
 /// Escapes a label value.
 fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -171,17 +151,17 @@ impl Metrics {
         );
         let _ = writeln!(o, "# TYPE floodgate_decisions_total counter");
         for (li, level) in self.decisions.iter().enumerate() {
-            for d in DECISIONS {
+            for d in Decision::ALL {
                 for u in UserType::ALL {
-                    for t in TRANSPORTS {
+                    for t in Transport::ALL {
                         let n = level[analytics::cell(d, u, t)].load(Ordering::Relaxed);
                         let _ = writeln!(
                             o,
                             "floodgate_decisions_total{{level=\"{}\",decision=\"{}\",user_type=\"{}\",transport=\"{}\"}} {n}",
                             li + 1,
-                            decision_label(d),
+                            d.as_str(),
                             u.as_str(),
-                            transport_label(t)
+                            t.as_str()
                         );
                     }
                 }

@@ -20,7 +20,7 @@ use crate::core::{Millis, UserType};
 use crate::error::ServiceError;
 use crate::metrics::Gauges;
 use crate::protection::{Circuit, merge_cluster};
-use crate::service::{CapacityReport, Floodgate, Snapshot};
+use crate::service::{Floodgate, Snapshot};
 use crate::store::{QueueStats, Store};
 
 /// Replicas whose breaker stats are older than this drop out of the cluster view.
@@ -173,6 +173,55 @@ struct Facts {
     stats: QueueStats,
     runtime: std::sync::Arc<RuntimeConfig>,
     now: Millis,
+}
+
+/// One service group's healthy count on an instance (seed `actual_processes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupCount {
+    pub service_type: String,
+    pub service_name: String,
+    pub healthy_processes: u64,
+    pub is_chat_rest: bool,
+}
+
+/// The seed's `/debug/capacity-calculation` document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityReport {
+    pub configuration: CapacityConfigurationView,
+    pub actual_processes: ActualProcessesView,
+    pub calculations_breakdown: BTreeMap<String, String>,
+    pub totals: CapacityTotals,
+}
+
+/// `configuration` of the capacity document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityConfigurationView {
+    pub concurrent_per_process: u32,
+    pub processes_per_instance: u32,
+    pub capacity_buffer: f64,
+    pub queue_multiplier: u32,
+}
+
+/// `actual_processes` of the capacity document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActualProcessesView {
+    pub instances_found: Vec<String>,
+    pub processes_per_instance: BTreeMap<String, Vec<GroupCount>>,
+}
+
+/// The numbers behind the breakdown's sentences.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityTotals {
+    pub healthy_chat_rest_processes: u64,
+    pub total_concurrent: u64,
+    pub effective: u64,
+    pub queue_capacity: u64,
+    pub total_per_instance: Vec<u64>,
+    pub instances: u64,
+    pub system_total: u64,
+    pub anonymous_limit: u64,
+    pub registered_limit: u64,
+    pub privileged_limit: u64,
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -651,6 +700,88 @@ impl Floodgate {
         let limits = Limits::from_thresholds(&runtime.thresholds(), calculation.system_total);
         let candidate = Snapshot { calculation, limits, processes: snapshot.processes.clone(), ..(*snapshot).clone() };
         self.report_from(runtime, &candidate)
+    }
+}
+
+impl Floodgate {
+    /// The seed's capacity-calculation document, from a fresh snapshot.
+    pub async fn capacity_calculation(&self) -> Result<CapacityReport, ServiceError> {
+        let snapshot = self.refresh_snapshot().await?;
+        Ok(self.capacity_report(&snapshot))
+    }
+
+    /// Builds the capacity document from a snapshot.
+    pub fn capacity_report(&self, snapshot: &Snapshot) -> CapacityReport {
+        self.report_from(&self.runtime(), snapshot)
+    }
+
+    /// The capacity document of a snapshot computed under `runtime`.
+    pub(crate) fn report_from(&self, runtime: &RuntimeConfig, snapshot: &Snapshot) -> CapacityReport {
+        let calc = &snapshot.calculation;
+        let now = snapshot.taken_at_ms;
+        let mut groups: BTreeMap<String, BTreeMap<(String, String), u64>> = BTreeMap::new();
+        for record in &snapshot.processes {
+            let healthy = health::classify(record, now, runtime.health_timing()).counts_for_capacity();
+            let count = groups
+                .entry(record.instance_id.clone())
+                .or_default()
+                .entry((record.service_type.clone(), record.service_name.clone()))
+                .or_default();
+            *count += u64::from(healthy);
+        }
+        let processes_per_instance = groups
+            .into_iter()
+            .map(|(instance, groups)| {
+                let counts = groups
+                    .into_iter()
+                    .map(|((service_type, service_name), healthy_processes)| GroupCount {
+                        is_chat_rest: service_type == health::CHAT_SERVICE_TYPE
+                            && service_name == health::CHAT_SERVICE_NAME,
+                        service_type,
+                        service_name,
+                        healthy_processes,
+                    })
+                    .collect();
+                (instance, counts)
+            })
+            .collect();
+        let steps = calc.breakdown();
+        let names = [
+            "step_1_config",
+            "step_2_processes",
+            "step_3_total_concurrent",
+            "step_4_effective",
+            "step_5_queue",
+            "step_6_total_per_instance",
+            "step_7_instances",
+            "step_8_system_total",
+        ];
+        let sum = |f: fn(&capacity::InstanceCapacity) -> u64| calc.instances.iter().map(f).sum();
+        CapacityReport {
+            configuration: CapacityConfigurationView {
+                concurrent_per_process: calc.config.concurrent_per_process,
+                processes_per_instance: calc.config.processes_per_instance,
+                capacity_buffer: calc.config.capacity_buffer,
+                queue_multiplier: calc.config.queue_multiplier,
+            },
+            actual_processes: ActualProcessesView {
+                instances_found: calc.instances.iter().map(|i| i.instance_id.clone()).collect(),
+                processes_per_instance,
+            },
+            calculations_breakdown: names.iter().map(|n| n.to_string()).zip(steps).collect(),
+            totals: CapacityTotals {
+                healthy_chat_rest_processes: calc.healthy_processes(),
+                total_concurrent: sum(|i| i.total_concurrent),
+                effective: sum(|i| i.effective),
+                queue_capacity: sum(|i| i.queue_capacity),
+                total_per_instance: calc.instances.iter().map(|i| i.total).collect(),
+                instances: calc.instances.len() as u64,
+                system_total: calc.system_total,
+                anonymous_limit: snapshot.limits.anonymous,
+                registered_limit: snapshot.limits.registered,
+                privileged_limit: snapshot.limits.privileged,
+            },
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! The named circuit breakers of design §6, shared by both levels. The hot
 //! path reads an atomic state mirror and takes a circuit's lock only when it
-//! is not closed or a failure is recorded.
+//! is not closed or a failure is recorded. A call that passes a circuit
+//! holds a [`Permit`]; what it reports is decided by `core::feedback`, and a
+//! permit dropped without a report (early return, cancelled call) gives its
+//! half-open probe slot back.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::core::Millis;
-use crate::core::breaker::{Breaker, BreakerConfig, BreakerState, BreakerStats, Transition};
+use crate::core::breaker::{Breaker, BreakerConfig, BreakerState, BreakerStats, Ticket, Transition};
+use crate::core::feedback::{self, Call, Feedback};
 
 /// The circuits floodgate runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,36 +160,36 @@ impl Breakers {
         }
     }
 
-    /// Whether a call guarded by `circuit` may proceed.
-    pub fn allow(&self, circuit: Circuit, now: Millis, pressure_ratio: f64) -> bool {
+    /// Lets a call guarded by `circuit` through, or None while it is open
+    /// (or half-open with every probe out). The permit reports the call's
+    /// outcome; dropped without a report, it gives a probe slot back.
+    pub fn allow(&self, circuit: Circuit, now: Millis, pressure_ratio: f64) -> Option<Permit<'_>> {
+        let permit = |probe| Some(Permit { breakers: self, circuit, probe });
         if !self.enabled.load(Ordering::Relaxed) {
-            return true;
+            return permit(None);
         }
         let shared = self.shared(circuit);
         if shared.level.load(Ordering::Acquire) == BreakerState::Closed.level() {
             shared.closed_requests.fetch_add(1, Ordering::Relaxed);
-            return true;
+            return permit(None);
         }
         let mut breaker = lock(&shared.inner);
-        let (allowed, transition) = breaker.allow(now, pressure_ratio);
+        let (ticket, transition) = breaker.allow(now, pressure_ratio);
         self.note(circuit, shared, &breaker, transition);
-        allowed
+        match ticket {
+            Ticket::Refused => None,
+            Ticket::Call => permit(None),
+            Ticket::Probe { round } => permit(Some(round)),
+        }
     }
 
-    /// A call let through by [`Breakers::allow`] ended without a verdict on
-    /// system health (rate limited, duplicate): give back its probe slot.
-    pub fn release(&self, circuit: Circuit) {
-        let shared = self.shared(circuit);
-        if !self.enabled.load(Ordering::Relaxed)
-            || shared.level.load(Ordering::Acquire) != BreakerState::HalfOpen.level()
-        {
-            return;
-        }
-        lock(&shared.inner).release();
+    /// Gives back a half-open probe slot of `round`.
+    fn release(&self, circuit: Circuit, round: u64) {
+        lock(&self.shared(circuit).inner).release(round);
     }
 
     /// The guarded call succeeded.
-    pub fn success(&self, circuit: Circuit, now: Millis) {
+    fn success(&self, circuit: Circuit, now: Millis) {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
@@ -200,7 +204,7 @@ impl Breakers {
     }
 
     /// The guarded call failed for a system reason (never for 429/401/403).
-    pub fn failure(&self, circuit: Circuit, now: Millis) {
+    fn failure(&self, circuit: Circuit, now: Millis) {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
@@ -288,6 +292,67 @@ impl Breakers {
     }
 }
 
+/// A call let through one circuit (tower's permit pattern). It reports
+/// the call's [`Feedback`] once; dropped unreported, a half-open probe's slot
+/// is given back, so no early return or cancelled future can leak one.
+/// Holds no allocation and takes a lock only for a half-open probe or a
+/// recorded failure.
+#[must_use = "a permit reports the call's outcome; dropping it releases the probe"]
+pub struct Permit<'a> {
+    breakers: &'a Breakers,
+    circuit: Circuit,
+    /// The half-open round, when this call is a probe.
+    probe: Option<u64>,
+}
+
+impl Permit<'_> {
+    /// Reports how the call went.
+    pub fn report(mut self, feedback: Feedback, now: Millis) {
+        match feedback {
+            Feedback::Success => self.breakers.success(self.circuit, now),
+            Feedback::Failure => self.breakers.failure(self.circuit, now),
+            // Dropping `self` gives the probe slot back.
+            Feedback::Release => return,
+        }
+        self.probe = None;
+    }
+
+    /// Whether this call is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(round) = self.probe.take() {
+            self.breakers.release(self.circuit, round);
+        }
+    }
+}
+
+/// The permits one admission call holds: `backpressure` (None when the
+/// call bypasses it) and its store step's circuit.
+#[derive(Default)]
+pub struct Permits<'a> {
+    pub backpressure: Option<Permit<'a>>,
+    pub store: Option<Permit<'a>>,
+}
+
+impl Permits<'_> {
+    /// Reports a finished call to every circuit it passed, as
+    /// [`feedback::feedback`] decides.
+    pub fn settle(self, call: Call, now: Millis) {
+        let feedback = feedback::feedback(call);
+        if let Some(permit) = self.backpressure {
+            permit.report(feedback.backpressure, now);
+        }
+        if let Some(permit) = self.store {
+            permit.report(feedback.store, now);
+        }
+    }
+}
+
 /// The cluster's view of one circuit: the worst state any replica reports,
 /// counters summed, the earliest `opened_at`.
 pub fn merge_cluster(views: &[BTreeMap<String, BreakerStats>]) -> BTreeMap<String, BreakerStats> {
@@ -334,8 +399,8 @@ mod tests {
         b.failure(Circuit::Storage, 0);
         b.failure(Circuit::Storage, 1);
         assert_eq!(b.open_circuits(), ["storage"]);
-        assert!(!b.allow(Circuit::Storage, 2, 1.0));
-        assert!(b.allow(Circuit::Backpressure, 2, 1.0));
+        assert!(b.allow(Circuit::Storage, 2, 1.0).is_none());
+        assert!(b.allow(Circuit::Backpressure, 2, 1.0).is_some());
         let events = b.take_events();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].transition.to, BreakerState::Open);
@@ -359,7 +424,7 @@ mod tests {
     fn closed_requests_are_counted_without_the_lock() {
         let b = breakers();
         for _ in 0..5 {
-            assert!(b.allow(Circuit::Backpressure, 0, 0.0));
+            assert!(b.allow(Circuit::Backpressure, 0, 0.0).is_some());
         }
         assert_eq!(b.stats(0)["backpressure"].total_requests, 5);
     }
@@ -373,5 +438,88 @@ mod tests {
         assert_eq!(merged["storage"].state, BreakerState::Open);
         assert_eq!(merged["storage"].failure_count, 2);
         assert_eq!(merged["backpressure"].state, BreakerState::Closed);
+    }
+
+    /// Opens `circuit` (threshold 2) and lets it half-open (recovery 1 s):
+    /// three probe slots.
+    fn half_open(b: &Breakers, circuit: Circuit) {
+        b.failure(circuit, 0);
+        b.failure(circuit, 0);
+        b.tick(1_000, 1.0);
+        assert_eq!(b.stats(1_000)[circuit.name()].state, BreakerState::HalfOpen);
+    }
+
+    fn probes_left(b: &Breakers, circuit: Circuit) -> usize {
+        let held: Vec<_> = std::iter::from_fn(|| b.allow(circuit, 1_000, 1.0)).take(10).collect();
+        held.len()
+    }
+
+    #[test]
+    fn a_dropped_probe_gives_its_slot_back() {
+        let b = breakers();
+        half_open(&b, Circuit::Storage);
+        {
+            let probe = b.allow(Circuit::Storage, 1_000, 1.0).expect("a probe");
+            assert!(probe.is_probe());
+            // An early return: the permit goes out of scope unreported.
+        }
+        assert_eq!(probes_left(&b, Circuit::Storage), 3, "every slot is free again");
+    }
+
+    #[test]
+    fn reported_probes_keep_their_slot_and_count() {
+        let b = breakers();
+        half_open(&b, Circuit::Storage);
+        b.allow(Circuit::Storage, 1_000, 1.0).expect("a probe").report(Feedback::Success, 1_000);
+        assert_eq!(probes_left(&b, Circuit::Storage), 2, "a reported probe used its slot");
+        b.allow(Circuit::Backpressure, 1_000, 1.0).expect("closed").report(Feedback::Release, 1_000);
+        assert_eq!(b.stats(1_000)["storage"].state, BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn a_cancelled_call_gives_its_probe_back() {
+        let b = breakers();
+        half_open(&b, Circuit::Backpressure);
+        let call = async {
+            let permit = b.allow(Circuit::Backpressure, 1_000, 1.0);
+            // The store never answers: the caller gives up (a cancelled RPC).
+            std::future::pending::<()>().await;
+            drop(permit);
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        runtime.block_on(async {
+            tokio::select! {
+                biased;
+                () = call => unreachable!("the call never finishes"),
+                () = std::future::ready(()) => {}
+            }
+        });
+        assert_eq!(probes_left(&b, Circuit::Backpressure), 3, "the cancelled probe's slot is free");
+    }
+
+    #[test]
+    fn settle_reports_each_circuit_as_the_core_decides() {
+        use crate::core::Decision;
+        use crate::core::admission::Pressure;
+        use crate::core::capacity::Limits;
+        use crate::core::feedback::{StoreOutcome, StoreStep};
+        let b = breakers();
+        half_open(&b, Circuit::Backpressure);
+        half_open(&b, Circuit::Storage);
+        let full =
+            Pressure { load: 13, system_total: 14, limits: Limits { anonymous: 8, registered: 11, privileged: 13 } };
+        let permits = Permits {
+            backpressure: b.allow(Circuit::Backpressure, 1_000, 1.0),
+            store: b.allow(Circuit::Storage, 1_000, 1.0),
+        };
+        let call = Call {
+            step: StoreStep::Enqueue,
+            store: StoreOutcome::Answered,
+            decided: Some((Decision::Backpressure, full)),
+        };
+        permits.settle(call, 1_001);
+        let stats = b.stats(1_001);
+        assert_eq!(stats["backpressure"].state, BreakerState::Open, "an overload refusal fails the probe");
+        assert_eq!(stats["storage"].state, BreakerState::HalfOpen, "the store answered: one success of two");
     }
 }

@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use floodgate::clock::ManualClock;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 
@@ -27,7 +29,10 @@ async fn finish(c: &mut Clients, n: u32) {
 
 #[tokio::test]
 async fn overload_refusals_open_the_circuit_and_it_recovers_through_half_open() {
-    let server = start(Profile::Production, FAST_BREAKER).await;
+    // Recovery waits on floodgate's clock, not the machine's: a loaded
+    // machine cannot make the circuit half-open early or late.
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(settings(Profile::Production, FAST_BREAKER), clock.clone()).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     // Refusals at the anonymous threshold are policy: they never open it.
@@ -65,8 +70,12 @@ async fn overload_refusals_open_the_circuit_and_it_recovers_through_half_open() 
     let privileged = c.admission.enqueue_atomic(enqueue(UserType::Privileged, "p")).await.unwrap().into_inner();
     assert_eq!(privileged.decision(), Decision::Admit);
 
+    // Not yet: recovery_timeout (300 ms) has not passed on the clock.
+    clock.advance_ms(299);
+    let early = c.admission.enqueue_atomic(enqueue(UserType::Registered, "early")).await.unwrap().into_inner();
+    assert_eq!(early.decision(), Decision::CircuitOpen);
     // After recovery_timeout: half-open probes; two successes close it.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance_ms(1);
     let probe = c.admission.enqueue_atomic(enqueue(UserType::Registered, "probe1")).await.unwrap().into_inner();
     assert_eq!(probe.decision(), Decision::Admit);
     assert_eq!(circuit(&mut c, "backpressure").await.state, "half_open");

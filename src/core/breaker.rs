@@ -73,21 +73,73 @@ pub struct BreakerStats {
     pub opened_at: Option<Millis>,
 }
 
+/// What a circuit admits: per-state data lives in the state's variant, so
+/// a closed circuit has no `opened_at` and only a half-open one counts probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Closed,
+    Open {
+        opened_at: Millis,
+    },
+    HalfOpen {
+        opened_at: Millis,
+        /// Which half-open round this is (a probe of an earlier round
+        /// gives nothing back to this one).
+        round: u64,
+        /// Probes let through and not yet given back.
+        probes: u32,
+        successes: u32,
+    },
+}
+
+impl Phase {
+    fn state(self) -> BreakerState {
+        match self {
+            Phase::Closed => BreakerState::Closed,
+            Phase::Open { .. } => BreakerState::Open,
+            Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    fn opened_at(self) -> Option<Millis> {
+        match self {
+            Phase::Closed => None,
+            Phase::Open { opened_at } | Phase::HalfOpen { opened_at, .. } => Some(opened_at),
+        }
+    }
+}
+
+/// What [`Breaker::allow`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ticket {
+    /// The circuit is open: the call must not go through.
+    Refused,
+    /// A call through a closed circuit.
+    Call,
+    /// A half-open probe of round `round`: it must end in a success, a
+    /// failure or [`Breaker::release`], or the slot stays taken.
+    Probe { round: u64 },
+}
+
+impl Ticket {
+    /// Whether the call may go through.
+    pub fn is_allowed(self) -> bool {
+        self != Ticket::Refused
+    }
+}
+
 /// One circuit.
 #[derive(Debug, Clone)]
 pub struct Breaker {
     config: BreakerConfig,
-    state: BreakerState,
+    phase: Phase,
     /// Failure times within the window (at most `failure_threshold` kept).
     recent_failures: VecDeque<Millis>,
     failure_count: u64,
     total_requests: u64,
     consecutive_failures: u64,
-    opened_at: Option<Millis>,
-    /// When the current half-open round of probes began.
-    half_open_since: Millis,
-    half_open_calls: u32,
-    half_open_successes: u32,
+    /// Half-open rounds begun so far.
+    rounds: u64,
 }
 
 impl Breaker {
@@ -95,21 +147,18 @@ impl Breaker {
     pub fn new(config: BreakerConfig) -> Breaker {
         Breaker {
             config,
-            state: BreakerState::Closed,
+            phase: Phase::Closed,
             recent_failures: VecDeque::new(),
             failure_count: 0,
             total_requests: 0,
             consecutive_failures: 0,
-            opened_at: None,
-            half_open_since: 0,
-            half_open_calls: 0,
-            half_open_successes: 0,
+            rounds: 0,
         }
     }
 
     /// Current state (without applying time-based transitions).
     pub fn state(&self) -> BreakerState {
-        self.state
+        self.phase.state()
     }
 
     /// New tuning; the state is kept.
@@ -124,80 +173,74 @@ impl Breaker {
     }
 
     fn go(&mut self, to: BreakerState, now: Millis) -> Option<Transition> {
-        let from = self.state;
+        let from = self.state();
         if from == to {
             return None;
         }
-        self.state = to;
-        match to {
-            BreakerState::Open => self.opened_at = Some(now),
+        self.phase = match to {
+            BreakerState::Open => Phase::Open { opened_at: now },
             BreakerState::HalfOpen => {
-                self.half_open_since = now;
-                self.half_open_calls = 0;
-                self.half_open_successes = 0;
+                self.rounds += 1;
+                let opened_at = self.phase.opened_at().unwrap_or(now);
+                Phase::HalfOpen { opened_at, round: self.rounds, probes: 0, successes: 0 }
             }
             BreakerState::Closed => {
-                self.opened_at = None;
                 self.recent_failures.clear();
                 self.consecutive_failures = 0;
+                Phase::Closed
             }
-        }
+        };
         Some(Transition { from, to })
     }
 
     /// Applies the time- and pressure-based Open → Half-open transition.
     pub fn tick(&mut self, now: Millis, pressure_ratio: f64) -> Option<Transition> {
-        if self.state != BreakerState::Open {
-            return None;
-        }
-        let waited = self.opened_at.is_some_and(|t| now.saturating_sub(t) >= self.config.recovery_timeout_ms);
+        let Phase::Open { opened_at } = self.phase else { return None };
+        let waited = now.saturating_sub(opened_at) >= self.config.recovery_timeout_ms;
         let relieved = self.config.recovery_pressure.is_some_and(|p| pressure_ratio < p);
         if waited || relieved { self.go(BreakerState::HalfOpen, now) } else { None }
     }
 
     /// Whether a call may go through now; counts it as a request when it may.
-    /// Closed: always. Open: never. Half-open: up to `half_open_max_calls` probes.
-    pub fn allow(&mut self, now: Millis, pressure_ratio: f64) -> (bool, Option<Transition>) {
+    /// Closed: always. Open: never. Half-open: up to `half_open_max_calls`
+    /// probes out at once. A probe's slot is held until it reports, so the
+    /// caller must hold it in a guard that releases it when dropped
+    /// (`protection::Permit`); no timeout is needed to recover lost probes.
+    pub fn allow(&mut self, now: Millis, pressure_ratio: f64) -> (Ticket, Option<Transition>) {
         let transition = self.tick(now, pressure_ratio);
-        let allowed = match self.state {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            BreakerState::HalfOpen => {
-                // Probes that never reported (cancelled calls) must not wedge
-                // the circuit: after a recovery timeout a new round begins.
-                if self.half_open_calls >= self.config.half_open_max_calls
-                    && now.saturating_sub(self.half_open_since) >= self.config.recovery_timeout_ms
-                {
-                    self.half_open_since = now;
-                    self.half_open_calls = 0;
-                    self.half_open_successes = 0;
-                }
-                let probe = self.half_open_calls < self.config.half_open_max_calls;
-                self.half_open_calls += u32::from(probe);
-                probe
+        let max = self.config.half_open_max_calls;
+        let ticket = match &mut self.phase {
+            Phase::Closed => Ticket::Call,
+            Phase::Open { .. } => Ticket::Refused,
+            Phase::HalfOpen { probes, round, .. } if *probes < max => {
+                *probes += 1;
+                Ticket::Probe { round: *round }
             }
+            Phase::HalfOpen { .. } => Ticket::Refused,
         };
-        if allowed {
+        if ticket.is_allowed() {
             self.total_requests += 1;
         }
-        (allowed, transition)
+        (ticket, transition)
     }
 
-    /// A call that went through ended without telling whether the system
-    /// is healthy (e.g. it was rate limited): a half-open probe slot is
-    /// given back.
-    pub fn release(&mut self) {
-        if self.state == BreakerState::HalfOpen {
-            self.half_open_calls = self.half_open_calls.saturating_sub(1);
+    /// A probe of `round` ended without telling whether the system is
+    /// healthy (rate limited, cancelled, stopped by another circuit): its
+    /// slot is given back if its round is still running.
+    pub fn release(&mut self, round: u64) {
+        if let Phase::HalfOpen { round: current, probes, .. } = &mut self.phase
+            && *current == round
+        {
+            *probes = probes.saturating_sub(1);
         }
     }
 
     /// A call that went through succeeded.
     pub fn record_success(&mut self, now: Millis) -> Option<Transition> {
         self.consecutive_failures = 0;
-        if self.state == BreakerState::HalfOpen {
-            self.half_open_successes += 1;
-            if self.half_open_successes >= self.config.success_threshold {
+        if let Phase::HalfOpen { successes, .. } = &mut self.phase {
+            *successes += 1;
+            if *successes >= self.config.success_threshold {
                 return self.go(BreakerState::Closed, now);
             }
         }
@@ -208,10 +251,10 @@ impl Breaker {
     pub fn record_failure(&mut self, now: Millis) -> Option<Transition> {
         self.failure_count += 1;
         self.consecutive_failures += 1;
-        match self.state {
-            BreakerState::HalfOpen => self.go(BreakerState::Open, now),
-            BreakerState::Open => None,
-            BreakerState::Closed => {
+        match self.phase {
+            Phase::HalfOpen { .. } => self.go(BreakerState::Open, now),
+            Phase::Open { .. } => None,
+            Phase::Closed => {
                 self.forget_old(now);
                 self.recent_failures.push_back(now);
                 while self.recent_failures.len() > self.config.failure_threshold as usize {
@@ -238,12 +281,12 @@ impl Breaker {
     pub fn stats(&mut self, now: Millis) -> BreakerStats {
         self.forget_old(now);
         BreakerStats {
-            state: self.state,
+            state: self.state(),
             failure_count: self.failure_count,
             total_requests: self.total_requests,
             current_window_failures: self.recent_failures.len() as u64,
             consecutive_failures: self.consecutive_failures,
-            opened_at: self.opened_at,
+            opened_at: self.phase.opened_at(),
         }
     }
 }
@@ -287,18 +330,18 @@ mod tests {
     #[test]
     fn open_refuses_until_the_recovery_timeout_then_half_opens() {
         let mut b = opened();
-        assert!(!b.allow(4_999, 1.0).0);
+        assert!(!b.allow(4_999, 1.0).0.is_allowed());
         let (allowed, t) = b.allow(5_002, 1.0);
-        assert!(allowed);
+        assert!(allowed.is_allowed());
         assert_eq!(t, Some(Transition { from: BreakerState::Open, to: BreakerState::HalfOpen }));
     }
 
     #[test]
     fn half_open_admits_limited_probes_and_closes_after_successes() {
         let mut b = opened();
-        assert!(b.allow(6_000, 1.0).0);
-        assert!(b.allow(6_000, 1.0).0);
-        assert!(!b.allow(6_000, 1.0).0, "only half_open_max_calls probes");
+        assert!(b.allow(6_000, 1.0).0.is_allowed());
+        assert!(b.allow(6_000, 1.0).0.is_allowed());
+        assert!(!b.allow(6_000, 1.0).0.is_allowed(), "only half_open_max_calls probes");
         assert_eq!(b.record_success(6_001), None);
         assert_eq!(
             b.record_success(6_002),
@@ -311,19 +354,36 @@ mod tests {
     fn released_probes_are_given_back() {
         let mut b = opened();
         for _ in 0..2 {
-            assert!(b.allow(6_000, 1.0).0);
-            b.release();
+            let (ticket, _) = b.allow(6_000, 1.0);
+            let Ticket::Probe { round } = ticket else { panic!("a probe, got {ticket:?}") };
+            b.release(round);
         }
-        assert!(b.allow(6_000, 1.0).0, "released slots can probe again");
+        assert!(b.allow(6_000, 1.0).0.is_allowed(), "released slots can probe again");
     }
 
     #[test]
-    fn probes_that_never_report_do_not_wedge_half_open() {
+    fn probes_out_hold_their_slots_until_released() {
+        // No timeout frees a slot: the guard that holds a probe gives it
+        // back when dropped (protection::Permit), so none can be lost.
         let mut b = opened();
-        assert!(b.allow(6_000, 1.0).0);
-        assert!(b.allow(6_000, 1.0).0);
-        assert!(!b.allow(6_001, 1.0).0);
-        assert!(b.allow(6_000 + 5_000, 1.0).0, "a new round after recovery_timeout");
+        let (first, _) = b.allow(6_000, 1.0);
+        assert!(b.allow(6_000, 1.0).0.is_allowed());
+        assert_eq!(b.allow(60_000, 1.0).0, Ticket::Refused, "both slots are still out");
+        let Ticket::Probe { round } = first else { panic!("a probe, got {first:?}") };
+        b.release(round);
+        assert!(b.allow(60_000, 1.0).0.is_allowed());
+    }
+
+    #[test]
+    fn a_probe_of_an_earlier_round_gives_nothing_back() {
+        let mut b = opened();
+        let (old, _) = b.allow(6_000, 1.0);
+        b.record_failure(6_001); // reopens; the next round starts at 11_001
+        assert_eq!(b.allow(11_001, 1.0).0, Ticket::Probe { round: 2 });
+        assert!(b.allow(11_001, 1.0).0.is_allowed());
+        let Ticket::Probe { round } = old else { panic!("a probe, got {old:?}") };
+        b.release(round);
+        assert_eq!(b.allow(11_001, 1.0).0, Ticket::Refused, "round 1's release is not round 2's slot");
     }
 
     #[test]
@@ -341,9 +401,9 @@ mod tests {
         for t in 0..3 {
             aware.record_failure(t);
         }
-        assert!(!slow.allow(1_000, 0.3).0, "time-only recovery still waits");
-        assert!(!aware.allow(1_000, 0.9).0, "pressure still high");
-        assert!(aware.allow(1_000, 0.3).0, "pressure fell: probe at once");
+        assert!(!slow.allow(1_000, 0.3).0.is_allowed(), "time-only recovery still waits");
+        assert!(!aware.allow(1_000, 0.9).0.is_allowed(), "pressure still high");
+        assert!(aware.allow(1_000, 0.3).0.is_allowed(), "pressure fell: probe at once");
         assert_eq!(aware.state(), BreakerState::HalfOpen);
     }
 

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod breaker;
 pub mod capacity;
+pub mod feedback;
 pub mod gcra;
 pub mod health;
 pub mod lease;
@@ -58,6 +59,20 @@ pub enum Transport {
     Websocket,
 }
 
+impl Transport {
+    /// All transports, in analytics order.
+    pub const ALL: [Transport; 3] = [Transport::Unspecified, Transport::Rest, Transport::Websocket];
+
+    /// The snake_case name used in JSON, metrics and analytics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Unspecified => "unspecified",
+            Transport::Rest => "rest",
+            Transport::Websocket => "websocket",
+        }
+    }
+}
+
 /// An admission answer. Rejections are decisions, not errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +84,20 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// All decisions.
+    pub const ALL: [Decision; 4] =
+        [Decision::Admit, Decision::RateLimited, Decision::Backpressure, Decision::CircuitOpen];
+
+    /// The snake_case name used in JSON, metrics and Envoy headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Admit => "admit",
+            Decision::RateLimited => "rate_limited",
+            Decision::Backpressure => "backpressure",
+            Decision::CircuitOpen => "circuit_open",
+        }
+    }
+
     /// The HTTP status a frontend should answer with.
     pub fn http_status(self) -> u16 {
         match self {

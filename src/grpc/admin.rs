@@ -12,8 +12,9 @@ use crate::alerting::AlertView;
 use crate::config::FieldError;
 use crate::core::analytics::PeriodStats;
 use crate::error::ServiceError;
+use crate::operations::CapacityReport;
 use crate::operations::{CircuitBreakersView, SystemStatus};
-use crate::service::{CapacityReport, Floodgate};
+use crate::service::Floodgate;
 
 /// The Admin service over a shared [`Floodgate`].
 pub struct AdminService {

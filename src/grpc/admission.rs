@@ -34,7 +34,7 @@ fn admission_request(
         user_type: user_type(user)?,
         subject,
         session_id,
-        transport: transport(transport_raw),
+        transport: transport(transport_raw)?,
         route,
         request_id,
     })

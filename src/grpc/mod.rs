@@ -8,7 +8,8 @@ pub mod workers;
 
 use std::future::Ready;
 
-use futures_util::future::Either;
+use futures_util::TryFutureExt;
+use futures_util::future::{Either, MapOk};
 use tonic::Status;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
@@ -16,7 +17,7 @@ use tonic::server::NamedService;
 use crate::auth::{AuthError, Authenticator, Role};
 use crate::core::health::ProcessStatus;
 use crate::core::{Decision, Transport, UserType};
-use crate::error::ServiceError;
+use crate::error::{Classify, ServiceError};
 
 /// Code generated from `proto/floodgate/v1`.
 #[allow(clippy::all)]
@@ -35,24 +36,15 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("floo
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
-        match e {
-            ServiceError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-            ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
-            ServiceError::NotFound(m) => Status::not_found(m),
-            ServiceError::Unavailable(store) => {
-                tracing::warn!(error = %store, "call failed: state store unavailable");
-                Status::unavailable("state store unavailable; retry later")
-            }
-        }
+        let class = e.classify_and_log();
+        Status::new(class.grpc, class.message)
     }
 }
 
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Status {
-        match e {
-            AuthError::Unauthenticated => Status::unauthenticated(e.to_string()),
-            AuthError::PermissionDenied => Status::permission_denied(e.to_string()),
-        }
+        let class = e.classify_and_log();
+        Status::new(class.grpc, class.message)
     }
 }
 
@@ -80,7 +72,7 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Self::Response, S::Error>>, S::Future>;
+    type Future = Either<Ready<Result<Self::Response, S::Error>>, MapOk<S::Future, Reclassify>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -89,10 +81,40 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let header = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
         match self.auth.authorize(header, self.role) {
-            Ok(_) => Either::Right(self.inner.call(request)),
+            Ok(_) => Either::Right(self.inner.call(request).map_ok(reclassify as Reclassify)),
             Err(e) => Either::Left(std::future::ready(Ok(Status::from(e).into_http()))),
         }
     }
+}
+
+type Reclassify = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
+
+/// tonic answers bad input it meets before a handler runs with codes the
+/// gRPC status-code rules reserve for other cases: a message over the size
+/// limit with OUT_OF_RANGE (the rules say RESOURCE_EXHAUSTED) and bytes that
+/// are not the request's protobuf with INTERNAL (they are INVALID_ARGUMENT).
+/// floodgate's handlers never answer OUT_OF_RANGE, and their INTERNAL
+/// answers never carry tonic's decode message, so both are rewritten here.
+/// A header look-up per response; no allocation.
+fn reclassify(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    const STATUS: &str = "grpc-status";
+    let headers = response.headers_mut();
+    let code = match headers.get(STATUS).map(http::HeaderValue::as_bytes) {
+        Some(b"11") => Some("8"),
+        Some(b"13")
+            if headers.get("grpc-message").is_some_and(|m| {
+                let m = m.as_bytes();
+                m.starts_with(b"failed%20to%20decode%20Protobuf") || m.starts_with(b"failed to decode Protobuf")
+            }) =>
+        {
+            Some("3")
+        }
+        _ => None,
+    };
+    if let Some(code) = code {
+        headers.insert(STATUS, http::HeaderValue::from_static(code));
+    }
+    response
 }
 
 impl<S: NamedService> NamedService for RequireRole<S> {
@@ -121,12 +143,17 @@ pub fn user_type_to_pb(user_type: UserType) -> pb::UserType {
     }
 }
 
-/// Proto transport → domain; unknown values count as unspecified.
-pub fn transport(raw: i32) -> Transport {
+/// Proto transport → domain; UNSPECIFIED (a frontend that does not say)
+/// is allowed, a value the proto does not define is bad input.
+pub fn transport(raw: i32) -> Result<Transport, ServiceError> {
     match pb::Transport::try_from(raw) {
-        Ok(pb::Transport::Rest) => Transport::Rest,
-        Ok(pb::Transport::Websocket) => Transport::Websocket,
-        _ => Transport::Unspecified,
+        Ok(pb::Transport::Unspecified) => Ok(Transport::Unspecified),
+        Ok(pb::Transport::Rest) => Ok(Transport::Rest),
+        Ok(pb::Transport::Websocket) => Ok(Transport::Websocket),
+        Err(_) => Err(ServiceError::invalid(
+            "transport",
+            "must be TRANSPORT_UNSPECIFIED, TRANSPORT_REST or TRANSPORT_WEBSOCKET",
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::auth::{AuthError, Authenticator, Role};
-use crate::error::ServiceError;
+use crate::error::{Classify, ServiceError};
 use crate::service::Floodgate;
 
 /// Largest request body the shim reads.
@@ -45,31 +45,22 @@ impl IntoResponse for HttpError {
     }
 }
 
+impl HttpError {
+    fn classified(e: &impl Classify) -> HttpError {
+        let class = e.classify_and_log();
+        HttpError { status: class.http, message: class.message.into_owned() }
+    }
+}
+
 impl From<ServiceError> for HttpError {
     fn from(e: ServiceError) -> HttpError {
-        let status = match &e {
-            ServiceError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-            ServiceError::FailedPrecondition(_) => StatusCode::CONFLICT,
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Unavailable(store) => {
-                tracing::warn!(error = %store, "HTTP call failed: state store unavailable");
-                return HttpError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "state store unavailable".into(),
-                };
-            }
-        };
-        HttpError { status, message: e.to_string() }
+        HttpError::classified(&e)
     }
 }
 
 impl From<AuthError> for HttpError {
     fn from(e: AuthError) -> HttpError {
-        let status = match e {
-            AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AuthError::PermissionDenied => StatusCode::FORBIDDEN,
-        };
-        HttpError { status, message: e.to_string() }
+        HttpError::classified(&e)
     }
 }
 
@@ -126,25 +117,34 @@ async fn reset_circuit_breaker(
     Ok(Json(json!({ "circuit_name": circuit_name, "state": state.as_str() })))
 }
 
-/// Reads a JSON body; malformed JSON is a 400 naming the problem.
-fn json_body(body: Result<Json<serde_json::Value>, JsonRejection>) -> Result<serde_json::Value, HttpError> {
-    body.map(|Json(v)| v).map_err(|e| HttpError { status: e.status(), message: format!("body: {}", e.body_text()) })
+/// Reads a JSON body; malformed JSON is a 400 naming the problem. A
+/// missing Content-Type is read as JSON (curl without `-H`); an explicit
+/// other type is a 415.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, HttpError> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+        let json = essence.eq_ignore_ascii_case("application/json")
+            || essence.get(..12).is_some_and(|t| t.eq_ignore_ascii_case("application/"))
+                && essence.to_ascii_lowercase().ends_with("+json");
+        if !json {
+            return Err(HttpError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "body: expected Content-Type: application/json".into(),
+            });
+        }
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError { status: StatusCode::BAD_REQUEST, message: format!("body: not valid JSON: {e}") })
 }
 
-async fn validate_config(
-    State(shim): State<Shim>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<Response, HttpError> {
-    let review = shim.floodgate.review_config(&json_body(body)?);
+async fn validate_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+    let review = shim.floodgate.review_config(&json_body(&headers, &body)?);
     let status = if review.valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(review)).into_response())
 }
 
-async fn update_config(
-    State(shim): State<Shim>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<Response, HttpError> {
-    let update = shim.floodgate.update_config(&json_body(body)?).await?;
+async fn update_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+    let update = shim.floodgate.update_config(&json_body(&headers, &body)?).await?;
     let status = if update.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(update)).into_response())
 }
@@ -165,24 +165,6 @@ async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
     let text = shim.floodgate.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
-
-/// Every route the proto annotates with `google.api.http`, plus the probes,
-/// `/metrics` and the monitoring extras. Probes and metrics are open;
-/// everything else needs an admin token.
-pub const ROUTES: [(&str, &str); 12] = [
-    ("GET", "/monitoring/system"),
-    ("GET", "/admin/circuit-breakers"),
-    ("POST", "/admin/circuit-breakers/{circuit_name}/reset"),
-    ("POST", "/admin/gateway/validate-config"),
-    ("POST", "/admin/gateway/update-config"),
-    ("GET", "/debug/capacity-calculation"),
-    ("GET", "/debug/environment"),
-    ("GET", "/monitoring/throttling"),
-    ("GET", "/monitoring/alerts"),
-    ("GET", "/metrics"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-];
 
 /// The shim's routes.
 pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {

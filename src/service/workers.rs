@@ -1,0 +1,143 @@
+//! The worker calls: heartbeats, and the lease cycle (lease, complete, extend).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
+use crate::core::Millis;
+use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
+use crate::error::ServiceError;
+use crate::store::{LeaseRequest, LeasedTask, Store};
+
+/// A worker's heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatReport {
+    pub instance_id: String,
+    pub process_id: String,
+    pub service_type: String,
+    pub service_name: String,
+    pub load: u32,
+    pub capacity: u32,
+    pub status: ProcessStatus,
+}
+
+/// What a heartbeat is answered with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeartbeatAck {
+    pub health: Health,
+    pub heartbeat_interval_ms: Millis,
+    pub system_capacity: u64,
+}
+
+/// A worker asking for tasks.
+#[derive(Debug, Clone)]
+pub struct LeaseQuery {
+    pub instance_id: String,
+    pub process_id: String,
+    pub max_tasks: u32,
+    pub lease_ms: Millis,
+    pub wait_ms: Millis,
+}
+
+impl Floodgate {
+    /// Records a heartbeat and refreshes capacity at once, so a new worker
+    /// is usable by the next request.
+    pub async fn heartbeat(&self, report: HeartbeatReport) -> Result<HeartbeatAck, ServiceError> {
+        check_id("instance_id", &report.instance_id, true)?;
+        check_id("process_id", &report.process_id, true)?;
+        check_id("service_type", &report.service_type, true)?;
+        check_id("service_name", &report.service_name, true)?;
+        let max = u64::from(MAX_PROCESS_LOAD);
+        check_range("capacity", u64::from(report.capacity), 1, max)?;
+        check_range("load", u64::from(report.load), 0, max)?;
+        let runtime = self.runtime();
+        let now = self.clock.now_ms();
+        let record = ProcessRecord {
+            instance_id: report.instance_id,
+            process_id: report.process_id,
+            service_type: report.service_type,
+            service_name: report.service_name,
+            load: report.load,
+            capacity: report.capacity,
+            status: report.status,
+            last_seen_ms: now,
+        };
+        let health = health::classify(&record, now, runtime.health_timing());
+        self.store.heartbeat(record, now).await?;
+        let snapshot = self.refresh_snapshot().await?;
+        Ok(HeartbeatAck {
+            health,
+            heartbeat_interval_ms: runtime.heartbeat_interval_ms,
+            system_capacity: snapshot.calculation.system_total,
+        })
+    }
+
+    /// Leases tasks, long-polling up to `wait_ms` while none is ready.
+    pub async fn lease_tasks(&self, query: LeaseQuery) -> Result<Vec<LeasedTask>, ServiceError> {
+        check_id("instance_id", &query.instance_id, true)?;
+        check_id("process_id", &query.process_id, true)?;
+        let runtime = self.runtime();
+        check_range("max_tasks", u64::from(query.max_tasks), 1, u64::from(runtime.max_tasks_per_lease))?;
+        check_range("lease_ms", query.lease_ms, 1, runtime.max_lease_ms)?;
+        check_range("wait_ms", query.wait_ms, 0, runtime.max_wait_ms)?;
+        let request = LeaseRequest {
+            max_tasks: query.max_tasks,
+            lease_ms: query.lease_ms,
+            max_deliveries: runtime.max_deliveries,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(query.wait_ms);
+        loop {
+            // Register interest before looking, so an enqueue between the
+            // look and the wait still wakes us.
+            let ready = self.task_ready.notified();
+            let tasks = match self.store.lease(request.clone(), self.clock.now_ms()).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    // A wake this call took is another waiter's now.
+                    self.task_ready.notify_one();
+                    return Err(e.into());
+                }
+            };
+            if !tasks.is_empty() {
+                // Pass the wake on: tasks enqueued while this call looked
+                // stored only one wake between them.
+                self.task_ready.notify_one();
+                return Ok(tasks);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(tasks);
+            }
+            // Tasks enqueued through another instance (shared store) wake
+            // nobody here, so poll as well.
+            let poll = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(poll, ready).await;
+        }
+    }
+
+    /// Completes a leased task, freeing its capacity.
+    pub async fn complete_task(&self, task_id: &str, lease_id: &str) -> Result<(), ServiceError> {
+        check_id("task_id", task_id, true)?;
+        check_id("lease_id", lease_id, true)?;
+        if self.store.complete(task_id, lease_id, self.clock.now_ms()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition(format!(
+                "task {task_id} is not leased under this lease_id (wrong, expired or already completed)"
+            )))
+        }
+    }
+
+    /// Extends a held lease; answers the new expiry.
+    pub async fn extend_lease(&self, task_id: &str, lease_id: &str, lease_ms: Millis) -> Result<Millis, ServiceError> {
+        check_id("task_id", task_id, true)?;
+        check_id("lease_id", lease_id, true)?;
+        check_range("lease_ms", lease_ms, 1, self.runtime().max_lease_ms)?;
+        self.store.extend(task_id, lease_id, lease_ms, self.clock.now_ms()).await?.ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "task {task_id} is not leased under this lease_id (wrong or expired)"
+            ))
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Bad input tried as a hostile client would (issue 12, point 6), and
+//! errors answered by their class (point 3): each gets the exact status the
+//! rules give it and changes no state.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use floodgate::config::Profile;
+use floodgate_client::pb::{self, UserType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// One raw HTTP/1.1 request with exactly `headers`; answers status and body.
+async fn raw_http(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+async fn config_version(server: &Server) -> serde_json::Value {
+    common::http::get(server.http, "/debug/environment", Some(ADMIN)).await.json()["config_version"]["value"].clone()
+}
+
+#[tokio::test]
+async fn an_oversize_message_is_resource_exhausted() {
+    let server = start(Profile::Production, "").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", pb::ProcessStatus::Healthy)).await.unwrap();
+    let mut huge = enqueue(UserType::Registered, "big");
+    // Past max_payload_bytes (64 KiB) plus the envelope allowance (64 KiB).
+    huge.payload = vec![b'x'; 256 * 1024];
+    let err = c.admission.enqueue_atomic(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(load(&server).await, 0, "nothing was enqueued");
+}
+
+#[tokio::test]
+async fn undecodable_protobuf_is_invalid_argument() {
+    let server = start(Profile::Production, "").await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc)).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // Field 1 of CheckCapacityRequest is `user_type`, a varint; a string
+    // there is not a CheckCapacityRequest.
+    let mut request = tonic::Request::new(pb::CompleteTaskRequest { task_id: "x".into(), lease_id: "y".into() });
+    request.metadata_mut().insert("authorization", format!("Bearer {FRONTEND}").parse().unwrap());
+    let codec = tonic_prost::ProstCodec::<pb::CompleteTaskRequest, pb::CheckCapacityResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/floodgate.v1.Admission/CheckCapacity");
+    let err = grpc.unary(request, path, codec).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_transport_is_refused_naming_the_field() {
+    let server = start(Profile::Production, "").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", pb::ProcessStatus::Healthy)).await.unwrap();
+    let mut request = enqueue(UserType::Registered, "u1");
+    request.transport = 7;
+    let err = c.admission.enqueue_atomic(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("transport: "), "{}", err.message());
+    assert_eq!(load(&server).await, 0, "nothing was enqueued");
+    let mut unspecified = enqueue(UserType::Registered, "u2");
+    unspecified.transport = pb::Transport::Unspecified.into();
+    c.admission.enqueue_atomic(unspecified).await.expect("a frontend may leave transport unset");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let server = start(Profile::Production, "").await;
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let auth = format!("Authorization: {scheme} {ADMIN}");
+        let (status, body) = raw_http(server.http, "GET", "/monitoring/alerts", &[&auth], "").await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+    let (status, _) =
+        raw_http(server.http, "GET", "/monitoring/alerts", &[&format!("Authorization: Basic {ADMIN}")], "").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn json_routes_accept_a_missing_content_type_and_refuse_a_wrong_one() {
+    let server = start(Profile::Production, "").await;
+    let auth = format!("Authorization: Bearer {ADMIN}");
+    let change = r#"{"concurrent_per_process": 8}"#;
+    let (status, body) = raw_http(server.http, "POST", "/admin/gateway/validate-config", &[&auth], change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["valid"], true);
+    let text = "Content-Type: text/plain";
+    let (status, body) = raw_http(server.http, "POST", "/admin/gateway/update-config", &[&auth, text], change).await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(config_version(&server).await, "0", "no update was applied");
+}
+
+#[tokio::test]
+async fn an_undecodable_store_answer_is_internal_not_unavailable() {
+    let server = start_on(Backend::Redis, Profile::Production, "").await;
+    let port = server.redis.as_ref().unwrap().port;
+    // A process record the processes script returns but no decoder can read.
+    let field = "i1\u{1f}p1";
+    common::redis::cli(port, &["HSET", "{floodgate}:processes", field, "99999999999999|not json"]);
+    let mut c = clients(&server).await;
+    let err = c.admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::Internal, "internal error"), "no detail leaks");
+    let reply = common::http::get(server.http, "/debug/capacity-calculation", Some(ADMIN)).await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "internal error");
+}
