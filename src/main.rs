@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use floodgate::app::{App, AppError};
+use floodgate::cli::AdminArgs;
 use floodgate::config::{self, Profile, StaticSettings};
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ enum Command {
         #[arg(long)]
         profile: Option<Profile>,
     },
+    /// Operate a running floodgate over gRPC: status, capacity, breakers, config, alerts, throttling.
+    Admin(AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Admin(args)) => floodgate::cli::run(args),
         Some(Command::Serve(_)) => serve(matches.subcommand_matches("serve").unwrap_or(&matches)),
         None => serve(&matches),
     }
