@@ -71,7 +71,7 @@ fn yes_no(b: bool) -> &'static str {
 
 /// GetSystemStatus: queues and capacity, process groups, circuits, alerts.
 pub(super) fn status(s: &pb::SystemStatus) -> String {
-    let q = s.enhanced_queue_stats.clone().unwrap_or_default();
+    let q = s.enhanced_queue_stats.unwrap_or_default();
     let mut out = format!(
         "load {} of capacity {} (pressure {:.2}); accepting anonymous {}, registered {}, privileged {}\n\
          queued privileged {}, registered {}, anonymous {}; leased {}; dead letters {}\n\n",
@@ -230,7 +230,7 @@ pub(super) fn environment(e: &pb::Environment) -> String {
 
 /// The field errors on one line.
 pub(super) fn field_errors(errors: &[pb::FieldError]) -> String {
-    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+    errors.iter().map(|e| format!("{}: {}", e.field, e.message.replace('\n', " "))).collect::<Vec<_>>().join("; ")
 }
 
 fn errors_and_warnings(errors: &[pb::FieldError], warnings: &[String]) -> String {
