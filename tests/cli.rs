@@ -198,3 +198,32 @@ async fn an_unreachable_server_is_one_error_line_and_exit_one() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_https_target_is_reached_with_the_ca_file() {
+    let pki = common::pki::Pki::new("floodgate");
+    let mut s = settings(Profile::Production, "");
+    s.tls = Some(floodgate::tls::TlsFiles {
+        cert: pki.dir.join("server.pem"),
+        key: pki.dir.join("server.key"),
+        client_ca: None,
+    });
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let target = format!("https://localhost:{}", server.grpc.port());
+    let ca = pki.path("ca.pem");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().expect("floodgate runs"))
+    };
+    let args = |extra: &[&str]| {
+        let mut args: Vec<String> = ["admin", "--target", &target, "--token", ADMIN].map(String::from).to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push("breakers".into());
+        args
+    };
+    let out = run(args(&["--ca-file", &ca])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("storage"));
+    let out = run(args(&[])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --ca-file"));
+}

@@ -23,6 +23,9 @@ pub struct AdminArgs {
     /// Admin token, sent as `authorization: Bearer` (none when auth is off).
     #[arg(long, env = "FLOODGATE_ADMIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM CA that issued floodgate's certificate, for an `https://` target.
+    #[arg(long, env = "FLOODGATE_ADMIN_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// Print the answer as JSON (the seed's documents) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -77,8 +80,8 @@ enum ConfigCommand {
 /// Why an admin command failed; shown as one line on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The target is not a URI.
-    #[error("invalid --target {0:?} (expected e.g. http://127.0.0.1:50051)")]
+    /// The target is not a URI, or an `https://` one without a CA.
+    #[error("invalid --target {0:?} (expected e.g. http://127.0.0.1:50051; https:// needs --ca-file)")]
     Target(String),
     /// No connection to the target.
     #[error("cannot reach floodgate at {target}: {reason}")]
@@ -157,11 +160,20 @@ impl tonic::service::Interceptor for Bearer {
 }
 
 /// Connects with the token attached to every call.
-async fn connect(target: &str, token: Option<&str>) -> Result<AdminClient, CliError> {
-    let endpoint = Endpoint::from_shared(target.to_owned())
+async fn connect(target: &str, token: Option<&str>, ca_file: Option<&Path>) -> Result<AdminClient, CliError> {
+    let mut endpoint = Endpoint::from_shared(target.to_owned())
         .map_err(|_| CliError::Target(target.to_owned()))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
+    if target.starts_with("https://") {
+        let ca_file = ca_file.ok_or_else(|| CliError::Target(format!("{target} needs --ca-file")))?;
+        let ca = std::fs::read(ca_file)
+            .map_err(|e| CliError::File { path: ca_file.display().to_string(), message: e.to_string() })?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| CliError::Unreachable { target: target.to_owned(), reason: error_chain(&e) })?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -216,7 +228,7 @@ pub fn read_change(path: &Path) -> Result<String, CliError> {
 async fn execute(args: AdminArgs) -> Result<String, (String, CliError)> {
     let fail = |e| (String::new(), e);
     let target = args.target.as_str();
-    let mut admin = connect(target, args.token.as_deref()).await.map_err(fail)?;
+    let mut admin = connect(target, args.token.as_deref(), args.ca_file.as_deref()).await.map_err(fail)?;
     let rpc = rpc_error(target);
     let json = args.json;
     let show = |text: String, value: &dyn erased::Json| if json { render::json(value) } else { text };
