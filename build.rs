@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         "proto/floodgate/v1/admin.proto",
     ];
     tonic_prost_build::configure()
+        // `floodgate admin --json` prints the answers as JSON.
+        .type_attribute(".floodgate.v1", "#[derive(serde::Serialize)]")
         .file_descriptor_set_path(out_dir.join("floodgate_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     // Envoy's rate-limit service (hand-written subset), in its own

@@ -1,12 +1,12 @@
 //! The `floodgate` binary: command line → config → telemetry → app.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use floodgate::app::{App, AppError};
-use floodgate::config::{self, Profile, ServeOptions, Tokens};
+use floodgate::cli::AdminArgs;
+use floodgate::config::{self, Profile, StaticSettings};
 
 #[derive(Parser)]
 #[command(name = "floodgate", version, about = "gRPC admission control for chat platforms")]
@@ -15,7 +15,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: StaticSettings,
 }
 
 // Parsed once at startup: the size difference of the variants costs nothing.
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve(ServeArgs),
+    Serve(StaticSettings),
     /// Validate a TOML config file; exits non-zero naming the bad field.
     CheckConfig {
         /// The file to check.
@@ -32,52 +32,13 @@ enum Command {
         #[arg(long)]
         profile: Option<Profile>,
     },
-}
-
-#[derive(Args, Clone, Default)]
-struct ServeArgs {
-    /// gRPC listen address.
-    #[arg(long, env = "FLOODGATE_GRPC_ADDR")]
-    grpc_addr: Option<SocketAddr>,
-    /// HTTP shim listen address.
-    #[arg(long, env = "FLOODGATE_HTTP_ADDR")]
-    http_addr: Option<SocketAddr>,
-    /// `memory`, or Redis: `redis://host:port/db`, `rediss://…` (TLS),
-    /// `redis-cluster://h1:p1,h2:p2/`, `redis+sentinel://s1:p1,s2:p2/master/db`.
-    #[arg(long, env = "FLOODGATE_STORE")]
-    store: Option<String>,
-    /// PEM CA for a TLS store URL (rediss…); default: the platform's trust store.
-    #[arg(long, env = "FLOODGATE_REDIS_CA_FILE")]
-    redis_ca_file: Option<PathBuf>,
-    /// PEM client certificate chain for Redis mutual TLS (with --redis-client-key).
-    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_CERT")]
-    redis_client_cert: Option<PathBuf>,
-    /// PEM private key for --redis-client-cert.
-    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_KEY")]
-    redis_client_key: Option<PathBuf>,
-    /// development, production or loadtest.
-    #[arg(long, env = "FLOODGATE_PROFILE")]
-    profile: Option<Profile>,
-    /// Optional TOML config file.
-    #[arg(long, env = "FLOODGATE_CONFIG")]
-    config: Option<PathBuf>,
-    /// PEM certificate chain: TLS on both listeners (with --tls-key).
-    #[arg(long, env = "FLOODGATE_TLS_CERT")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "FLOODGATE_TLS_KEY")]
-    tls_key: Option<PathBuf>,
-    /// PEM CA: clients must present a certificate it issued (mutual TLS).
-    #[arg(long, env = "FLOODGATE_TLS_CLIENT_CA")]
-    tls_client_ca: Option<PathBuf>,
-}
-
-fn env_tokens(name: &str) -> Vec<String> {
-    std::env::var(name).map(|v| Tokens::parse_list(&v)).unwrap_or_default()
+    /// Operate a running floodgate over gRPC: status, capacity, breakers, config, alerts, throttling.
+    Admin(AdminArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Some(Command::CheckConfig { file, profile }) => match config::check_file(&file, profile) {
             Ok((profile, _)) => {
@@ -89,34 +50,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Serve(args)) => serve(args),
-        None => serve(cli.serve),
+        Some(Command::Admin(args)) => floodgate::cli::run(args),
+        Some(Command::Serve(_)) => serve(matches.subcommand_matches("serve").unwrap_or(&matches)),
+        None => serve(&matches),
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let options = ServeOptions {
-        grpc_addr: args.grpc_addr,
-        http_addr: args.http_addr,
-        store: args.store,
-        profile: args.profile,
-        config: args.config,
-        replica_id: std::env::var("FLOODGATE_REPLICA_ID").ok(),
-        redis_prefix: std::env::var("FLOODGATE_REDIS_PREFIX").ok(),
-        redis_min_replicas: std::env::var("FLOODGATE_REDIS_MIN_REPLICAS").ok(),
-        redis_ca_file: args.redis_ca_file,
-        redis_client_cert: args.redis_client_cert,
-        redis_client_key: args.redis_client_key,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        tls_client_ca: args.tls_client_ca,
-        tokens: Tokens {
-            admin: env_tokens("FLOODGATE_ADMIN_TOKENS"),
-            frontend: env_tokens("FLOODGATE_FRONTEND_TOKENS"),
-            worker: env_tokens("FLOODGATE_WORKER_TOKENS"),
-        },
-    };
-    let settings = match options.resolve() {
+fn serve(matches: &ArgMatches) -> ExitCode {
+    let settings = match StaticSettings::resolve(matches) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("floodgate: {e}");

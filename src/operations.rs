@@ -465,7 +465,7 @@ impl Floodgate {
             Ok(candidate) => candidate,
             Err(e) => return invalid(vec![e]),
         };
-        let errors = candidate.validate();
+        let errors = candidate.validate_live(self.payload_limit_at_start);
         if !errors.is_empty() {
             return invalid(errors);
         }

@@ -90,6 +90,8 @@ pub struct Floodgate {
     pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
     /// Envoy rate-limit service descriptor rules.
     rls: Arc<Rules>,
+    /// `max_payload_bytes` at start: the gRPC message limit is fixed by it.
+    pub(crate) payload_limit_at_start: u32,
 }
 
 fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError> {
@@ -140,6 +142,7 @@ impl Floodgate {
             environment: settings.environment(),
             last_alert_load: std::sync::atomic::AtomicU64::new(0),
             rls: settings.rls.clone(),
+            payload_limit_at_start: settings.runtime.max_payload_bytes,
         }
     }
 
