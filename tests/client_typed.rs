@@ -168,6 +168,27 @@ async fn the_caller_is_refused_for_a_wrong_token_or_role_and_bad_input_is_invali
 }
 
 #[tokio::test]
+async fn the_builder_connects_over_mutual_tls_with_a_token() {
+    use floodgate_client::tls::{Certificate, ClientTlsConfig, Identity};
+    let pki = common::pki::Pki::new("typed-client");
+    let mut settings = settings(Profile::Production, "");
+    settings.tls = Some(floodgate::tls::TlsFiles {
+        cert: pki.dir.join("server.pem"),
+        key: pki.dir.join("server.key"),
+        client_ca: Some(pki.dir.join("ca.pem")),
+    });
+    let server = start_with(settings, Arc::new(floodgate::clock::SystemClock)).await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(&pki.client_cert_pem, &pki.client_key_pem));
+    // A bare host:port with TLS set means https.
+    let admin = Client::builder(server.grpc.to_string()).tls(tls).token(ADMIN).connect().await.expect("TLS connects");
+    let calculation = admin.capacity_calculation().await.expect("over TLS");
+    assert_eq!(calculation.totals.map(|t| t.system_total), Some(0));
+}
+
+#[tokio::test]
 async fn heartbeats_report_status_and_unhealthy_leaves_the_capacity() {
     let server = seed_server().await;
     let worker = typed(server.grpc, WORKER).await;
