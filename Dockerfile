@@ -15,12 +15,14 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /src
-# The workspace: the server crate and the Rust client crate (a workspace
-# member and a dev-dependency, so Cargo needs its manifest and sources).
+# The workspace: the server crate, the Rust client crate and the load
+# generator crate (workspace members; the client is also a dev-dependency,
+# so Cargo needs their manifests and sources).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
 COPY clients/rust ./clients/rust
+COPY clients/loadgen ./clients/loadgen
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin floodgate \

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The Python client's test suite (clients/python): creates a virtualenv at
 # .venv if missing, installs ./clients/python[fastapi,socketio] and the pinned
-# test dependencies from the package index, builds the release floodgate
-# binary, and runs pytest against it (each test starts its own floodgate on
-# free ports). Extra arguments go to pytest, e.g. `-k socketio -x`.
+# test dependencies from the package index, builds the wheel and the sdist
+# (python -m build) and checks them (twine check), type-checks the package
+# (mypy --strict, configured in pyproject.toml), builds the release floodgate
+# binary (unless FLOODGATE_BIN names one), and runs pytest against it (each
+# test starts its own floodgate on free ports; tests/test_examples.py installs
+# the built wheel with its `examples` extra into a fresh virtualenv and runs
+# the examples from there). Extra arguments go to pytest, e.g. `-k socketio -x`.
 # Needs Python >= 3.11 with pip, and Rust (cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,10 +46,21 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   "./clients/python[fastapi,socketio]" -r clients/python/requirements-test.txt
 
-cargo build --release --locked --bin floodgate
-target_dir=${CARGO_TARGET_DIR:-target}
-case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
-export FLOODGATE_BIN="$target_dir/release/floodgate"
+# The package as it ships: wheel + sdist, their metadata, its type hints.
+dist=$(mktemp -d)
+trap 'rm -rf "$dist"' EXIT
+"$venv/bin/python" -m build --outdir "$dist" clients/python >/dev/null
+"$venv/bin/python" -m twine check --strict "$dist"/*
+(cd clients/python && "$venv/bin/python" -m mypy)
+wheels=("$dist"/floodgate_client-*.whl)
+export FLOODGATE_WHEEL="${wheels[0]}"
+
+if [ -z "${FLOODGATE_BIN:-}" ]; then
+  cargo build --release --locked --bin floodgate
+  target_dir=${CARGO_TARGET_DIR:-target}
+  case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+  export FLOODGATE_BIN="$target_dir/release/floodgate"
+fi
 
 cd clients/python
-exec "$venv/bin/python" -m pytest "$@"
+"$venv/bin/python" -m pytest "$@"

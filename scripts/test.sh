@@ -21,6 +21,8 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+./scripts/test-clients.sh
+
 # The Python client and the Helm chart run against the release binary.
 cargo build --release --locked --bin floodgate
 export FLOODGATE_BIN="$PWD/target/release/floodgate"

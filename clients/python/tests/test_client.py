@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections import Counter
 
 import grpc
@@ -21,7 +21,7 @@ from floodgate_client import (
     UnavailableError,
     UserType,
 )
-from support import TOKENS, free_port, one_chat_process, wait_until
+from support import one_chat_process
 
 
 async def test_one_healthy_chat_rest_process_gives_the_seed_capacity(worker, admin):
@@ -169,38 +169,48 @@ async def test_tokens_are_sent_as_bearer_metadata_and_checked(floodgate):
         assert (await admin_role.check_capacity(UserType.ANONYMOUS, "x")).decision == Decision.BACKPRESSURE
 
 
-class CountingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Counts attempts per method, as they leave the client."""
+class AlwaysUnavailable(grpc.GenericRpcHandler):
+    """A gRPC server that answers every call UNAVAILABLE and counts the attempts that reach it."""
 
     def __init__(self) -> None:
         self.attempts: Counter[str] = Counter()
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        method = client_call_details.method
-        self.attempts[method.decode() if isinstance(method, bytes) else method] += 1
-        return await continuation(client_call_details, request)
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+
+        async def unavailable(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self.attempts[method] += 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down for the test")
+
+        return grpc.unary_unary_rpc_method_handler(unavailable)
 
 
-async def test_unavailable_is_retried_only_where_safe():
-    counter = CountingInterceptor()
-    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+async def test_unavailable_is_retried_by_the_service_config_only_where_safe():
+    handler = AlwaysUnavailable()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
     policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
-    async with FloodgateClient(nobody, token="t", timeout=10, retry=policy, interceptors=[counter]) as c:
-        with pytest.raises(UnavailableError):
-            await c.check_capacity(UserType.ANONYMOUS, "x")
-        with pytest.raises(UnavailableError):
-            await c.heartbeat("i", "p", capacity=5)
-        with pytest.raises(UnavailableError):
-            await c.enqueue_atomic(UserType.ANONYMOUS, "x", b"with key", idempotency_key="k1")
-        with pytest.raises(UnavailableError):
-            await c.enqueue_atomic(UserType.ANONYMOUS, "x", b"without key")
-        with pytest.raises(UnavailableError):
-            await c.lease_tasks("i", "p")
-        with pytest.raises(UnavailableError):
-            await c.complete_task("t", "l")
-        with pytest.raises(UnavailableError):
-            await c.extend_lease("t", "l", 1000)
-    assert counter.attempts == {
+    try:
+        async with FloodgateClient(f"127.0.0.1:{port}", token="t", timeout=10, retry=policy) as c:
+            with pytest.raises(UnavailableError):
+                await c.check_capacity(UserType.ANONYMOUS, "x")
+            with pytest.raises(UnavailableError):
+                await c.heartbeat("i", "p", capacity=5)
+            with pytest.raises(UnavailableError):
+                await c.enqueue_atomic(UserType.ANONYMOUS, "x", b"with key", idempotency_key="k1")
+            with pytest.raises(UnavailableError):
+                await c.enqueue_atomic(UserType.ANONYMOUS, "x", b"without key")
+            with pytest.raises(UnavailableError):
+                await c.lease_tasks("i", "p")
+            with pytest.raises(UnavailableError):
+                await c.complete_task("t", "l")
+            with pytest.raises(UnavailableError):
+                await c.extend_lease("t", "l", 1000)
+    finally:
+        await server.stop(None)
+    assert handler.attempts == {
         "/floodgate.v1.Admission/CheckCapacity": 3,
         "/floodgate.v1.Workers/Heartbeat": 3,
         "/floodgate.v1.Admission/EnqueueAtomic": 3 + 1,  # with a key: retried; without: once
@@ -210,24 +220,25 @@ async def test_unavailable_is_retried_only_where_safe():
     }
 
 
-async def test_a_retried_check_succeeds_once_floodgate_comes_up(floodgate_factory):
-    port = free_port()
-    counter = CountingInterceptor()
-    client = FloodgateClient(
-        f"127.0.0.1:{port}",
-        token=TOKENS["frontend"],
-        timeout=60,
-        retry=RetryPolicy(max_attempts=1_000, initial_backoff=0.05, max_backoff=0.2),
-        channel_options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 300)],
-        interceptors=[counter],
-    )
-    async with client:
-        call = asyncio.create_task(client.check_capacity(UserType.ANONYMOUS, "early-bird"))
-        await wait_until(lambda: counter.attempts["/floodgate.v1.Admission/CheckCapacity"] >= 2, what="a retry")
-        assert not call.done()
-        floodgate_factory(grpc_addr=f"127.0.0.1:{port}")
-        result = await asyncio.wait_for(call, 60)
-    assert result.decision == Decision.BACKPRESSURE  # answered by floodgate: no worker yet
+def test_the_retry_policy_becomes_the_channels_service_config():
+    config = json.loads(RetryPolicy().service_config([("floodgate.v1.Admission", "CheckCapacity")]))
+    assert config == {
+        "methodConfig": [
+            {
+                "name": [{"service": "floodgate.v1.Admission", "method": "CheckCapacity"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.050000s",
+                    "maxBackoff": "1.000000s",
+                    "backoffMultiplier": 2.0,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+    assert json.loads(RetryPolicy(max_attempts=1).service_config([("s", "m")])) == {}
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=6)
 
 
 async def test_a_deadline_bounds_a_long_poll(worker):

@@ -1,4 +1,11 @@
-"""The three examples, run as a user would, serve chat requests end to end."""
+"""The three examples, installed and run as a user would, serve chat requests end to end.
+
+The package is built as a wheel (``FLOODGATE_WHEEL``, which
+``scripts/test-python.sh`` builds with ``python -m build``; else built here)
+and installed with its documented ``examples`` extra into a fresh virtualenv
+of its own; the examples run with that virtualenv's Python, from a directory
+outside the source tree, so they see only what the wheel and the extra give.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +16,55 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import socketio
 
-from support import EXAMPLES, TOKENS, LineReader
+from support import EXAMPLES, PACKAGE_ROOT, TOKENS, LineReader
 
 UVICORN_RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
+def _make_venv(path: Path) -> Path:
+    """A fresh virtualenv at ``path``; answers its Python."""
+    made = subprocess.run([sys.executable, "-m", "venv", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:  # Debian's python3 without python3-venv: virtualenv, as test-python.sh does
+        subprocess.run([sys.executable, "-m", "virtualenv", "--quiet", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def examples_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python of a fresh virtualenv holding the wheel with the ``examples`` extra."""
+    wheel_env = os.environ.get("FLOODGATE_WHEEL")
+    if wheel_env:
+        wheel = Path(wheel_env)
+    else:
+        dist = tmp_path_factory.mktemp("dist")
+        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(PACKAGE_ROOT)], check=True)
+        wheel = next(dist.glob("floodgate_client-*.whl"))
+    assert wheel.is_file(), f"no wheel at {wheel}"
+    python = _make_venv(tmp_path_factory.mktemp("examples") / "venv")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[examples]"],
+        check=True,
+    )
+    return python
+
+
 class Example:
-    def __init__(self, script: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, python: Path, script: str, env: dict[str, str], log: Path) -> None:
         self.script = script
         self.process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / script)],
+            [str(python), str(EXAMPLES / script)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            cwd=log.parent,  # not the source tree: only the installed package is importable
         )
         self.output = LineReader(self.process.stdout, sink=log)
 
@@ -43,11 +79,11 @@ class Example:
 
 
 @pytest.fixture
-def run_example(tmp_path: Path) -> Iterator:
+def run_example(tmp_path: Path, examples_python: Path) -> Iterator[Any]:
     started: list[Example] = []
 
     def run(script: str, **env: str) -> Example:
-        example = Example(script, env, tmp_path / f"{script}.log")
+        example = Example(examples_python, script, env, tmp_path / f"{script}.log")
         started.append(example)
         return example
 
@@ -74,6 +110,13 @@ async def test_the_examples_serve_a_rest_and_a_websocket_chat_end_to_end(floodga
         r = await http.post("/landing/chat", headers=headers, json={"text": "hello over REST"})
         assert r.status_code == 200, r.text
         rest_task = r.json()["task_id"]
+        # Past its rate (production: anonymous burst 5, then one per 6 s): 429 with Retry-After.
+        anonymous = {"x-user-id": "anon-7", "x-user-type": "anonymous"}
+        statuses = [(await http.get("/landing/chat", headers=anonymous)).status_code for _ in range(5)]
+        assert statuses == [200] * 5
+        limited = await http.get("/landing/chat", headers=anonymous)
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "6"
+        assert limited.json()["detail"]["decision"] == "RATE_LIMITED"
     handled = await worker.output.wait_for_async(rf"handled task {rest_task} \(registered, delivery 1\): (.*)", 30)
     assert "'hello over REST' from user-42 via rest" in handled.group(1)
 
@@ -101,10 +144,23 @@ async def test_the_examples_serve_a_rest_and_a_websocket_chat_end_to_end(floodga
     assert worker.output.wait_for(r"worker stopped after 2 tasks", 10)
     assert (await admin.capacity_calculation()).system_total == 0
 
-    # With no worker left, the frontends refuse with 503 and Retry-After.
+    # With no worker left, the frontends refuse: REST with 503 and Retry-After...
     async with httpx.AsyncClient(base_url=rest_url, timeout=10) as http:
         r = await http.post("/landing/chat", headers={"x-user-id": "user-44"}, json={"text": "anyone?"})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    # ...socket.io by refusing the connection: the client reads the refusal
+    # (decision, retry-after) from connect_error, as the README shows.
+    refused: list[Any] = []
+    late = socketio.AsyncClient(reconnection=False)
+    late.on("connect_error", refused.append, namespace="/chat")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await late.connect(
+            ws_url, namespaces=["/chat"], auth={"user_id": "user-45"}, transports=["websocket"], wait_timeout=10
+        )
+    assert len(refused) == 1, refused
+    assert refused[0]["data"]["decision"] == "BACKPRESSURE"
+    assert (refused[0]["data"]["http_status"], refused[0]["data"]["retry_after_ms"]) == (503, 1000)
+    assert refused[0]["message"] == refused[0]["data"]["reason"]
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal.
     for frontend in (rest, ws):
         assert frontend.stop() in (0, -signal.SIGTERM)

@@ -1,17 +1,107 @@
-//! A Rust client for floodgate: one connection, bearer-token auth, and
-//! typed calls for frontends (the two admission levels), chat workers and
-//! operators. The load generator and floodgate's own tests use it.
+//! The Rust client of floodgate, the admission-control service of a chat
+//! platform: frontends ask it whether a user may chat (Level 1,
+//! [`Client::check_capacity`]) and enqueue the chat task atomically
+//! (Level 2, [`Client::enqueue_atomic`]); chat workers report health and
+//! take tasks ([`Client::heartbeat`], [`Client::lease_tasks`],
+//! [`Client::complete_task`]); operators read the system's state.
+//!
+//! The typed calls carry a per-call deadline (retries included, default
+//! [`DEFAULT_TIMEOUT`]) and retry `UNAVAILABLE` only where repeating is safe
+//! (see [`RetryPolicy`]). A refusal (429, 503) is a [`Verdict`], not an
+//! error; [`Error`] says what went wrong with the call itself.
+//!
+//! # Admission (frontends)
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use floodgate_client::{CapacityCheck, Client, Enqueue, Transport, UserType};
+//!
+//! # async fn frontend() -> Result<(), Box<dyn std::error::Error>> {
+//! let floodgate = Client::builder("127.0.0.1:50051")
+//!     .token("frontend-token")
+//!     .timeout(Duration::from_millis(500))
+//!     .connect()
+//!     .await?;
+//!
+//! // Level 1, right after authentication: reserves nothing.
+//! let check = CapacityCheck::new(UserType::Registered, "user-42").transport(Transport::Rest).route("/landing/chat");
+//! let verdict = floodgate.check_capacity(check).await?;
+//! if !verdict.is_admitted() {
+//!     // Answer verdict.http_status() (429 or 503) with Retry-After.
+//!     println!("refused: {} {:?} retry in {:?}", verdict.http_status(), verdict.decision(), verdict.retry_after());
+//!     return Ok(());
+//! }
+//!
+//! // Level 2, when creating the chat task: the key makes a retry safe.
+//! let task = Enqueue::new(UserType::Registered, "user-42", b"hello".to_vec()).idempotency_key("message-1");
+//! let admission = floodgate.enqueue_atomic(task).await?;
+//! match admission.task_id() {
+//!     Some(id) => println!("queued {id} at position {}", admission.queue_position()),
+//!     None => println!("refused with {}", admission.http_status()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Workers
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use floodgate_client::{Client, Heartbeat, Lease};
+//!
+//! # async fn worker() -> Result<(), Box<dyn std::error::Error>> {
+//! let floodgate = Client::builder("127.0.0.1:50051").token("worker-token").connect().await?;
+//! // Every few seconds: this chat REST process can take 5 chats at once.
+//! let ack = floodgate.heartbeat(Heartbeat::chat_rest("home-instance-1", "pid-7", 5).load(0)).await?;
+//! println!("system capacity {}", ack.system_capacity);
+//!
+//! let lease = Lease::new("home-instance-1", "pid-7").max_tasks(5).wait(Duration::from_secs(5));
+//! for task in floodgate.lease_tasks(lease).await? {
+//!     // ... answer the chat (task.payload) ...
+//!     floodgate.complete_task(&task.task_id, &task.lease_id).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Admin (operators)
+//!
+//! ```no_run
+//! use floodgate_client::Client;
+//!
+//! # async fn operator() -> Result<(), Box<dyn std::error::Error>> {
+//! let floodgate = Client::builder("127.0.0.1:50051").token("admin-token").connect().await?;
+//! let capacity = floodgate.capacity_calculation().await?;
+//! println!("system total {:?}", capacity.totals.map(|t| t.system_total));
+//! floodgate.reset_circuit_breaker("backpressure").await?;
+//!
+//! // Everything else through the generated client, on the same connection.
+//! let alerts = floodgate.admin().list_alerts(floodgate_client::pb::ListAlertsRequest {}).await?.into_inner();
+//! println!("{} alerts", alerts.alerts.len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Generated code
+//!
+//! [`pb`] (`floodgate.v1`) and [`envoy`] (Envoy's rate-limit service) are
+//! generated from the protos shipped in this crate's `proto/` and checked in,
+//! so building this crate needs neither protoc nor a build script.
+//! [`Client::admission`], [`Client::workers`], [`Client::admin`],
+//! [`Client::rate_limit`] and [`Client::health`] hand out the generated
+//! clients on the client's connection and token (no deadline or retry added).
+#![warn(missing_docs)]
 
-use std::time::Duration;
-
-use tonic::codegen::Service;
-use tonic::codegen::http::{self, HeaderValue};
-use tonic::transport::{Channel, Endpoint};
+mod calls;
+mod connection;
+mod error;
+mod retry;
+mod types;
 
 /// Generated protobuf types and clients of `floodgate.v1`.
-#[allow(clippy::all)]
+#[allow(clippy::all, missing_docs)]
 pub mod pb {
-    tonic::include_proto!("floodgate.v1");
+    include!("generated/floodgate.v1.rs");
 }
 
 /// Generated types and client of Envoy's rate-limit service (RLS v3), which
@@ -21,7 +111,7 @@ pub mod envoy {
     pub mod config {
         pub mod core {
             pub mod v3 {
-                tonic::include_proto!("envoy.config.core.v3");
+                include!("generated/envoy.config.core.v3.rs");
             }
         }
     }
@@ -29,7 +119,7 @@ pub mod envoy {
         pub mod common {
             pub mod ratelimit {
                 pub mod v3 {
-                    tonic::include_proto!("envoy.extensions.common.ratelimit.v3");
+                    include!("generated/envoy.extensions.common.ratelimit.v3.rs");
                 }
             }
         }
@@ -37,125 +127,29 @@ pub mod envoy {
     pub mod service {
         pub mod ratelimit {
             pub mod v3 {
-                tonic::include_proto!("envoy.service.ratelimit.v3");
+                include!("generated/envoy.service.ratelimit.v3.rs");
             }
         }
     }
 }
 
-pub use pb::{Decision, ProcessStatus, Transport, UserType};
+/// TLS settings for [`ClientBuilder::tls`] (tonic's, re-exported).
+#[cfg(feature = "tls")]
+pub mod tls {
+    pub use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+}
+
+pub use connection::{
+    AdminClient, AdmissionClient, AuthChannel, Client, ClientBuilder, ConnectError, DEFAULT_TIMEOUT, HealthClient,
+    RateLimitClient, WorkersClient,
+};
+pub use error::Error;
+pub use retry::RetryPolicy;
 pub use tonic::{Code, Status as RpcStatus};
-
-/// Connecting failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("invalid target {0:?}")]
-    Target(String),
-    #[error("token is not valid header text")]
-    Token,
-    #[error("cannot connect: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
-/// The connection with `authorization: Bearer <token>` added to every call
-/// (none without a token). A plain tower wrapper: it sets one header in
-/// place, where tonic's interceptor rebuilds every request around it.
-#[derive(Clone, Debug)]
-pub struct AuthChannel {
-    channel: Channel,
-    bearer: Option<HeaderValue>,
-}
-
-impl AuthChannel {
-    fn new(channel: Channel, token: Option<&str>) -> Result<AuthChannel, ConnectError> {
-        let bearer =
-            token.map(|t| HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| ConnectError::Token)).transpose()?;
-        Ok(AuthChannel { channel, bearer })
-    }
-}
-
-impl Service<http::Request<tonic::body::Body>> for AuthChannel {
-    type Response = <Channel as Service<http::Request<tonic::body::Body>>>::Response;
-    type Error = <Channel as Service<http::Request<tonic::body::Body>>>::Error;
-    type Future = <Channel as Service<http::Request<tonic::body::Body>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.channel.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        if let Some(bearer) = &self.bearer {
-            request.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
-        }
-        self.channel.call(request)
-    }
-}
-
-/// Level 1 and Level 2 calls.
-pub type AdmissionClient = pb::admission_client::AdmissionClient<AuthChannel>;
-/// Heartbeats and the lease cycle.
-pub type WorkersClient = pb::workers_client::WorkersClient<AuthChannel>;
-/// The operator surface.
-pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
-/// `envoy.service.ratelimit.v3.RateLimitService` (a frontend token).
-pub type RateLimitClient =
-    envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient<AuthChannel>;
-/// `grpc.health.v1` (no auth needed).
-pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
-
-/// One HTTP/2 connection to floodgate, cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Client {
-    channel: AuthChannel,
-}
-
-impl Client {
-    /// Connects to `target` (`host:port` or `http://host:port`).
-    pub async fn connect(target: &str, token: Option<&str>) -> Result<Client, ConnectError> {
-        let uri = if target.contains("://") { target.to_owned() } else { format!("http://{target}") };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|_| ConnectError::Target(target.to_owned()))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await?;
-        Ok(Client { channel: AuthChannel::new(channel, token)? })
-    }
-
-    /// A client over a channel built by the caller (TLS, custom timeouts).
-    pub fn from_channel(channel: Channel, token: Option<&str>) -> Result<Client, ConnectError> {
-        Ok(Client { channel: AuthChannel::new(channel, token)? })
-    }
-
-    /// The same connection with another token.
-    pub fn with_token(&self, token: Option<&str>) -> Result<Client, ConnectError> {
-        Ok(Client { channel: AuthChannel::new(self.channel.channel.clone(), token)? })
-    }
-
-    /// The Admission service.
-    pub fn admission(&self) -> AdmissionClient {
-        pb::admission_client::AdmissionClient::new(self.channel.clone())
-    }
-
-    /// The Workers service.
-    pub fn workers(&self) -> WorkersClient {
-        pb::workers_client::WorkersClient::new(self.channel.clone())
-    }
-
-    /// The Admin service.
-    pub fn admin(&self) -> AdminClient {
-        pb::admin_client::AdminClient::new(self.channel.clone())
-    }
-
-    /// Envoy's rate-limit service, as Envoy's ratelimit filter calls it.
-    pub fn rate_limit(&self) -> RateLimitClient {
-        envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::new(self.channel.clone())
-    }
-
-    /// `grpc.health.v1.Health`.
-    pub fn health(&self) -> HealthClient {
-        tonic_health::pb::health_client::HealthClient::new(self.channel.channel.clone())
-    }
-}
+pub use types::{
+    Admission, CapacityCheck, Decision, Enqueue, Heartbeat, HeartbeatAck, Lease, LeasedTask, ProcessStatus, Transport,
+    UserType, Verdict,
+};
 
 /// An Envoy rate-limit request: `descriptors` as lists of (key, value).
 pub fn rate_limit_request(
@@ -176,12 +170,13 @@ pub fn rate_limit_request(
     }
 }
 
-/// A chat REST heartbeat for `instance_id` / `process_id`.
+/// A raw chat REST heartbeat for `instance_id` / `process_id` (the typed
+/// equivalent is [`Heartbeat::chat_rest`]).
 pub fn chat_rest_heartbeat(
     instance_id: &str,
     process_id: &str,
     capacity: u32,
-    status: ProcessStatus,
+    status: pb::ProcessStatus,
 ) -> pb::HeartbeatRequest {
     pb::HeartbeatRequest {
         instance_id: instance_id.into(),

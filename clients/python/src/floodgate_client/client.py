@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -18,6 +18,7 @@ from floodgate_client._proto.floodgate.v1 import (
     admin_pb2_grpc,
     admission_pb2,
     admission_pb2_grpc,
+    common_pb2,
     workers_pb2,
     workers_pb2_grpc,
 )
@@ -25,7 +26,6 @@ from floodgate_client.models import (
     AdmissionResult,
     CapacityCalculation,
     Decision,
-    DeadlineExceededError,
     EnqueueResult,
     HeartbeatResult,
     LeasedTask,
@@ -44,14 +44,35 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 _TONIC_TIMEOUT = "Timeout expired"
 
 
+# What each retrying channel may retry on UNAVAILABLE: calls that are safe to
+# repeat. EnqueueAtomic is retried only on the channel used for requests that
+# carry an idempotency key.
+_RETRIED = [
+    ("floodgate.v1.Admission", "CheckCapacity"),
+    ("floodgate.v1.Workers", "Heartbeat"),
+    ("floodgate.v1.Admin", "GetSystemStatus"),
+    ("floodgate.v1.Admin", "GetCapacityCalculation"),
+    ("floodgate.v1.Admin", "ListCircuitBreakers"),
+    ("floodgate.v1.Admin", "GetThrottlingStats"),
+    ("floodgate.v1.Admin", "ListAlerts"),
+    ("floodgate.v1.Admin", "GetEnvironment"),
+]
+_RETRIED_WITH_KEY = [("floodgate.v1.Admission", "EnqueueAtomic")]
+
+# gRPC caps maxAttempts at 5 (larger values are lowered to 5).
+MAX_ATTEMPTS = 5
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How calls that are safe to repeat are retried on ``UNAVAILABLE``.
 
-    Only ``CheckCapacity`` (reserves nothing), ``Heartbeat`` (an upsert) and
-    ``EnqueueAtomic`` *with* an idempotency key (floodgate answers a repeated
-    key with the first answer and enqueues nothing) are retried. Every retry
-    stays inside the call's deadline. ``max_attempts=1`` turns retries off.
+    The retries are gRPC's own (the channel's service config ``retryPolicy``,
+    with gRPC's jittered exponential backoff), inside the call's deadline.
+    Only ``CheckCapacity`` (reserves nothing), ``Heartbeat`` (an upsert), the
+    admin reads, and ``EnqueueAtomic`` *with* an idempotency key (floodgate
+    answers a repeated key with the first answer and enqueues nothing) are
+    retried. ``max_attempts=1`` turns retries off; gRPC allows at most 5.
     """
 
     max_attempts: int = 4
@@ -59,10 +80,25 @@ class RetryPolicy:
     max_backoff: float = 1.0
     multiplier: float = 2.0
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based), with full jitter."""
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS} (gRPC's limit)")
+        if self.initial_backoff <= 0 or self.max_backoff <= 0 or self.multiplier <= 0:
+            raise ValueError("backoffs and multiplier must be positive")
+
+    def service_config(self, methods: Sequence[tuple[str, str]]) -> str:
+        """The channel's ``grpc.service_config`` JSON retrying ``methods`` on UNAVAILABLE."""
+        if self.max_attempts == 1 or not methods:
+            return json.dumps({})
+        retry_policy = {
+            "maxAttempts": self.max_attempts,
+            "initialBackoff": f"{self.initial_backoff:.6f}s",
+            "maxBackoff": f"{self.max_backoff:.6f}s",
+            "backoffMultiplier": self.multiplier,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+        names = [{"service": service, "method": method} for service, method in methods]
+        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry_policy}]})
 
 
 class FloodgateClient:
@@ -106,6 +142,8 @@ class FloodgateClient:
         self._options = [("grpc.primary_user_agent", f"floodgate-client-python/{__version__}"), *channel_options]
         self._interceptors = list(interceptors)
         self._channel: grpc.aio.Channel | None = None
+        self._keyed_channel: grpc.aio.Channel | None = None
+        self._keyed_admission: admission_pb2_grpc.AdmissionStub | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admission: admission_pb2_grpc.AdmissionStub | None = None
         self._workers: workers_pb2_grpc.WorkersStub | None = None
@@ -116,33 +154,48 @@ class FloodgateClient:
 
     # ---- channel ----------------------------------------------------------
 
+    def _open(self, retried: Sequence[tuple[str, str]]) -> grpc.aio.Channel:
+        options = [
+            *self._options,
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", self.retry.service_config(retried)),
+        ]
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self.target, options=options, interceptors=self._interceptors)
+        return grpc.aio.secure_channel(self.target, self._credentials, options=options, interceptors=self._interceptors)
+
     def _ensure_channel(self) -> None:
         loop = asyncio.get_running_loop()
         if self._channel is not None and self._loop is loop:
             return
         # First use, or first use in a new event loop (a channel belongs to the
         # loop it was made in; the old loop's channel cannot be awaited here).
-        if self._credentials is None:
-            channel = grpc.aio.insecure_channel(self.target, options=self._options, interceptors=self._interceptors)
-        else:
-            channel = grpc.aio.secure_channel(
-                self.target, self._credentials, options=self._options, interceptors=self._interceptors
-            )
-        self._channel, self._loop = channel, loop
-        self._admission = admission_pb2_grpc.AdmissionStub(channel)
-        self._workers = workers_pb2_grpc.WorkersStub(channel)
-        self._admin = admin_pb2_grpc.AdminStub(channel)
+        channel = self._open(_RETRIED)
+        self._channel, self._loop, self._keyed_channel = channel, loop, None
+        self._admission = admission_pb2_grpc.AdmissionStub(channel)  # type: ignore[no-untyped-call]
+        self._workers = workers_pb2_grpc.WorkersStub(channel)  # type: ignore[no-untyped-call]
+        self._admin = admin_pb2_grpc.AdminStub(channel)  # type: ignore[no-untyped-call]
+
+    def _keyed_stub(self) -> admission_pb2_grpc.AdmissionStub:
+        """The Admission stub whose channel also retries EnqueueAtomic (for keyed requests only)."""
+        self._ensure_channel()
+        if self._keyed_channel is None:
+            self._keyed_channel = self._open([*_RETRIED, *_RETRIED_WITH_KEY])
+            self._keyed_admission = admission_pb2_grpc.AdmissionStub(self._keyed_channel)  # type: ignore[no-untyped-call]
+        assert self._keyed_admission is not None
+        return self._keyed_admission
 
     async def close(self) -> None:
         """Closes the channel (a later call opens a new one)."""
-        channel, loop = self._channel, self._loop
-        self._channel = self._loop = None
-        if channel is not None:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:  # pragma: no cover - close() is a coroutine
-                running = None
-            if running is loop:
+        channels, loop = (self._channel, self._keyed_channel), self._loop
+        self._channel = self._keyed_channel = None
+        self._loop = None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - close() is a coroutine
+            running = None
+        for channel in channels:
+            if channel is not None and running is loop:
                 await channel.close()
 
     async def __aenter__(self) -> FloodgateClient:
@@ -151,34 +204,26 @@ class FloodgateClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _call(self, service: str, method: str, request: Any, *, timeout: float | None, retry: bool) -> Any:
-        self._ensure_channel()
-        stub = {"admission": self._admission, "workers": self._workers, "admin": self._admin}[service]
+    async def _call(
+        self, service: str, method: str, request: Any, *, timeout: float | None, keyed: bool = False
+    ) -> Any:
+        """One call with its deadline; the channel's service config retries what is safe to retry."""
+        if keyed:
+            stub: Any = self._keyed_stub()
+        else:
+            self._ensure_channel()
+            stub = {"admission": self._admission, "workers": self._workers, "admin": self._admin}[service]
         rpc = getattr(stub, method)
-        loop = asyncio.get_running_loop()
         budget = self.timeout if timeout is None else timeout
-        deadline = loop.time() + budget
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise DeadlineExceededError(grpc.StatusCode.DEADLINE_EXCEEDED, f"no time left after {attempt - 1} attempts", method)
-            try:
-                return await rpc(request, timeout=remaining, metadata=self._metadata)
-            except grpc.aio.AioRpcError as e:
-                code = e.code()
-                if retry and code == grpc.StatusCode.UNAVAILABLE and attempt < self.retry.max_attempts:
-                    pause = self.retry.backoff(attempt)
-                    if loop.time() + pause < deadline:
-                        await asyncio.sleep(pause)
-                        continue
-                details = e.details() or ""
-                if code == grpc.StatusCode.CANCELLED and details == _TONIC_TIMEOUT:
-                    # The server enforced the deadline we sent (grpc-timeout)
-                    # a moment before our own timer fired.
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED
-                raise error_for(code, details, method) from e
+        try:
+            return await rpc(request, timeout=budget, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            code, details = e.code(), e.details() or ""
+            if code == grpc.StatusCode.CANCELLED and details == _TONIC_TIMEOUT:
+                # The server enforced the deadline we sent (grpc-timeout)
+                # a moment before our own timer fired.
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+            raise error_for(code, details, method) from e
 
     # ---- Admission (frontend token) ----------------------------------------
 
@@ -195,14 +240,14 @@ class FloodgateClient:
     ) -> AdmissionResult:
         """Level 1: rate limit, then immediate backpressure. Reserves nothing; retried on UNAVAILABLE."""
         request = admission_pb2.CheckCapacityRequest(
-            user_type=int(user_type),
+            user_type=cast("common_pb2.UserType", int(user_type)),
             subject=subject,
             session_id=session_id,
-            transport=int(transport),
+            transport=cast("common_pb2.Transport", int(transport)),
             route=route,
             request_id=request_id,
         )
-        r = await self._call("admission", "CheckCapacity", request, timeout=timeout, retry=True)
+        r = await self._call("admission", "CheckCapacity", request, timeout=timeout)
         return AdmissionResult(
             decision=_enum(Decision, r.decision),
             http_status=r.http_status,
@@ -234,16 +279,16 @@ class FloodgateClient:
         if idempotency_key is None and generate_idempotency_key:
             idempotency_key = uuid.uuid4().hex
         request = admission_pb2.EnqueueAtomicRequest(
-            user_type=int(user_type),
+            user_type=cast("common_pb2.UserType", int(user_type)),
             subject=subject,
             session_id=session_id,
-            transport=int(transport),
+            transport=cast("common_pb2.Transport", int(transport)),
             route=route,
             request_id=request_id,
             payload=payload,
             idempotency_key=idempotency_key or "",
         )
-        r = await self._call("admission", "EnqueueAtomic", request, timeout=timeout, retry=bool(idempotency_key))
+        r = await self._call("admission", "EnqueueAtomic", request, timeout=timeout, keyed=bool(idempotency_key))
         return EnqueueResult(
             decision=_enum(Decision, r.decision),
             http_status=r.http_status,
@@ -277,9 +322,9 @@ class FloodgateClient:
             service_name=service_name,
             load=load,
             capacity=capacity,
-            status=int(status),
+            status=cast("common_pb2.ProcessStatus", int(status)),
         )
-        r = await self._call("workers", "Heartbeat", request, timeout=timeout, retry=True)
+        r = await self._call("workers", "Heartbeat", request, timeout=timeout)
         return HeartbeatResult(
             health=r.health, heartbeat_interval_ms=r.heartbeat_interval_ms, system_capacity=r.system_capacity
         )
@@ -305,7 +350,7 @@ class FloodgateClient:
         )
         if timeout is None:
             timeout = self.timeout + wait_ms / 1000
-        r = await self._call("workers", "LeaseTasks", request, timeout=timeout, retry=False)
+        r = await self._call("workers", "LeaseTasks", request, timeout=timeout)
         return [
             LeasedTask(
                 task_id=t.task_id,
@@ -322,20 +367,20 @@ class FloodgateClient:
     async def complete_task(self, task_id: str, lease_id: str, *, timeout: float | None = None) -> None:
         """Completes a leased task, freeing its capacity (FailedPreconditionError if the lease is gone)."""
         request = workers_pb2.CompleteTaskRequest(task_id=task_id, lease_id=lease_id)
-        await self._call("workers", "CompleteTask", request, timeout=timeout, retry=False)
+        await self._call("workers", "CompleteTask", request, timeout=timeout)
 
     async def extend_lease(self, task_id: str, lease_id: str, lease_ms: int, *, timeout: float | None = None) -> int:
         """Extends a held lease to ``lease_ms`` from now; answers the new expiry (Unix ms)."""
         request = workers_pb2.ExtendLeaseRequest(task_id=task_id, lease_id=lease_id, lease_ms=lease_ms)
-        r = await self._call("workers", "ExtendLease", request, timeout=timeout, retry=False)
-        return r.lease_expires_at_ms
+        r = await self._call("workers", "ExtendLease", request, timeout=timeout)
+        return int(r.lease_expires_at_ms)
 
     # ---- Admin (admin token) ------------------------------------------------
 
     async def capacity_calculation(self, *, timeout: float | None = None) -> CapacityCalculation:
         """The seed's eight-step capacity calculation, from a fresh snapshot."""
         r = await self._call(
-            "admin", "GetCapacityCalculation", admin_pb2.GetCapacityCalculationRequest(), timeout=timeout, retry=True
+            "admin", "GetCapacityCalculation", admin_pb2.GetCapacityCalculationRequest(), timeout=timeout
         )
         b, t, c = r.calculations_breakdown, r.totals, r.configuration
         return CapacityCalculation(

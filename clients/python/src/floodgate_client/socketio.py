@@ -69,10 +69,10 @@ SESSION_KEY = "floodgate_identity"
 # Retry-After (ms) suggested when floodgate cannot be reached.
 UNREACHABLE_RETRY_AFTER_MS = 1000
 
-IdentifyConnect = Callable[[str, dict, Any], Union[Identity, Awaitable[Identity]]]
+IdentifyConnect = Callable[[str, dict[str, Any], Any], Union[Identity, Awaitable[Identity]]]
 
 
-def anonymous_by_address(sid: str, environ: dict, auth: Any) -> Identity:
+def anonymous_by_address(sid: str, environ: dict[str, Any], auth: Any) -> Identity:
     """The default identity: an anonymous user rate-limited by client address."""
     address = environ.get("REMOTE_ADDR") or environ.get("asgi.scope", {}).get("client", ("unknown",))[0]
     return Identity(UserType.ANONYMOUS, subject=f"ip:{address}", session_id=sid)
@@ -208,7 +208,7 @@ class SocketIOGuard:
         with_auth = _accepts_auth(handler)
 
         @functools.wraps(handler)
-        async def guarded_connect(sid: str, environ: dict, auth: Any = None) -> Any:
+        async def guarded_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
             identity = await _call(self.identify, sid, environ, auth)
             result = await self.check(identity)
             if not result.admitted:

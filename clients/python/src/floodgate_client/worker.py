@@ -19,7 +19,7 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Union
+from typing import Any, Union
 
 from floodgate_client.client import FloodgateClient
 from floodgate_client.models import (
@@ -39,7 +39,8 @@ IntSource = Union[int, Callable[[], Union[int, Awaitable[int]]]]
 StatusSource = Union[ProcessStatus, Callable[[], Union[ProcessStatus, Awaitable[ProcessStatus]]]]
 
 
-async def _value(source):  # type: ignore[no-untyped-def]
+async def _value(source: Any) -> Any:
+    """``source``, or what calling (and awaiting) it answers."""
     value = source() if callable(source) else source
     if inspect.isawaitable(value):
         value = await value
@@ -128,7 +129,7 @@ class HeartbeatLoop:
         self.last = result
         self.sent += 1
         if self._on_result is not None:
-            await _value(lambda: self._on_result(result))  # type: ignore[misc]
+            await _value(lambda: self._on_result(result))
         return result
 
     async def _beat_logged(self) -> None:

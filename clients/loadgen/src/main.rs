@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use floodgate_client::{Client, Decision, ProcessStatus, UserType, chat_rest_heartbeat, pb};
+use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
+use floodgate_client::{Client, chat_rest_heartbeat};
 use hdrhistogram::Histogram;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
