@@ -330,9 +330,9 @@ function drawThrottling(view, periods) {
     bar.style.width = `${(100 * n) / most}%`;
     return h("li", {}, h("span", {}, label), h("div", {}, bar), h("span", {}, n));
   }));
-  const top = hour ? hour.top_sessions : [];
-  $("top-sessions").replaceChildren(...(top.length
-    ? top.map((s) => h("li", {}, h("code", {}, s.session_id), ` ${s.throttled} refused`))
+  const sessions = hour ? hour.top_sessions : [];
+  $("top-sessions").replaceChildren(...(sessions.length
+    ? sessions.map((s) => h("li", {}, h("code", {}, s.session_id), ` ${s.throttled} refused`))
     : [h("li", { class: "muted" }, "none")]));
 }
 
