@@ -34,7 +34,7 @@ pub const DEAD_LETTERS_SHOWN: usize = 20;
 
 /// Same-origin only: the page runs its own script and talks to its own host.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// One asset, never cached (a new binary may serve a new page) and never framed.
 fn asset(content_type: &'static str, body: &'static str) -> Response {
