@@ -17,19 +17,17 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-PYTHON="${PYTHON:-python3}"
+# The venv is (re)filled when the pinned requirements differ from the copy
+# kept in it after the last install.
 VENV="${FLOODGATE_CONSOLE_VENV:-$root/.venv-console}"
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "test-console: creating $VENV" >&2
-  "$PYTHON" -m venv "$VENV"
-fi
-stamp="$VENV/.floodgate-console.sha256"
-want="$(cat tests/console/requirements.txt clients/python/pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+[ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+if ! cmp -s tests/console/requirements.txt "$VENV/floodgate-console-requirements.txt"; then
   echo "test-console: installing the pinned test dependencies into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check ./clients/python -r tests/console/requirements.txt
-  echo "$want" >"$stamp"
+  cp tests/console/requirements.txt "$VENV/floodgate-console-requirements.txt"
 fi
+# The local client every time (pip rebuilds a directory), so its edits are picked up.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check ./clients/python
 
 if [ -n "${FLOODGATE_BIN:-}" ]; then
   FLOODGATE_BIN="$(realpath "$FLOODGATE_BIN")"

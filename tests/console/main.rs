@@ -19,6 +19,15 @@ const CONSOLE_JSON: [&str; 5] = [
     "/monitoring/runtime-config",
 ];
 
+/// Clients, after one healthy chat REST process on home-instance-1 (T = 14)
+/// is in the snapshot.
+async fn with_worker(server: &Server) -> Clients {
+    let mut c = clients(server).await;
+    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    server.floodgate.refresh_snapshot().await.unwrap();
+    c
+}
+
 fn header<'a>(reply: &'a common::http::Reply, name: &str) -> Option<&'a str> {
     reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -57,8 +66,7 @@ async fn console_json_needs_the_admin_token() {
 #[tokio::test]
 async fn processes_list_each_heartbeat_with_its_health_and_age() {
     let server = start(Profile::Development, "").await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let mut c = with_worker(&server).await;
     c.workers.heartbeat(heartbeat("home-instance-1", "p2", ProcessStatus::Unhealthy)).await.unwrap();
     server.floodgate.refresh_snapshot().await.unwrap();
     let view = get(server.http, "/monitoring/processes", Some(ADMIN)).await.json();
@@ -76,9 +84,7 @@ async fn processes_list_each_heartbeat_with_its_health_and_age() {
 async fn the_minute_series_counts_admitted_and_refused_decisions() {
     // Registered users get a burst of 2: the third request is a 429.
     let server = start(Profile::Development, "[rate_limits.registered]\nper_minute = 60\nburst = 2").await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
-    server.floodgate.refresh_snapshot().await.unwrap();
+    let mut c = with_worker(&server).await;
     let mut decisions = Vec::new();
     for _ in 0..3 {
         let answer = c.admission.check_capacity(check(UserType::Registered, "user-1")).await.unwrap().into_inner();
@@ -117,9 +123,7 @@ async fn an_open_circuit_reports_its_time_to_half_open() {
 #[tokio::test]
 async fn queues_and_runtime_config_show_the_live_state() {
     let server = start(Profile::Development, "").await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("home-instance-1", "p1", ProcessStatus::Healthy)).await.unwrap();
-    server.floodgate.refresh_snapshot().await.unwrap();
+    let mut c = with_worker(&server).await;
     for subject in ["a", "b"] {
         let answer = c.admission.enqueue_atomic(enqueue(UserType::Anonymous, subject)).await.unwrap().into_inner();
         assert_eq!(answer.decision(), pb::Decision::Admit);

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
 import tempfile
@@ -118,13 +117,11 @@ class Floodgate:
             return e.code, json.loads(e.read() or b"{}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.proc.terminate()  # SIGTERM: graceful shutdown (a no-op once it exited)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class Traffic:
