@@ -28,3 +28,4 @@ cargo build --release --locked --bin floodgate
 export FLOODGATE_BIN="$PWD/target/release/floodgate"
 ./scripts/test-python.sh
 ./scripts/test-helm.sh
+./scripts/test-console.sh

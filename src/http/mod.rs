@@ -19,6 +19,8 @@ use crate::auth::{AuthError, Authenticator, Role};
 use crate::error::{Classify, ServiceError};
 use crate::service::Floodgate;
 
+mod console;
+
 /// Largest request body the shim reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Documents (and /metrics) computed at once; more get 503 at once.
@@ -169,6 +171,7 @@ async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
 /// The shim's routes.
 pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
     let shim = Shim { floodgate };
+    let console_pages = console::pages(!auth.is_open());
     let admin = Router::new()
         .route("/monitoring/system", get(system_status))
         .route("/admin/circuit-breakers", get(circuit_breakers))
@@ -179,6 +182,7 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/debug/environment", get(environment))
         .route("/monitoring/throttling", get(throttling))
         .route("/monitoring/alerts", get(alerts))
+        .merge(console::documents())
         .route_layer(middleware::from_fn_with_state(auth, require_admin));
     let documents = Router::new()
         .route("/metrics", get(metrics))
@@ -188,6 +192,7 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(documents)
+        .merge(console_pages)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shim)
 }
