@@ -463,6 +463,8 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Envoy rate-limit service descriptor rules (static: from the file at start).
     pub rls: std::sync::Arc<Rules>,
+    /// envoyproxy/ratelimit YAML rules (reloaded live), global shadow mode, headers.
+    pub rls_options: crate::rls_rules::RlsOptions,
     /// Where settings came from when not the default: "flag_or_env",
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
@@ -493,6 +495,7 @@ impl Settings {
             redis_time: crate::store::TimeSource::Server,
             tls: None,
             rls: Default::default(),
+            rls_options: Default::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -878,6 +881,8 @@ pub struct ServeOptions {
     pub tls_key: Option<std::path::PathBuf>,
     pub tls_client_ca: Option<std::path::PathBuf>,
     pub tokens: Tokens,
+    /// `--rls-config`, `FLOODGATE_RLS_SHADOW_MODE`, `FLOODGATE_RLS_RESPONSE_HEADERS`.
+    pub rls: crate::rls_rules::RlsOptions,
 }
 
 impl ServeOptions {
@@ -963,6 +968,7 @@ impl ServeOptions {
         }
         settings.tokens = self.tokens;
         settings.rls = std::sync::Arc::new(rls_rules(&file.rls)?);
+        settings.rls_options = self.rls;
         settings.check()?;
         Ok(settings)
     }

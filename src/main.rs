@@ -24,13 +24,17 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve(ServeArgs),
-    /// Validate a TOML config file; exits non-zero naming the bad field.
+    /// Validate a TOML config file and/or Envoy YAML rules; exits non-zero naming the bad field.
     CheckConfig {
-        /// The file to check.
-        file: PathBuf,
+        /// The TOML file to check.
+        #[arg(required_unless_present = "rls_config")]
+        file: Option<PathBuf>,
         /// Profile whose defaults the file overrides (else the file's own).
         #[arg(long)]
         profile: Option<Profile>,
+        /// envoyproxy/ratelimit YAML rules to check: a file or a directory.
+        #[arg(long)]
+        rls_config: Option<PathBuf>,
     },
 }
 
@@ -70,6 +74,9 @@ struct ServeArgs {
     /// PEM CA: clients must present a certificate it issued (mutual TLS).
     #[arg(long, env = "FLOODGATE_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// envoyproxy/ratelimit YAML rules: a file, or a directory of one file per domain (reloaded live).
+    #[arg(long, env = "FLOODGATE_RLS_CONFIG")]
+    rls_config: Option<PathBuf>,
 }
 
 fn env_tokens(name: &str) -> Vec<String> {
@@ -79,22 +86,47 @@ fn env_tokens(name: &str) -> Vec<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file, profile }) => match config::check_file(&file, profile) {
-            Ok((profile, _)) => {
-                println!("{}: valid ({profile} profile)", file.display());
-                ExitCode::SUCCESS
+        Some(Command::CheckConfig { file, profile, rls_config }) => {
+            let toml = file.map(|file| match config::check_file(&file, profile) {
+                Ok((profile, _)) => Ok(format!("{}: valid ({profile} profile)", file.display())),
+                Err(e) => Err(e.to_string()),
+            });
+            let rls = rls_config.map(|path| {
+                floodgate::rls_rules::load::check(&path)
+                    .map(|domains| format!("{}: valid Envoy rules (domains: {})", path.display(), domains.join(", ")))
+                    .map_err(|e| e.to_string())
+            });
+            let mut code = ExitCode::SUCCESS;
+            for result in [toml, rls].into_iter().flatten() {
+                match result {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        code = ExitCode::FAILURE;
+                    }
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+            code
+        }
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let rls = floodgate::rls_rules::RlsOptions::parse(
+        args.rls_config,
+        env("FLOODGATE_RLS_SHADOW_MODE").as_deref(),
+        env("FLOODGATE_RLS_RESPONSE_HEADERS").as_deref(),
+    );
+    let rls = match rls {
+        Ok(rls) => rls,
+        Err(e) => {
+            eprintln!("floodgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ServeOptions {
         grpc_addr: args.grpc_addr,
         http_addr: args.http_addr,
@@ -115,6 +147,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             frontend: env_tokens("FLOODGATE_FRONTEND_TOKENS"),
             worker: env_tokens("FLOODGATE_WORKER_TOKENS"),
         },
+        rls,
     };
     let settings = match options.resolve() {
         Ok(settings) => settings,

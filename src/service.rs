@@ -18,7 +18,7 @@ use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
-use crate::core::rls::{self, RlsRequest, Rules};
+use crate::core::rls::{self, RlsRequest};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
@@ -193,8 +193,8 @@ pub struct Floodgate {
     pub(crate) environment: BTreeMap<String, (String, String)>,
     /// The load at the last alert evaluation (large load changes).
     pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
-    /// Envoy rate-limit service descriptor rules.
-    rls: Arc<Rules>,
+    /// Envoy rate-limit service descriptor rules (TOML and live-reloaded YAML).
+    rls: Arc<crate::rls_rules::RlsRules>,
 }
 
 /// Level 1 up to its rate-limit step.
@@ -293,8 +293,13 @@ impl Floodgate {
             config_version: std::sync::atomic::AtomicU64::new(0),
             environment: settings.environment(),
             last_alert_load: std::sync::atomic::AtomicU64::new(0),
-            rls: settings.rls.clone(),
+            rls: Arc::new(crate::rls_rules::RlsRules::new(settings.rls.clone(), settings.rls_options.clone())),
         }
+    }
+
+    /// The Envoy rate-limit rules in force and their counters.
+    pub fn rls_rules(&self) -> &Arc<crate::rls_rules::RlsRules> {
+        &self.rls
     }
 
     /// The runtime config in force.
@@ -423,7 +428,10 @@ impl Floodgate {
     /// and a refused request consumes nothing. Store failures are errors
     /// (UNAVAILABLE), not a local fallback: Envoy's `failure_mode_deny` decides.
     pub async fn should_rate_limit(&self, request: &RlsRequest) -> Result<rls::Answer, ServiceError> {
-        let plan = self.rls.plan(request).map_err(|e| ServiceError::invalid(&e.field, e.message))?;
+        let rules = self.rls.current();
+        let plan = rules
+            .plan_with(request, self.rls.plan_options())
+            .map_err(|e| ServiceError::invalid(&e.field, e.message))?;
         let admission = plan.admission.as_ref().map(|a| AdmissionRequest {
             user_type: a.user_type,
             subject: a.subject.clone(),
@@ -499,6 +507,7 @@ impl Floodgate {
             self.decided(1, &a.admission_key(), verdict);
         }
         self.metrics.rls(&answer);
+        self.rls.record(request, &plan, &answer);
         Ok(answer)
     }
 

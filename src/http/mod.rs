@@ -169,7 +169,7 @@ async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
 /// Every route the proto annotates with `google.api.http`, plus the probes,
 /// `/metrics` and the monitoring extras. Probes and metrics are open;
 /// everything else needs an admin token.
-pub const ROUTES: [(&str, &str); 12] = [
+pub const ROUTES: [(&str, &str); 13] = [
     ("GET", "/monitoring/system"),
     ("GET", "/admin/circuit-breakers"),
     ("POST", "/admin/circuit-breakers/{circuit_name}/reset"),
@@ -177,6 +177,7 @@ pub const ROUTES: [(&str, &str); 12] = [
     ("POST", "/admin/gateway/update-config"),
     ("GET", "/debug/capacity-calculation"),
     ("GET", "/debug/environment"),
+    ("GET", "/debug/rls-config"),
     ("GET", "/monitoring/throttling"),
     ("GET", "/monitoring/alerts"),
     ("GET", "/metrics"),
@@ -195,6 +196,10 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/admin/gateway/update-config", post(update_config))
         .route("/debug/capacity-calculation", get(capacity_calculation))
         .route("/debug/environment", get(environment))
+        .route(
+            "/debug/rls-config",
+            get(|State(shim): State<Shim>| async move { Json(shim.floodgate.rls_rules().view()) }),
+        )
         .route("/monitoring/throttling", get(throttling))
         .route("/monitoring/alerts", get(alerts))
         .route_layer(middleware::from_fn_with_state(auth, require_admin));
