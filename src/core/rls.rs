@@ -593,10 +593,8 @@ impl Compiling<'_, '_, '_> {
                 None => by_key.any_value.replace(Box::new(node)).is_some(),
             };
             if taken {
-                self.errors.push(invalid(
-                    field,
-                    format!("a sibling rule already has key {:?} and value {:?}", rule.key, rule.value),
-                ));
+                let value = rule.value.as_ref().map_or("no value".to_owned(), |v| format!("value {v:?}"));
+                self.errors.push(invalid(field, format!("a sibling rule already has key {:?} and {value}", rule.key)));
             }
         }
     }
