@@ -1368,6 +1368,120 @@ mod tests {
         assert!(ans.response_headers.is_empty());
     }
 
+    /// A naive reference for `*` matching: any split of the value.
+    fn naive_match(pattern: &str, value: &str) -> bool {
+        match pattern.split_once('*') {
+            None => pattern == value,
+            Some((head, tail)) => {
+                value.starts_with(head)
+                    && (head.len()..=value.len()).any(|i| value.is_char_boundary(i) && naive_match(tail, &value[i..]))
+            }
+        }
+    }
+
+    #[test]
+    fn stars_match_any_run_including_none() {
+        let p = |s: &str| Pattern::new(s).expect("has a star");
+        assert!(p("foo*").matches("foo") && p("foo*").matches("foobar") && !p("foo*").matches("fo"));
+        assert!(p("*bar").matches("bar") && !p("*bar").matches("bars"));
+        assert!(p("/api/*/users/*").matches("/api//users/") && p("/api/*/users/*").matches("/api/v1/users/7"));
+        assert!(!p("/api/*/users/*").matches("/api/v1/groups/7"));
+        assert!(p("a*b*a").matches("aba") && !p("a*b*a").matches("ab") && !p("aa*aa").matches("aaa"));
+        assert!(p("*").matches("") && p("**").matches("x"));
+        assert_eq!(Pattern::new("plain"), None);
+    }
+
+    const FEATURES: &str = r#"
+        [[domains]]
+        domain = "d"
+        [[domains.descriptors]]
+        key = "k"
+        value = "a*"
+        rate_limit = { unit = "minute", requests_per_unit = 1 }
+        [[domains.descriptors]]
+        key = "k"
+        value = "ab"
+        rate_limit = { unit = "minute", requests_per_unit = 2 }
+        [[domains.descriptors]]
+        key = "k"
+        rate_limit = { unit = "minute", requests_per_unit = 3 }
+        [[domains.descriptors]]
+        key = "block"
+        rate_limit = { unit = "minute", requests_per_unit = 0 }
+        [[domains.descriptors]]
+        key = "tier"
+        value = "free"
+        rate_limit = { unit = "minute", requests_per_unit = 2, name = "free" }
+        [[domains.descriptors]]
+        key = "over"
+        rate_limit = { unit = "minute", requests_per_unit = 9, name = "over", replaces = [{ name = "free" }] }
+    "#;
+
+    #[test]
+    fn exact_wins_over_wildcard_which_wins_over_key_only() {
+        let r = rules(FEATURES);
+        let per_minute = |v: &str| match r.find("d", &entries(&[("k", v)])) {
+            Some(Limit::Rate(rate)) => (rate.requests_per_unit, rate.stats_key.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(per_minute("ab"), (2, "k_ab".to_owned()));
+        assert_eq!(per_minute("abc"), (1, "k_a*".to_owned()));
+        assert_eq!(per_minute("a"), (1, "k_a*".to_owned()));
+        assert_eq!(per_minute("b"), (3, "k".to_owned()));
+    }
+
+    #[test]
+    fn replaced_limits_and_zero_limits_are_planned_apart() {
+        let r = rules(FEATURES);
+        let req = RlsRequest {
+            domain: "d".into(),
+            descriptors: vec![entries(&[("tier", "free")]), entries(&[("over", "x")]), entries(&[("block", "x")])],
+            hits_addend: 0,
+        };
+        let plan = r.plan(&req).unwrap();
+        assert_eq!(plan.descriptors[0], Planned::Replaced);
+        assert!(matches!(plan.descriptors[1], Planned::Limited { rate, .. } if rate.name == "over"));
+        assert!(matches!(plan.descriptors[2], Planned::RefusesAll { rate } if rate.requests_per_unit == 0));
+        let checks = plan.checks(None);
+        assert_eq!(checks.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        let ans = answer(&plan, &checks, &[GcraOutcome::Allowed { tat: 6_666_666 }], 0, false, None);
+        assert_eq!(ans.overall, Code::OverLimit);
+        assert_eq!(
+            ans.statuses[0],
+            Status {
+                code: Code::Ok,
+                current_limit: None,
+                limit_remaining: 0,
+                until_reset_us: 0,
+                tally: Tally::default()
+            }
+        );
+        assert_eq!(ans.statuses[2].tally, Tally { hits: 1, over_limit: 1, ..Tally::default() });
+        assert_eq!(
+            ans.response_headers,
+            [("x-floodgate-decision", "rate_limited".to_owned())],
+            "no retry-after: it never passes"
+        );
+    }
+
+    #[test]
+    fn near_limit_counts_the_hits_above_eighty_percent() {
+        // Burst 10: threshold 8. Used 7 before, 3 more hits: 1 within-only, 2 near.
+        let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
+        assert_eq!(near_limit(3, 0, &check, true), 2);
+        assert_eq!(near_limit(3, 3, &check, true), 0, "used 7 after: under the threshold");
+        assert_eq!(near_limit(3, 1, &check, false), 3, "not kept: 9 used, 3 more all above 8");
+    }
+
+    proptest! {
+        #[test]
+        fn patterns_agree_with_the_naive_star_match(pattern in "[ab*]{1,6}", value in "[ab]{0,8}") {
+            if let Some(p) = Pattern::new(&pattern) {
+                prop_assert_eq!(p.matches(&value), naive_match(&pattern, &value), "{} vs {}", pattern, value);
+            }
+        }
+    }
+
     proptest! {
         /// Whatever the requests, a counter never allows more than burst +
         /// elapsed / interval hits, and a refused request changes no key.
