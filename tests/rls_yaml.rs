@@ -500,3 +500,33 @@ fn check_config_accepts_the_peer_examples_and_refuses_bad_files_naming_file_and_
     assert!(stderr.contains("b.yaml: domain: \"same\" is also configured in"), "{stderr}");
     assert!(stderr.contains("a.yaml"), "{stderr}");
 }
+
+#[tokio::test]
+async fn toml_and_yaml_rules_serve_together_but_a_domain_has_one_source() {
+    let toml_rules = |domain: &str| {
+        let text = format!(
+            "[[domains]]\ndomain = \"{domain}\"\n[[domains.descriptors]]\nkey = \"k\"\nrate_limit = {{ unit = \"hour\", requests_per_unit = 4 }}\n"
+        );
+        let config: floodgate::core::rls::RlsConfig = toml::from_str(&text).unwrap();
+        Arc::new(floodgate::config::rls_rules(&config).unwrap())
+    };
+    let mut s = settings(Profile::Development, "");
+    s.rls = toml_rules("chat");
+    s.rls_options = path("peer");
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    let mut rls = connect(&server, Some(FRONTEND)).await.rate_limit();
+    assert_eq!(limit_of(&mut rls, "chat", "a").await, Some(4));
+    assert_eq!(first_limit(&mut rls, "mongo_cps", ("database", "users")).await, Some(5));
+    server.stop().await;
+
+    let mut s = settings(Profile::Development, "");
+    s.rls = toml_rules("rl");
+    s.rls_options = path("peer");
+    let err = floodgate::app::App::bind(s).await.err().expect("one domain, two sources").to_string();
+    assert!(err.contains("example.yaml: domain: \"rl\" is also configured in the TOML config"), "{err}");
+}
+
+async fn first_limit(rls: &mut RateLimitClient, domain: &str, entry: (&str, &str)) -> Option<u32> {
+    let answer = ask(rls, one(domain, &[entry])).await;
+    answer.statuses[0].current_limit.as_ref().map(|l| l.requests_per_unit)
+}

@@ -115,6 +115,12 @@ impl RlsRules {
         self.current.load_full()
     }
 
+    /// [`RlsRules::current`] for the request path: a guard that avoids
+    /// touching the shared reference count (no cache-line ping-pong between cores).
+    pub fn guard(&self) -> arc_swap::Guard<Arc<Rules>> {
+        self.current.load()
+    }
+
     /// Global shadow mode and response headers, for [`Rules::plan_with`].
     pub fn plan_options(&self) -> PlanOptions {
         PlanOptions { shadow_mode: self.options.shadow_mode, ratelimit_headers: self.options.ratelimit_headers }
