@@ -67,6 +67,9 @@ struct Loaded {
     sources: Vec<(String, PathBuf)>,
     /// The files as last read, loaded or not: a reload only parses what changed.
     seen: Option<load::Files>,
+    /// The last unreadable-path error, so a path that stays missing is
+    /// logged and counted once, not at every re-read.
+    unreadable: Option<LoadError>,
 }
 
 /// The rules in force and their counters.
@@ -146,11 +149,17 @@ impl RlsRules {
     /// logged naming the file and counted. Ok(true) when rules were swapped.
     pub fn reload(&self) -> Result<bool, LoadError> {
         let Some(path) = &self.options.path else { return Ok(false) };
+        let mut loaded = lock(&self.loaded);
         let files = match load::read(path) {
             Ok(files) => files,
-            Err(e) => return Err(self.failed(e)),
+            Err(e) if loaded.unreadable.as_ref() == Some(&e) => return Err(e),
+            Err(e) => {
+                loaded.unreadable = Some(e.clone());
+                loaded.seen = None;
+                return Err(self.failed(e));
+            }
         };
-        let mut loaded = lock(&self.loaded);
+        loaded.unreadable = None;
         if loaded.seen.as_ref() == Some(&files) {
             return Ok(false);
         }
@@ -330,4 +339,38 @@ pub fn start(rules: &Arc<RlsRules>) -> Result<(), LoadError> {
     rules.reload()?;
     watch(rules);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_name_the_variable_they_refuse() {
+        let ok = RlsOptions::parse(None, Some("true"), Some("ratelimit")).unwrap();
+        assert!(ok.shadow_mode && ok.ratelimit_headers);
+        assert_eq!(RlsOptions::parse(None, None, None).unwrap(), RlsOptions::default());
+        assert!(RlsOptions::parse(None, Some("yes"), None).unwrap_err().contains("FLOODGATE_RLS_SHADOW_MODE"));
+        assert!(RlsOptions::parse(None, None, Some("draft")).unwrap_err().contains("FLOODGATE_RLS_RESPONSE_HEADERS"));
+    }
+
+    #[test]
+    fn a_missing_path_is_counted_once_and_unchanged_files_are_not_reparsed() {
+        let path = std::env::temp_dir().join(format!("floodgate-rls-unit-{}.yaml", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let options = RlsOptions { path: Some(path.clone()), ..RlsOptions::default() };
+        let rules = RlsRules::new(Arc::new(Rules::default()), options);
+        assert!(rules.reload().is_err());
+        assert!(rules.reload().is_err());
+        assert_eq!(rules.load_errors(), 1, "the same unreadable path is counted once");
+        std::fs::write(&path, "domain: d\n").unwrap();
+        assert_eq!(rules.reload(), Ok(true));
+        assert_eq!(rules.reload(), Ok(false), "unchanged files are not swapped again");
+        assert_eq!((rules.version(), rules.current().domain_names()), (1, vec!["d"]));
+        std::fs::write(&path, "domain: d\nbogus: 1\n").unwrap();
+        assert!(rules.reload().unwrap_err().to_string().contains("unknown field `bogus`"));
+        assert!(rules.reload().is_ok_and(|swapped| !swapped), "a bad file is read once");
+        assert_eq!((rules.load_errors(), rules.version()), (2, 1));
+        let _ = std::fs::remove_file(&path);
+    }
 }
