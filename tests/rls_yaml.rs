@@ -530,3 +530,80 @@ async fn first_limit(rls: &mut RateLimitClient, domain: &str, entry: (&str, &str
     let answer = ask(rls, one(domain, &[entry])).await;
     answer.statuses[0].current_limit.as_ref().map(|l| l.requests_per_unit)
 }
+
+/// Ten domains of 100 rules each, a quarter of them wildcards, a quarter
+/// nested: the rule set the benchmark reloads under load.
+fn write_thousand_rules(dir: &TempDir, per_second: u32) {
+    for d in 0..10 {
+        let mut text = format!("domain: d{d}\ndescriptors:\n");
+        let limit = format!("    rate_limit:\n      unit: second\n      requests_per_unit: {per_second}\n");
+        for i in 0..50 {
+            text += &format!("  - key: path\n    value: /exact/{i}\n{limit}");
+        }
+        for i in 0..25 {
+            text += &format!("  - key: path\n    value: /wild/{i}/*/x*\n{limit}");
+        }
+        text += &format!("  - key: path\n{limit}");
+        for i in 0..24 {
+            text += &format!(
+                "  - key: tenant\n    value: t{i}\n    descriptors:\n      - key: user\n        rate_limit:\n          unit: second\n          requests_per_unit: {per_second}\n"
+            );
+        }
+        dir.write(&format!("d{d}.yaml"), &text);
+    }
+}
+
+#[tokio::test]
+async fn reloading_a_thousand_rules_under_load_drops_no_request() {
+    let dir = TempDir::new("thousand");
+    write_thousand_rules(&dir, 1_000_000);
+    let mut s = settings(Profile::Development, "");
+    s.rls_options = RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() };
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    assert_eq!(server.floodgate.rls_rules().current().view().len(), 1_000);
+    let rls = connect(&server, Some(FRONTEND)).await.rate_limit();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4u32 {
+        let (mut rls, stop) = (rls.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut answered, mut unmatched) = (0u64, 0u64);
+            let mut n = worker;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || answered < 50 {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let domain = format!("d{}", n % 10);
+                let request = match n % 3 {
+                    0 => one(&domain, &[("path", &format!("/exact/{}", n % 50))]),
+                    1 => one(&domain, &[("path", &format!("/wild/{}/a/b/x{n}", n % 25))]),
+                    _ => one(&domain, &[("tenant", &format!("t{}", n % 24)), ("user", &format!("u{n}"))]),
+                };
+                let answer = rls.should_rate_limit(request).await.expect("no request fails during reloads");
+                let answer = answer.into_inner();
+                assert_eq!(answer.overall_code(), Code::Ok);
+                answered += 1;
+                unmatched += u64::from(answer.statuses[0].current_limit.is_none());
+            }
+            (answered, unmatched)
+        }));
+    }
+    for (i, per_second) in [999_999, 1_000_000, 999_998, 1_000_000, 999_997].into_iter().enumerate() {
+        write_thousand_rules(&dir, per_second);
+        let rules = server.floodgate.rls_rules().clone();
+        let want = i as u64 + 2;
+        eventually("the rewritten rules are loaded", || {
+            let rules = rules.clone();
+            async move { rules.version() >= want }
+        })
+        .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (answered, unmatched) = task.await.expect("load task");
+        assert_eq!(unmatched, 0, "every request matched a rule, before, during and after each swap");
+        total += answered;
+    }
+    assert!(total >= 200, "{total}");
+    assert_eq!(server.floodgate.rls_rules().load_errors(), 0);
+    server.stop().await;
+}
