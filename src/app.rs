@@ -82,6 +82,8 @@ impl App {
             }
         };
         let floodgate = Arc::new(Floodgate::new(store, &settings, clock));
+        crate::rls_rules::start(floodgate.rls_rules())
+            .map_err(|e| crate::config::ConfigError::Setting(e.to_string()))?;
         if let Err(e) = floodgate.refresh_snapshot().await {
             // Start anyway: health says NOT_SERVING until the store answers.
             tracing::error!(error = %e, "state store unreachable at startup");

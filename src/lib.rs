@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod operations;
 pub mod protection;
+pub mod rls_rules;
 pub mod service;
 pub mod store;
 pub mod sync;

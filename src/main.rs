@@ -24,13 +24,17 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve(StaticSettings),
-    /// Validate a TOML config file; exits non-zero naming the bad field.
+    /// Validate a TOML config file and/or Envoy YAML rules; exits non-zero naming the bad field.
     CheckConfig {
-        /// The file to check.
-        file: PathBuf,
+        /// The TOML file to check.
+        #[arg(required_unless_present = "rls_config")]
+        file: Option<PathBuf>,
         /// Profile whose defaults the file overrides (else the file's own).
         #[arg(long)]
         profile: Option<Profile>,
+        /// envoyproxy/ratelimit YAML rules to check: a file or a directory.
+        #[arg(long)]
+        rls_config: Option<PathBuf>,
     },
     /// Operate a running floodgate over gRPC: status, capacity, breakers, config, alerts, throttling.
     Admin(AdminArgs),
@@ -40,20 +44,36 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Some(Command::CheckConfig { file, profile }) => match config::check_file(&file, profile) {
-            Ok((profile, _)) => {
-                println!("{}: valid ({profile} profile)", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::CheckConfig { file, profile, rls_config }) => check_config(file, profile, rls_config),
         Some(Command::Admin(args)) => floodgate::cli::run(args),
         Some(Command::Serve(_)) => serve(matches.subcommand_matches("serve").unwrap_or(&matches)),
         None => serve(&matches),
     }
+}
+
+/// `check-config`: the TOML file and/or the Envoy YAML rules, each answered
+/// on its own line; non-zero if either is refused.
+fn check_config(file: Option<PathBuf>, profile: Option<Profile>, rls_config: Option<PathBuf>) -> ExitCode {
+    let toml = file.map(|file| match config::check_file(&file, profile) {
+        Ok((profile, _)) => Ok(format!("{}: valid ({profile} profile)", file.display())),
+        Err(e) => Err(e.to_string()),
+    });
+    let rls = rls_config.map(|path| {
+        floodgate::rls_rules::load::check(&path)
+            .map(|domains| format!("{}: valid Envoy rules (domains: {})", path.display(), domains.join(", ")))
+            .map_err(|e| e.to_string())
+    });
+    let mut code = ExitCode::SUCCESS;
+    for result in [toml, rls].into_iter().flatten() {
+        match result {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
 }
 
 fn serve(matches: &ArgMatches) -> ExitCode {

@@ -670,7 +670,9 @@ impl Floodgate {
             throttle_rates,
             alerts: self.alerts().into_iter().map(|a| (a.severity.as_str().to_owned(), a.code)).collect(),
         };
-        Ok(self.metrics.render(&gauges))
+        let mut text = self.metrics.render(&gauges);
+        self.rls_rules().render_metrics(&mut text);
+        Ok(text)
     }
 
     /// One circuit's local state name (tests and logs).

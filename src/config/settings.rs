@@ -105,6 +105,15 @@ pub struct StaticSettings {
     #[arg(long, env = "FLOODGATE_WORKER_TOKENS", hide = true, hide_env_values = true, value_parser = token_list)]
     #[serde(skip)]
     pub worker_tokens: Option<TokenList>,
+    /// envoyproxy/ratelimit YAML rules: a file, or a directory of one file per domain (reloaded live).
+    #[arg(long, env = "FLOODGATE_RLS_CONFIG")]
+    pub rls_config: Option<PathBuf>,
+    /// Envoy rules in shadow mode: over-limit answers are counted, not enforced (true/false).
+    #[arg(long, env = "FLOODGATE_RLS_SHADOW_MODE", hide = true)]
+    pub rls_shadow_mode: Option<String>,
+    /// `ratelimit`: RateLimit-Limit/Remaining/Reset headers on every Envoy answer.
+    #[arg(long, env = "FLOODGATE_RLS_RESPONSE_HEADERS", hide = true)]
+    pub rls_response_headers: Option<String>,
 }
 
 /// The config file: the same declaration, read through serde.
@@ -234,6 +243,12 @@ impl StaticSettings {
             worker: list(self.worker_tokens),
         };
         settings.rls = Arc::new(rls_rules(&self.rls)?);
+        settings.rls_options = crate::rls_rules::RlsOptions::parse(
+            self.rls_config,
+            self.rls_shadow_mode.as_deref(),
+            self.rls_response_headers.as_deref(),
+        )
+        .map_err(ConfigError::Setting)?;
         settings.check()?;
         Ok(settings)
     }
@@ -331,6 +346,8 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Envoy rate-limit service descriptor rules (static: from the file at start).
     pub rls: std::sync::Arc<Rules>,
+    /// envoyproxy/ratelimit YAML rules (reloaded live), global shadow mode, headers.
+    pub rls_options: crate::rls_rules::RlsOptions,
     /// Where settings came from when not the default: "flag_or_env",
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
@@ -361,6 +378,7 @@ impl Settings {
             redis_time: crate::store::TimeSource::Server,
             tls: None,
             rls: Default::default(),
+            rls_options: Default::default(),
             sources: BTreeMap::new(),
         }
     }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +68,10 @@ pub struct DescriptorConfig {
     /// Counted and reported, never refused.
     #[serde(default)]
     pub shadow_mode: bool,
+    /// Statistics per request value: the value goes into the rule's stats
+    /// key (envoyproxy/ratelimit's `detailed_metric`).
+    #[serde(default)]
+    pub detailed_metric: bool,
     /// Rules for the next entry of a descriptor.
     #[serde(default)]
     pub descriptors: Vec<DescriptorConfig>,
@@ -84,18 +90,33 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
     #[serde(default)]
     pub unlimited: bool,
-    /// Reported as `current_limit.name`.
+    /// Reported as `current_limit.name`; what `replaces` refers to.
     #[serde(default)]
     pub name: Option<String>,
+    /// Named limits this one removes from the same request.
+    #[serde(default)]
+    pub replaces: Vec<Replace>,
+}
+
+/// One entry of `replaces`: the name of the limit to drop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    pub name: String,
 }
 
 /// The unit of a rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
+    // envoyproxy/ratelimit reads units in any case; its files use both.
+    #[serde(alias = "SECOND")]
     Second,
+    #[serde(alias = "MINUTE")]
     Minute,
+    #[serde(alias = "HOUR")]
     Hour,
+    #[serde(alias = "DAY")]
     Day,
 }
 
@@ -107,6 +128,16 @@ impl Unit {
             Unit::Minute => 60_000_000,
             Unit::Hour => 3_600_000_000,
             Unit::Day => 86_400_000_000,
+        }
+    }
+
+    /// The unit's name as written in rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Second => "second",
+            Unit::Minute => "minute",
+            Unit::Hour => "hour",
+            Unit::Day => "day",
         }
     }
 }
@@ -124,7 +155,67 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
 
 // ---- compiled rules ----
 
-/// A limited rule, ready to count with GCRA.
+/// What a matched rule did to one request, in hits (`hits_addend`), as
+/// envoyproxy/ratelimit counts per rule: every hit is within or over the
+/// limit; near is the part of within above 80 % of the limit; shadow is
+/// the part of over let through in shadow mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub hits: u32,
+    pub over_limit: u32,
+    pub near_limit: u32,
+    pub within_limit: u32,
+    pub shadow_mode: u32,
+}
+
+/// A rule's counters, added to on the request path without locks.
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    pub hits: AtomicU64,
+    pub over_limit: AtomicU64,
+    pub near_limit: AtomicU64,
+    pub within_limit: AtomicU64,
+    pub shadow_mode: AtomicU64,
+}
+
+impl RuleStats {
+    /// Adds one request's tally.
+    pub fn add(&self, t: &Tally) {
+        for (counter, n) in [
+            (&self.hits, t.hits),
+            (&self.over_limit, t.over_limit),
+            (&self.near_limit, t.near_limit),
+            (&self.within_limit, t.within_limit),
+            (&self.shadow_mode, t.shadow_mode),
+        ] {
+            if n > 0 {
+                counter.fetch_add(u64::from(n), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counters now: hits, over, near, within, shadow.
+    pub fn values(&self) -> [u64; 5] {
+        [&self.hits, &self.over_limit, &self.near_limit, &self.within_limit, &self.shadow_mode]
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// A rule's counters, shared by the compiled rule sets that hold the same
+/// rule (so a reload keeps counting); equal when they are the same counters.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle(pub Arc<RuleStats>);
+
+impl PartialEq for StatsHandle {
+    fn eq(&self, other: &StatsHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StatsHandle {}
+
+/// A limited rule, ready to count with GCRA (or to refuse everything when
+/// `requests_per_unit` is 0, envoyproxy/ratelimit's block-list idiom).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rate {
     pub unit: Unit,
@@ -132,6 +223,14 @@ pub struct Rate {
     pub burst: u32,
     pub shadow_mode: bool,
     pub name: String,
+    /// envoyproxy/ratelimit's stats key without the domain: `key_value`
+    /// or `key` per level, joined by dots (`key1_value1.subkey1`).
+    pub stats_key: String,
+    /// The request's values go into the stats key.
+    pub detailed_metric: bool,
+    /// Names of the limits this one removes from the same request.
+    pub replaces: Vec<String>,
+    pub stats: StatsHandle,
 }
 
 impl Rate {
@@ -139,6 +238,11 @@ impl Rate {
     pub fn spacing(&self) -> Spacing {
         let interval_us = (self.unit.micros() / u64::from(self.requests_per_unit.max(1))).max(1);
         Spacing { interval_us, tolerance_us: interval_us * u64::from(self.burst.max(1)) }
+    }
+
+    /// `requests_per_unit: 0`: every request is over the limit.
+    pub fn refuses_all(&self) -> bool {
+        self.requests_per_unit == 0
     }
 }
 
@@ -149,44 +253,144 @@ pub enum Limit {
     Rate(Rate),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Node {
     limit: Option<Limit>,
+    /// The rule's stats key (empty for a domain's root).
+    stats_key: String,
     /// Next-entry rules by key.
     children: HashMap<String, KeyRules>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct KeyRules {
     by_value: HashMap<String, Node>,
+    /// Values with `*`, tried in file order after the exact value.
+    wildcards: Vec<(Pattern, Node)>,
     any_value: Option<Box<Node>>,
 }
 
+/// A value with `*` wildcards, each matching any run of characters
+/// (none included), split once at load so matching neither allocates nor
+/// backtracks more than one `find` per part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    raw: String,
+    /// The literal parts between the stars: at least two.
+    parts: Vec<String>,
+}
+
+impl Pattern {
+    /// The pattern of a value holding at least one `*`; None otherwise.
+    pub fn new(value: &str) -> Option<Pattern> {
+        value
+            .contains('*')
+            .then(|| Pattern { raw: value.to_owned(), parts: value.split('*').map(str::to_owned).collect() })
+    }
+
+    /// Whether `value` matches: the first part is a prefix, the last a
+    /// suffix, and the others follow in order in between (leftmost match
+    /// is enough: any later match leaves less room for the rest).
+    pub fn matches(&self, value: &str) -> bool {
+        let (Some((first, rest)), true) = (self.parts.split_first(), self.parts.len() >= 2) else {
+            return value == self.raw;
+        };
+        let Some((last, middle)) = rest.split_last() else { return false };
+        if value.len() < first.len() + last.len()
+            || !value.starts_with(first.as_str())
+            || !value.ends_with(last.as_str())
+        {
+            return false;
+        }
+        let mut between = &value[first.len()..value.len() - last.len()];
+        for part in middle {
+            match between.find(part.as_str()) {
+                Some(at) => between = &between[at + part.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 /// The compiled descriptor rules of every domain.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Rules {
     domains: HashMap<String, Node>,
+}
+
+/// Settings that apply to every rule of a request (not per rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Every rule in shadow mode (envoyproxy/ratelimit's `SHADOW_MODE`).
+    pub shadow_mode: bool,
+    /// `RateLimit-Limit`, `-Remaining` and `-Reset` on every answer.
+    pub ratelimit_headers: bool,
+}
+
+/// One rule as the debug view lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleView {
+    pub domain: String,
+    pub stats_key: String,
+    /// `10/minute`, `unlimited`, `0/second`.
+    pub limit: String,
+    pub name: String,
+    pub shadow_mode: bool,
+    pub detailed_metric: bool,
+    pub replaces: Vec<String>,
+}
+
+/// Hands out a rule's counters given its domain and stats key.
+pub type StatsFor<'a> = dyn FnMut(&str, &str) -> StatsHandle + 'a;
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
 }
 
 impl Rules {
     /// Validates and compiles the `[rls]` table; every error names its field
     /// (`rls.domains[0].descriptors[1].rate_limit.unit`).
     pub fn compile(config: &RlsConfig) -> Result<Rules, Vec<Invalid>> {
+        let domains: Vec<(String, &DomainConfig)> =
+            config.domains.iter().enumerate().map(|(i, d)| (format!("rls.domains[{i}]"), d)).collect();
+        Rules::compile_domains(&domains, &mut |_, _| StatsHandle::default())
+    }
+
+    /// Validates and compiles domains, each with the prefix its error
+    /// fields get (empty for a file holding one domain), taking each
+    /// rule's counters from `stats`.
+    pub fn compile_domains(
+        domains: &[(String, &DomainConfig)],
+        stats: &mut StatsFor<'_>,
+    ) -> Result<Rules, Vec<Invalid>> {
         let mut errors = Vec::new();
-        let mut domains = HashMap::new();
-        for (i, d) in config.domains.iter().enumerate() {
-            let field = format!("rls.domains[{i}]");
+        let mut compiled = HashMap::new();
+        for (field, d) in domains {
             if d.domain.is_empty() || d.domain.len() > MAX_KEY_BYTES {
-                errors.push(invalid(format!("{field}.domain"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
+                errors.push(invalid(join(field, "domain"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
                 continue;
             }
             let mut root = Node::default();
-            compile_children(&d.descriptors, &mut root, &format!("{field}.descriptors"), &mut errors);
-            if domains.insert(d.domain.clone(), root).is_some() {
-                errors.push(invalid(format!("{field}.domain"), format!("domain {:?} is configured twice", d.domain)));
+            let mut cx = Compiling { domain: &d.domain, errors: &mut errors, stats };
+            cx.children(&d.descriptors, &mut root, &join(field, "descriptors"), "");
+            if compiled.insert(d.domain.clone(), root).is_some() {
+                errors.push(invalid(join(field, "domain"), format!("domain {:?} is configured twice", d.domain)));
             }
         }
-        if errors.is_empty() { Ok(Rules { domains }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Rules { domains: compiled }) } else { Err(errors) }
+    }
+
+    /// These rules with `other`'s domains added (`other` wins a shared domain).
+    pub fn merged(&self, other: Rules) -> Rules {
+        let mut domains = self.domains.clone();
+        domains.extend(other.domains);
+        Rules { domains }
+    }
+
+    /// Whether `domain` has rules here.
+    pub fn has_domain(&self, domain: &str) -> bool {
+        self.domains.contains_key(domain)
     }
 
     /// Whether no domain is configured.
@@ -201,21 +405,71 @@ impl Rules {
         names
     }
 
+    /// Every rule with a limit, by domain then stats key.
+    pub fn view(&self) -> Vec<RuleView> {
+        let mut out = Vec::new();
+        for (domain, root) in &self.domains {
+            walk(root, &mut |node| {
+                let Some(limit) = &node.limit else { return };
+                let mut view = RuleView {
+                    domain: domain.clone(),
+                    stats_key: node.stats_key.clone(),
+                    limit: "unlimited".to_owned(),
+                    name: String::new(),
+                    shadow_mode: false,
+                    detailed_metric: false,
+                    replaces: Vec::new(),
+                };
+                if let Limit::Rate(rate) = limit {
+                    view.limit = format!("{}/{}", rate.requests_per_unit, rate.unit.as_str());
+                    view.name = rate.name.clone();
+                    view.shadow_mode = rate.shadow_mode;
+                    view.detailed_metric = rate.detailed_metric;
+                    view.replaces = rate.replaces.clone();
+                }
+                out.push(view);
+            });
+        }
+        out.sort_by(|a, b| (&a.domain, &a.stats_key).cmp(&(&b.domain, &b.stats_key)));
+        out
+    }
+
+    /// Calls `f` with every limited rule and its domain.
+    pub fn for_each_rate(&self, mut f: impl FnMut(&str, &Rate)) {
+        for (domain, root) in &self.domains {
+            walk(root, &mut |node| {
+                if let Some(Limit::Rate(rate)) = &node.limit {
+                    f(domain, rate);
+                }
+            });
+        }
+    }
+
     /// The limit of the rule a descriptor matches, envoyproxy/ratelimit's
     /// way: each entry walks one level, preferring the rule for its exact
-    /// value over the rule for its key alone; only the rule reached by the
-    /// last entry counts. None when nothing matches (unknown domain too).
+    /// value, then the first wildcard value it matches, then the rule for
+    /// its key alone; only the rule reached by the last entry counts. None
+    /// when nothing matches (unknown domain too).
     pub fn find(&self, domain: &str, entries: &[Entry]) -> Option<&Limit> {
         let mut node = self.domains.get(domain)?;
         for entry in entries {
             let rules = node.children.get(&entry.key)?;
-            node = rules.by_value.get(&entry.value).or(rules.any_value.as_deref())?;
+            node = rules
+                .by_value
+                .get(&entry.value)
+                .or_else(|| rules.wildcards.iter().find(|(p, _)| p.matches(&entry.value)).map(|(_, n)| n))
+                .or(rules.any_value.as_deref())?;
         }
         node.limit.as_ref()
     }
 
-    /// Validates a request and decides, per descriptor, what it needs.
+    /// [`Rules::plan_with`] with the default options.
     pub fn plan<'r>(&'r self, request: &RlsRequest) -> Result<Plan<'r>, Invalid> {
+        self.plan_with(request, PlanOptions::default())
+    }
+
+    /// Validates a request and decides, per descriptor, what it needs.
+    pub fn plan_with<'r>(&'r self, request: &RlsRequest, options: PlanOptions) -> Result<Plan<'r>, Invalid> {
         if request.domain.is_empty() || request.domain.len() > MAX_KEY_BYTES {
             return Err(invalid("domain", format!("must be 1..={MAX_KEY_BYTES} bytes")));
         }
@@ -227,6 +481,7 @@ impl Rules {
         }
         let mut descriptors = Vec::with_capacity(request.descriptors.len());
         let mut admission = None;
+        let mut replacing = false;
         for (i, entries) in request.descriptors.iter().enumerate() {
             let field = || format!("descriptors[{i}].entries");
             if entries.is_empty() || entries.len() > MAX_ENTRIES {
@@ -254,74 +509,158 @@ impl Rules {
             descriptors.push(match self.find(&request.domain, entries) {
                 None => Planned::NoRule,
                 Some(Limit::Unlimited) => Planned::Unlimited,
-                Some(Limit::Rate(rate)) => Planned::Limited { rate, counter: counter_key(&request.domain, entries) },
+                Some(Limit::Rate(rate)) => {
+                    replacing |= !rate.replaces.is_empty();
+                    if rate.refuses_all() {
+                        Planned::RefusesAll { rate }
+                    } else {
+                        Planned::Limited { rate, counter: counter_key(&request.domain, entries) }
+                    }
+                }
             });
         }
-        Ok(Plan { descriptors, admission, hits: request.hits_addend.max(1) })
+        if replacing {
+            drop_replaced(&mut descriptors);
+        }
+        Ok(Plan { descriptors, admission, hits: request.hits_addend.max(1), options })
     }
 }
 
-fn compile_children(rules: &[DescriptorConfig], parent: &mut Node, field: &str, errors: &mut Vec<Invalid>) {
-    for (i, rule) in rules.iter().enumerate() {
-        let field = format!("{field}[{i}]");
-        if rule.key.is_empty() || rule.key.len() > MAX_KEY_BYTES {
-            errors.push(invalid(format!("{field}.key"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
-            continue;
+/// envoyproxy/ratelimit's `replaces`: a limit named by another matched
+/// limit of the same request is not applied.
+fn drop_replaced(descriptors: &mut [Planned<'_>]) {
+    let replaced: Vec<String> =
+        descriptors.iter().filter_map(Planned::rate).flat_map(|r| r.replaces.iter().cloned()).collect();
+    for planned in descriptors.iter_mut() {
+        if planned.rate().is_some_and(|r| !r.name.is_empty() && replaced.contains(&r.name)) {
+            *planned = Planned::Replaced;
         }
-        if rule.value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
-            errors.push(invalid(format!("{field}.value"), format!("must be at most {MAX_VALUE_BYTES} bytes")));
-            continue;
+    }
+}
+
+fn walk<'n>(node: &'n Node, f: &mut impl FnMut(&'n Node)) {
+    f(node);
+    for rules in node.children.values() {
+        for child in rules.by_value.values() {
+            walk(child, f);
         }
-        let mut node = Node { limit: compile_limit(rule, &field, errors), children: HashMap::new() };
-        compile_children(&rule.descriptors, &mut node, &format!("{field}.descriptors"), errors);
-        let by_key = parent.children.entry(rule.key.clone()).or_default();
-        let taken = match &rule.value {
-            Some(value) => by_key.by_value.insert(value.clone(), node).is_some(),
-            None => by_key.any_value.replace(Box::new(node)).is_some(),
+        for (_, child) in &rules.wildcards {
+            walk(child, f);
+        }
+        if let Some(child) = &rules.any_value {
+            walk(child, f);
+        }
+    }
+}
+
+/// One domain being compiled.
+struct Compiling<'a, 'b, 'c> {
+    domain: &'a str,
+    errors: &'b mut Vec<Invalid>,
+    stats: &'b mut StatsFor<'c>,
+}
+
+impl Compiling<'_, '_, '_> {
+    fn children(&mut self, rules: &[DescriptorConfig], parent: &mut Node, field: &str, parent_key: &str) {
+        for (i, rule) in rules.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            if rule.key.is_empty() || rule.key.len() > MAX_KEY_BYTES {
+                self.errors.push(invalid(format!("{field}.key"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
+                continue;
+            }
+            if rule.value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
+                self.errors.push(invalid(format!("{field}.value"), format!("must be at most {MAX_VALUE_BYTES} bytes")));
+                continue;
+            }
+            let own_key = match &rule.value {
+                Some(value) => format!("{}_{value}", rule.key),
+                None => rule.key.clone(),
+            };
+            let stats_key = join(parent_key, &own_key);
+            let limit = self.limit(rule, &field, &stats_key);
+            let mut node = Node { limit, stats_key: stats_key.clone(), children: HashMap::new() };
+            self.children(&rule.descriptors, &mut node, &format!("{field}.descriptors"), &stats_key);
+            let by_key = parent.children.entry(rule.key.clone()).or_default();
+            let taken = match &rule.value {
+                Some(value) => match Pattern::new(value) {
+                    Some(pattern) => {
+                        let taken = by_key.wildcards.iter().any(|(p, _)| p == &pattern);
+                        by_key.wildcards.push((pattern, node));
+                        taken
+                    }
+                    None => by_key.by_value.insert(value.clone(), node).is_some(),
+                },
+                None => by_key.any_value.replace(Box::new(node)).is_some(),
+            };
+            if taken {
+                let value = rule.value.as_ref().map_or("no value".to_owned(), |v| format!("value {v:?}"));
+                self.errors.push(invalid(field, format!("a sibling rule already has key {:?} and {value}", rule.key)));
+            }
+        }
+    }
+
+    fn limit(&mut self, rule: &DescriptorConfig, field: &str, stats_key: &str) -> Option<Limit> {
+        let config = rule.rate_limit.as_ref()?;
+        let field = format!("{field}.rate_limit");
+        let errors_before = self.errors.len();
+        let name = config.name.clone().unwrap_or_default();
+        for (j, replace) in config.replaces.iter().enumerate() {
+            if replace.name.is_empty() {
+                self.errors.push(invalid(format!("{field}.replaces[{j}].name"), "must name a limit"));
+            } else if replace.name == name {
+                self.errors.push(invalid(format!("{field}.replaces[{j}].name"), "a limit cannot replace itself"));
+            }
+        }
+        if config.unlimited {
+            if config.unit.is_some() || config.requests_per_unit.is_some() || config.burst.is_some() {
+                self.errors.push(invalid(field, "unlimited excludes unit, requests_per_unit and burst"));
+                return None;
+            }
+            if !config.replaces.is_empty() {
+                self.errors.push(invalid(format!("{field}.replaces"), "an unlimited rule cannot replace limits"));
+            }
+            return (self.errors.len() == errors_before).then_some(Limit::Unlimited);
+        }
+        let Some(unit) = config.unit else {
+            self.errors.push(invalid(format!("{field}.unit"), "is required: second, minute, hour or day"));
+            return None;
         };
-        if taken {
-            errors.push(invalid(
-                field,
-                format!("a sibling rule already has key {:?} and value {:?}", rule.key, rule.value),
+        let requests_per_unit = match config.requests_per_unit {
+            Some(n) if n <= MAX_REQUESTS_PER_UNIT => n,
+            _ => {
+                self.errors.push(invalid(
+                    format!("{field}.requests_per_unit"),
+                    format!("must be 0..={MAX_REQUESTS_PER_UNIT} (0 refuses every request)"),
+                ));
+                return None;
+            }
+        };
+        let burst = config.burst.unwrap_or(requests_per_unit);
+        let rate = Rate {
+            unit,
+            requests_per_unit,
+            burst,
+            shadow_mode: rule.shadow_mode,
+            name,
+            stats_key: stats_key.to_owned(),
+            detailed_metric: rule.detailed_metric,
+            replaces: config.replaces.iter().map(|r| r.name.clone()).collect(),
+            stats: (self.stats)(self.domain, stats_key),
+        };
+        let bad_burst = if rate.refuses_all() {
+            config.burst.is_some_and(|b| b > 0)
+        } else {
+            burst == 0 || rate.spacing().tolerance_us > MAX_TOLERANCE_US
+        };
+        if bad_burst {
+            self.errors.push(invalid(
+                format!("{field}.burst"),
+                "must be at least 1 and hold at most 400 days of the rate (and unset when requests_per_unit is 0)",
             ));
-        }
-    }
-}
-
-fn compile_limit(rule: &DescriptorConfig, field: &str, errors: &mut Vec<Invalid>) -> Option<Limit> {
-    let config = rule.rate_limit.as_ref()?;
-    let field = format!("{field}.rate_limit");
-    if config.unlimited {
-        if config.unit.is_some() || config.requests_per_unit.is_some() || config.burst.is_some() {
-            errors.push(invalid(field, "unlimited excludes unit, requests_per_unit and burst"));
             return None;
         }
-        return Some(Limit::Unlimited);
+        (self.errors.len() == errors_before).then_some(Limit::Rate(rate))
     }
-    let Some(unit) = config.unit else {
-        errors.push(invalid(format!("{field}.unit"), "is required: second, minute, hour or day"));
-        return None;
-    };
-    let requests_per_unit = match config.requests_per_unit {
-        Some(n) if (1..=MAX_REQUESTS_PER_UNIT).contains(&n) => n,
-        _ => {
-            errors.push(invalid(format!("{field}.requests_per_unit"), format!("must be 1..={MAX_REQUESTS_PER_UNIT}")));
-            return None;
-        }
-    };
-    let burst = config.burst.unwrap_or(requests_per_unit);
-    let rate = Rate {
-        unit,
-        requests_per_unit,
-        burst,
-        shadow_mode: rule.shadow_mode,
-        name: config.name.clone().unwrap_or_default(),
-    };
-    if burst == 0 || rate.spacing().tolerance_us > MAX_TOLERANCE_US {
-        errors.push(invalid(format!("{field}.burst"), "must be at least 1 and hold at most 400 days of the rate"));
-        return None;
-    }
-    Some(Limit::Rate(rate))
 }
 
 /// The counter of a limited descriptor: its domain and every entry, value
@@ -370,8 +709,23 @@ pub enum Planned<'r> {
     Unlimited,
     /// Counted with GCRA under `counter`.
     Limited { rate: &'r Rate, counter: String },
+    /// The matching rule has `requests_per_unit: 0`: over the limit, nothing counted.
+    RefusesAll { rate: &'r Rate },
+    /// The matching rule's limit is named in another matched rule's
+    /// `replaces`: OK, nothing counted.
+    Replaced,
     /// floodgate's Level 1 decides it (see [`AdmissionEntries`]).
     Admission,
+}
+
+impl<'r> Planned<'r> {
+    /// The matched rule's rate, for limited and refusing rules.
+    pub fn rate(&self) -> Option<&'r Rate> {
+        match self {
+            Planned::Limited { rate, .. } | Planned::RefusesAll { rate } => Some(rate),
+            _ => None,
+        }
+    }
 }
 
 /// The Level 1 request a `user_type` descriptor stands for: entries
@@ -425,6 +779,8 @@ pub struct Plan<'r> {
     pub admission: Option<AdmissionEntries>,
     /// `hits_addend`, 0 made 1.
     pub hits: u32,
+    /// Global shadow mode and response headers.
+    pub options: PlanOptions,
 }
 
 impl Plan<'_> {
@@ -436,15 +792,20 @@ impl Plan<'_> {
         let mut checks = Vec::with_capacity(self.descriptors.len());
         for (i, planned) in self.descriptors.iter().enumerate() {
             match planned {
-                Planned::Limited { rate, .. } => {
-                    checks.push((i, Check { spacing: rate.spacing(), cost: self.hits, enforce: !rate.shadow_mode }))
-                }
+                Planned::Limited { rate, .. } => checks.push((
+                    i,
+                    Check {
+                        spacing: rate.spacing(),
+                        cost: self.hits,
+                        enforce: !rate.shadow_mode && !self.options.shadow_mode,
+                    },
+                )),
                 Planned::Admission => {
                     if let Some(limit) = admission_rate {
                         checks.push((i, Check { spacing: limit.spacing(), cost: 1, enforce: true }));
                     }
                 }
-                Planned::NoRule | Planned::Unlimited => {}
+                Planned::NoRule | Planned::Unlimited | Planned::RefusesAll { .. } | Planned::Replaced => {}
             }
         }
         checks
@@ -522,6 +883,8 @@ pub struct Status {
     pub limit_remaining: u32,
     /// Until the counter is back to its full burst, µs.
     pub until_reset_us: u64,
+    /// What the matched rule counts for this request.
+    pub tally: Tally,
 }
 
 /// The answer to one request.
@@ -530,7 +893,9 @@ pub struct Answer {
     pub overall: Code,
     pub statuses: Vec<Status>,
     /// Added to Envoy's response when over the limit: `retry-after`
-    /// (seconds) and `x-floodgate-decision`.
+    /// (seconds; not when the request can never pass) and
+    /// `x-floodgate-decision`; with [`PlanOptions::ratelimit_headers`],
+    /// `RateLimit-Limit`, `-Remaining` and `-Reset` on every answer.
     pub response_headers: Vec<(&'static str, String)>,
     /// What happened to the request, for analytics and metrics.
     pub decision: Decision,
@@ -572,6 +937,19 @@ fn decision_name(decision: Decision) -> &'static str {
     }
 }
 
+/// The part of `hits` above 80 % of the counter's burst (envoyproxy/ratelimit's
+/// near-limit ratio), given the requests it still allows after this decision.
+fn near_limit(hits: u32, remaining: u64, check: &Check, kept: bool) -> u32 {
+    let burst = check.spacing.tolerance_us / check.spacing.interval_us.max(1);
+    let hits64 = u64::from(hits);
+    let used = burst.saturating_sub(remaining);
+    // Kept: `used` includes this request's hits; not kept: it would add them.
+    let (before, after) = if kept { (used.saturating_sub(hits64), used) } else { (used, used + hits64) };
+    let threshold = burst * 8 / 10;
+    let near = if after > threshold { after - before.max(threshold) } else { 0 };
+    u32::try_from(near.min(hits64)).unwrap_or(hits)
+}
+
 /// Builds the answer from the checks' outcomes (aligned with `checks`),
 /// decided at `now_us`, and Level 1's verdict when the request carried a
 /// `user_type` descriptor. The worst descriptor wins: any enforcing
@@ -585,33 +963,70 @@ pub fn answer(
     admission: Option<AdmissionOutcome<'_>>,
 ) -> Answer {
     let kept = kept(checks.iter().map(|(_, c)| c), outcomes, dry_run);
+    let hits = plan.hits;
     let mut statuses: Vec<Status> = plan
         .descriptors
         .iter()
-        .map(|_| Status { code: Code::Ok, current_limit: None, limit_remaining: 0, until_reset_us: 0 })
+        .map(|planned| Status {
+            code: Code::Ok,
+            current_limit: None,
+            // envoyproxy/ratelimit answers an unlimited rule with MaxUint32.
+            limit_remaining: if *planned == Planned::Unlimited { u32::MAX } else { 0 },
+            until_reset_us: 0,
+            tally: Tally::default(),
+        })
         .collect();
     let mut retry_after_us = 0u64;
     let mut over = false;
+    // A refusal that waiting cannot lift (more hits than the limit holds,
+    // or a limit of 0) gets no retry-after.
+    let mut never_passes = false;
     let mut shadow_over_limit = 0;
+    let reported = |rate: &Rate| ReportedLimit {
+        name: rate.name.clone(),
+        requests_per_unit: rate.requests_per_unit,
+        unit: rate.unit,
+    };
     for ((i, check), outcome) in checks.iter().zip(outcomes) {
         let (remaining, until_reset_us) = counter_state(*outcome, check, now_us, kept);
         let status = &mut statuses[*i];
         status.limit_remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
         status.until_reset_us = until_reset_us;
         if let Planned::Limited { rate, .. } = &plan.descriptors[*i] {
-            status.current_limit = Some(ReportedLimit {
-                name: rate.name.clone(),
-                requests_per_unit: rate.requests_per_unit,
-                unit: rate.unit,
-            });
-            if let GcraOutcome::Limited { retry_after_us: retry } = outcome {
-                if check.enforce {
-                    status.code = Code::OverLimit;
-                    over = true;
-                    retry_after_us = retry_after_us.max(*retry);
-                } else {
-                    shadow_over_limit += 1;
+            status.current_limit = Some(reported(rate));
+            status.tally.hits = hits;
+            match outcome {
+                GcraOutcome::Limited { retry_after_us: retry } => {
+                    status.tally.over_limit = hits;
+                    if check.enforce {
+                        status.code = Code::OverLimit;
+                        over = true;
+                        retry_after_us = retry_after_us.max(*retry);
+                        never_passes |= check.spacing.interval_us.saturating_mul(u64::from(check.cost))
+                            > check.spacing.tolerance_us;
+                    } else {
+                        status.tally.shadow_mode = hits;
+                        shadow_over_limit += 1;
+                    }
                 }
+                GcraOutcome::Allowed { .. } => {
+                    status.tally.within_limit = hits;
+                    status.tally.near_limit = near_limit(hits, remaining, check, kept);
+                }
+            }
+        }
+    }
+    for (planned, status) in plan.descriptors.iter().zip(statuses.iter_mut()) {
+        if let Planned::RefusesAll { rate } = planned {
+            status.current_limit = Some(reported(rate));
+            status.tally = Tally { hits, over_limit: hits, ..Tally::default() };
+            if rate.shadow_mode || plan.options.shadow_mode {
+                status.tally.shadow_mode = hits;
+                shadow_over_limit += 1;
+            } else {
+                status.code = Code::OverLimit;
+                over = true;
+                never_passes = true;
             }
         }
     }
@@ -635,20 +1050,35 @@ pub fn answer(
             over = true;
         }
     }
-    let response_headers = if over {
-        vec![
-            ("retry-after", retry_after_us.div_ceil(1_000_000).max(1).to_string()),
-            ("x-floodgate-decision", decision_name(decision).to_owned()),
-        ]
-    } else {
-        Vec::new()
-    };
+    let mut response_headers = Vec::new();
+    if over {
+        if !never_passes {
+            response_headers.push(("retry-after", retry_after_us.div_ceil(1_000_000).max(1).to_string()));
+        }
+        response_headers.push(("x-floodgate-decision", decision_name(decision).to_owned()));
+    }
+    if plan.options.ratelimit_headers {
+        ratelimit_headers(&statuses, &mut response_headers);
+    }
     Answer {
         overall: if over { Code::OverLimit } else { Code::Ok },
         statuses,
         response_headers,
         decision,
         shadow_over_limit,
+    }
+}
+
+/// The IETF draft's `RateLimit-Limit`, `RateLimit-Remaining` and
+/// `RateLimit-Reset` (seconds) of the descriptor closest to its limit, as
+/// envoyproxy/ratelimit's `LIMIT_RESPONSE_HEADERS_ENABLED` sets them.
+fn ratelimit_headers(statuses: &[Status], headers: &mut Vec<(&'static str, String)>) {
+    let closest =
+        statuses.iter().filter_map(|s| s.current_limit.as_ref().map(|l| (s, l))).min_by_key(|(s, _)| s.limit_remaining);
+    if let Some((status, limit)) = closest {
+        headers.push(("RateLimit-Limit", limit.requests_per_unit.to_string()));
+        headers.push(("RateLimit-Remaining", status.limit_remaining.to_string()));
+        headers.push(("RateLimit-Reset", status.until_reset_us.div_ceil(1_000_000).to_string()));
     }
 }
 
@@ -721,7 +1151,7 @@ mod tests {
             rate_limit = { requests_per_unit = 3 }
             [[domains.descriptors]]
             key = "b"
-            rate_limit = { unit = "second", requests_per_unit = 0 }
+            rate_limit = { unit = "second", requests_per_unit = 1000001 }
             [[domains.descriptors]]
             key = "c"
             rate_limit = { unlimited = true, unit = "second" }
@@ -749,7 +1179,17 @@ mod tests {
 
     #[test]
     fn units_become_spacing_and_burst_defaults_to_the_rate() {
-        let rate = Rate { unit: Unit::Minute, requests_per_unit: 3, burst: 3, shadow_mode: false, name: String::new() };
+        let rate = Rate {
+            unit: Unit::Minute,
+            requests_per_unit: 3,
+            burst: 3,
+            shadow_mode: false,
+            name: String::new(),
+            stats_key: "k".into(),
+            detailed_metric: false,
+            replaces: Vec::new(),
+            stats: StatsHandle::default(),
+        };
         assert_eq!(rate.spacing(), Spacing { interval_us: 20_000_000, tolerance_us: 60_000_000 });
         let r = rules(CHAT);
         let Some(Limit::Rate(hourly)) = r.find("chat", &entries(&[("path", "/landing/chat"), ("remote_address", "a")]))
@@ -926,6 +1366,120 @@ mod tests {
         );
         assert_eq!((ans.overall, ans.decision), (Code::Ok, Decision::Admit));
         assert!(ans.response_headers.is_empty());
+    }
+
+    /// A naive reference for `*` matching: any split of the value.
+    fn naive_match(pattern: &str, value: &str) -> bool {
+        match pattern.split_once('*') {
+            None => pattern == value,
+            Some((head, tail)) => {
+                value.starts_with(head)
+                    && (head.len()..=value.len()).any(|i| value.is_char_boundary(i) && naive_match(tail, &value[i..]))
+            }
+        }
+    }
+
+    #[test]
+    fn stars_match_any_run_including_none() {
+        let p = |s: &str| Pattern::new(s).expect("has a star");
+        assert!(p("foo*").matches("foo") && p("foo*").matches("foobar") && !p("foo*").matches("fo"));
+        assert!(p("*bar").matches("bar") && !p("*bar").matches("bars"));
+        assert!(p("/api/*/users/*").matches("/api//users/") && p("/api/*/users/*").matches("/api/v1/users/7"));
+        assert!(!p("/api/*/users/*").matches("/api/v1/groups/7"));
+        assert!(p("a*b*a").matches("aba") && !p("a*b*a").matches("ab") && !p("aa*aa").matches("aaa"));
+        assert!(p("*").matches("") && p("**").matches("x"));
+        assert_eq!(Pattern::new("plain"), None);
+    }
+
+    const FEATURES: &str = r#"
+        [[domains]]
+        domain = "d"
+        [[domains.descriptors]]
+        key = "k"
+        value = "a*"
+        rate_limit = { unit = "minute", requests_per_unit = 1 }
+        [[domains.descriptors]]
+        key = "k"
+        value = "ab"
+        rate_limit = { unit = "minute", requests_per_unit = 2 }
+        [[domains.descriptors]]
+        key = "k"
+        rate_limit = { unit = "minute", requests_per_unit = 3 }
+        [[domains.descriptors]]
+        key = "block"
+        rate_limit = { unit = "minute", requests_per_unit = 0 }
+        [[domains.descriptors]]
+        key = "tier"
+        value = "free"
+        rate_limit = { unit = "minute", requests_per_unit = 2, name = "free" }
+        [[domains.descriptors]]
+        key = "over"
+        rate_limit = { unit = "minute", requests_per_unit = 9, name = "over", replaces = [{ name = "free" }] }
+    "#;
+
+    #[test]
+    fn exact_wins_over_wildcard_which_wins_over_key_only() {
+        let r = rules(FEATURES);
+        let per_minute = |v: &str| match r.find("d", &entries(&[("k", v)])) {
+            Some(Limit::Rate(rate)) => (rate.requests_per_unit, rate.stats_key.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(per_minute("ab"), (2, "k_ab".to_owned()));
+        assert_eq!(per_minute("abc"), (1, "k_a*".to_owned()));
+        assert_eq!(per_minute("a"), (1, "k_a*".to_owned()));
+        assert_eq!(per_minute("b"), (3, "k".to_owned()));
+    }
+
+    #[test]
+    fn replaced_limits_and_zero_limits_are_planned_apart() {
+        let r = rules(FEATURES);
+        let req = RlsRequest {
+            domain: "d".into(),
+            descriptors: vec![entries(&[("tier", "free")]), entries(&[("over", "x")]), entries(&[("block", "x")])],
+            hits_addend: 0,
+        };
+        let plan = r.plan(&req).unwrap();
+        assert_eq!(plan.descriptors[0], Planned::Replaced);
+        assert!(matches!(plan.descriptors[1], Planned::Limited { rate, .. } if rate.name == "over"));
+        assert!(matches!(plan.descriptors[2], Planned::RefusesAll { rate } if rate.requests_per_unit == 0));
+        let checks = plan.checks(None);
+        assert_eq!(checks.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        let ans = answer(&plan, &checks, &[GcraOutcome::Allowed { tat: 6_666_666 }], 0, false, None);
+        assert_eq!(ans.overall, Code::OverLimit);
+        assert_eq!(
+            ans.statuses[0],
+            Status {
+                code: Code::Ok,
+                current_limit: None,
+                limit_remaining: 0,
+                until_reset_us: 0,
+                tally: Tally::default()
+            }
+        );
+        assert_eq!(ans.statuses[2].tally, Tally { hits: 1, over_limit: 1, ..Tally::default() });
+        assert_eq!(
+            ans.response_headers,
+            [("x-floodgate-decision", "rate_limited".to_owned())],
+            "no retry-after: it never passes"
+        );
+    }
+
+    #[test]
+    fn near_limit_counts_the_hits_above_eighty_percent() {
+        // Burst 10: threshold 8. Used 7 before, 3 more hits: 1 within-only, 2 near.
+        let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
+        assert_eq!(near_limit(3, 0, &check, true), 2);
+        assert_eq!(near_limit(3, 3, &check, true), 0, "used 7 after: under the threshold");
+        assert_eq!(near_limit(3, 1, &check, false), 3, "not kept: 9 used, 3 more all above 8");
+    }
+
+    proptest! {
+        #[test]
+        fn patterns_agree_with_the_naive_star_match(pattern in "[ab*]{1,6}", value in "[ab]{0,8}") {
+            if let Some(p) = Pattern::new(&pattern) {
+                prop_assert_eq!(p.matches(&value), naive_match(&pattern, &value), "{} vs {}", pattern, value);
+            }
+        }
     }
 
     proptest! {

@@ -180,6 +180,10 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/admin/gateway/update-config", post(update_config))
         .route("/debug/capacity-calculation", get(capacity_calculation))
         .route("/debug/environment", get(environment))
+        .route(
+            "/debug/rls-config",
+            get(|State(shim): State<Shim>| async move { Json(shim.floodgate.rls_rules().view()) }),
+        )
         .route("/monitoring/throttling", get(throttling))
         .route("/monitoring/alerts", get(alerts))
         .merge(console::documents())

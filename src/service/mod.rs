@@ -21,7 +21,6 @@ use crate::core::Millis;
 use crate::core::admission::Pressure;
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
-use crate::core::rls::Rules;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
@@ -88,8 +87,8 @@ pub struct Floodgate {
     pub(crate) environment: BTreeMap<String, (String, String)>,
     /// The load at the last alert evaluation (large load changes).
     pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
-    /// Envoy rate-limit service descriptor rules.
-    rls: Arc<Rules>,
+    /// Envoy rate-limit service descriptor rules (TOML and live-reloaded YAML).
+    rls: Arc<crate::rls_rules::RlsRules>,
     /// `max_payload_bytes` at start: the gRPC message limit is fixed by it.
     pub(crate) payload_limit_at_start: u32,
 }
@@ -141,9 +140,14 @@ impl Floodgate {
             config_version: std::sync::atomic::AtomicU64::new(0),
             environment: settings.environment(),
             last_alert_load: std::sync::atomic::AtomicU64::new(0),
-            rls: settings.rls.clone(),
+            rls: Arc::new(crate::rls_rules::RlsRules::new(settings.rls.clone(), settings.rls_options.clone())),
             payload_limit_at_start: settings.runtime.max_payload_bytes,
         }
+    }
+
+    /// The Envoy rate-limit rules in force and their counters.
+    pub fn rls_rules(&self) -> &Arc<crate::rls_rules::RlsRules> {
+        &self.rls
     }
 
     /// The runtime config in force.

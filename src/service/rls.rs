@@ -18,7 +18,10 @@ impl Floodgate {
     /// and a refused request consumes nothing. Store failures are errors
     /// (UNAVAILABLE), not a local fallback: Envoy's `failure_mode_deny` decides.
     pub async fn should_rate_limit(&self, request: &RlsRequest) -> Result<rls::Answer, ServiceError> {
-        let plan = self.rls.plan(request).map_err(|e| ServiceError::invalid(&e.field, e.message))?;
+        let rules = self.rls.current();
+        let plan = rules
+            .plan_with(request, self.rls.plan_options())
+            .map_err(|e| ServiceError::invalid(&e.field, e.message))?;
         let admission = plan.admission.as_ref().map(|a| AdmissionRequest {
             user_type: a.user_type,
             subject: a.subject.clone(),
@@ -103,6 +106,7 @@ impl Floodgate {
             self.decided(1, &a.admission_key(), verdict);
         }
         self.metrics.rls(&answer);
+        self.rls.record(request, &plan, &answer);
         Ok(answer)
     }
 }
