@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod operations;
 pub mod protection;
 pub mod service;
+pub mod shield;
 pub mod store;
 pub mod telemetry;
 pub mod throttling;
