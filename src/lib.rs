@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod operations;
 pub mod protection;
+pub mod rpc_trace;
 pub mod service;
 pub mod shield;
 pub mod store;
