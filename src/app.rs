@@ -143,13 +143,8 @@ impl App {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| AppError::Serve(e.to_string()))?;
 
         let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
-        let mut builder = Server::builder();
-        // A span per RPC when spans are exported (it costs nothing otherwise).
-        if crate::telemetry::otlp_requested() {
-            builder = builder.trace_fn(
-                |request| tracing::info_span!(target: "floodgate::rpc", "rpc", rpc.path = %request.uri().path()),
-            );
-        }
+        // A SERVER span per RPC while spans are exported (a pass-through otherwise).
+        let mut builder = Server::builder().layer(crate::rpc_trace::TraceLayer);
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
         }
@@ -187,7 +182,7 @@ impl App {
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
-        let router = crate::http::router(floodgate.clone(), auth);
+        let router = crate::http::router(floodgate.clone(), auth).layer(crate::rpc_trace::TraceLayer);
         let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
             Some(tls) => Box::pin(
                 axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),

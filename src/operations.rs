@@ -672,6 +672,11 @@ impl Floodgate {
         };
         let mut text = self.metrics.render(&gauges);
         self.rls_rules().render_metrics(&mut text);
+        text.push_str(
+            "# HELP floodgate_local_shield_hits_total Level-1 requests refused by the local shield without a store call.\n\
+             # TYPE floodgate_local_shield_hits_total counter\n",
+        );
+        text.push_str(&format!("floodgate_local_shield_hits_total {}\n", self.shield.hits()));
         Ok(text)
     }
 

@@ -46,7 +46,14 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
     }
     match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
         Ok(exporter) => {
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name("floodgate").build();
+            // The resource detectors read OTEL_SERVICE_NAME and
+            // OTEL_RESOURCE_ATTRIBUTES; "floodgate" only when neither names
+            // the service. The sampler follows OTEL_TRACES_SAMPLER(_ARG).
+            let mut resource = opentelemetry_sdk::Resource::builder();
+            if !service_named_by_env() {
+                resource = resource.with_service_name("floodgate");
+            }
+            let resource = resource.build();
             Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
         }
         Err(e) => {
@@ -54,6 +61,15 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
             None
         }
     }
+}
+
+/// Whether the standard env vars name the service (`OTEL_SERVICE_NAME`, or
+/// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`).
+fn service_named_by_env() -> bool {
+    let set = |v: &str| std::env::var(v).is_ok_and(|v| !v.trim().is_empty());
+    set("OTEL_SERVICE_NAME")
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .is_ok_and(|attrs| attrs.split(',').any(|kv| kv.trim_start().starts_with("service.name=")))
 }
 
 /// Installs the global subscriber (call inside the tokio runtime: the OTLP
@@ -65,11 +81,14 @@ pub fn init(profile: Profile, format: Option<&str>) -> Telemetry {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = if format == Some("text") {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed()
+        // Colour codes only for a person at a terminal, never in files or collectors.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(filter).boxed()
     } else {
         tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed()
     };
     let provider = otlp_provider();
+    crate::rpc_trace::set_exporting(provider.is_some());
     let otel = provider.as_ref().map(|p| {
         let spans = EnvFilter::new("floodgate=info");
         tracing_opentelemetry::layer().with_tracer(p.tracer("floodgate")).with_filter(spans).boxed()

@@ -666,3 +666,46 @@ async fn one_script_call_per_enqueue_and_at_most_one_per_check() {
     assert_eq!(evalsha(&after) - evalsha(&before), 100, "one GCRA script per CheckCapacity");
     assert_eq!(client_calls(&after) - client_calls(&before), 100, "no call besides the script: {after:?}");
 }
+
+/// Issue 15's local shield: a flood of one over-limit subject costs a
+/// handful of store calls, and the shield refuses exactly what the store
+/// refuses (the same run with the shield off admits the same count).
+#[tokio::test]
+async fn a_flood_of_one_refused_subject_costs_a_handful_of_store_calls() {
+    let redis = RedisServer::start();
+    let mut admitted = Vec::new();
+    for capacity in [Some(100_000), Some(0)] {
+        let mut s = settings(Profile::Production, "");
+        s.store = StoreUrl::Redis(redis.url());
+        s.redis_prefix = format!("{{shield-{}}}", capacity.unwrap_or(0));
+        s.snapshot_refresh_ms = 3_600_000;
+        s.local_shield_capacity = capacity;
+        let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+        let mut c = clients(&server).await;
+        c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+        let calls = |stats: &[(String, u64)]| stats.iter().find(|(n, _)| n == "evalsha").map_or(0, |(_, c)| *c);
+        let before = redis.command_calls();
+        let mut ok = 0;
+        for _ in 0..10_000 {
+            let answer = c.admission.check_capacity(check(UserType::Anonymous, "flooder")).await.unwrap().into_inner();
+            if answer.http_status == 200 {
+                ok += 1;
+            }
+        }
+        let store_calls = calls(&redis.command_calls()) - calls(&before);
+        if capacity == Some(100_000) {
+            // Production: anonymous 10/min with a burst of 5; the refusals
+            // after the burst wait ~6 s, longer than this loop.
+            assert!(store_calls <= 10, "{store_calls} store calls with the shield on");
+            // store_calls also counts the heartbeat's script.
+            assert!(server.floodgate.shield.hits() >= 10_000 - store_calls, "every other request is a shield hit");
+        } else {
+            assert!(store_calls >= 10_000, "every request asks the store with the shield off: {store_calls}");
+        }
+        admitted.push(ok);
+    }
+    // The shield-off run lasts longer, so its subject may earn one more
+    // token: the shield never admits more, and still lets the burst through.
+    assert!(admitted[0] <= admitted[1], "the shield admitted more than the store: {admitted:?}");
+    assert!(admitted[0] >= 5, "the burst of 5 passes: {admitted:?}");
+}

@@ -174,7 +174,9 @@ def test_pod_is_hardened_and_probed_over_grpc():
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": ""}
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "floodgate.v1.Admission"}
+    # Readiness asks about the server, which stays SERVING during a store
+    # outage: Level 1 fails open, so pods must not all leave the Service.
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": ""}
     assert c["startupProbe"]["grpc"] == {"port": 50051, "service": ""}
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["FLOODGATE_GRPC_ADDR"] == "0.0.0.0:50051"
@@ -188,6 +190,9 @@ def test_http_probes_are_the_alternative():
     assert r.rc == 0, r.stderr
     (c,) = r.one("Deployment")["spec"]["template"]["spec"]["containers"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    r = render(sets=["probes.type=http", "probes.http.readinessPath=/readyz"])
+    (c,) = r.one("Deployment")["spec"]["template"]["spec"]["containers"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     for doc in r.docs:

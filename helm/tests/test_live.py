@@ -139,10 +139,11 @@ def test_the_default_rendered_pod_starts_in_production_with_auth():
         server.stop()
 
 
-def test_the_production_rendered_pod_uses_redis_and_readiness_follows_it():
-    """With the production example (existingSecret, Redis): ready while Redis
-    answers; when Redis goes away the readiness service turns NOT_SERVING
-    (the pod leaves the endpoints) while liveness stays SERVING (no restart)."""
+def test_the_production_rendered_pod_stays_ready_while_redis_is_down():
+    """With the production example (existingSecret, Redis): when Redis goes
+    away, floodgate.v1.Admission turns NOT_SERVING (for failure_mode_deny
+    routing) while the probed services, liveness and readiness, stay
+    SERVING: Level 1 fails open, so the pods must stay in the Service."""
     assert shutil.which("redis-server"), "redis-server is missing: install Debian's redis-server (scripts/test.sh does)"
     port = free_port()
     redis = subprocess.Popen(
@@ -167,13 +168,15 @@ def test_the_production_rendered_pod_uses_redis_and_readiness_follows_it():
         liveness, readiness = probe_services(r)
         assert server.health(liveness) == "SERVING"
         assert server.health(readiness) == "SERVING"
+        assert server.health("floodgate.v1.Admission") == "SERVING"
         redis.terminate()
         redis.wait(timeout=10)
         deadline = time.monotonic() + 15
-        while server.health(readiness) != "NOT_SERVING":
-            assert time.monotonic() < deadline, "readiness stayed SERVING without Redis"
+        while server.health("floodgate.v1.Admission") != "NOT_SERVING":
+            assert time.monotonic() < deadline, "Admission stayed SERVING without Redis"
             time.sleep(0.2)
         assert server.health(liveness) == "SERVING"
+        assert server.health(readiness) == "SERVING", "the pod would leave the Service during a store outage"
     finally:
         if server:
             server.stop()

@@ -105,6 +105,10 @@ pub struct StaticSettings {
     #[arg(long, env = "FLOODGATE_WORKER_TOKENS", hide = true, hide_env_values = true, value_parser = token_list)]
     #[serde(skip)]
     pub worker_tokens: Option<TokenList>,
+    /// Refused Level-1 subjects remembered per replica until their retry
+    /// time, per user type (0 = off; default 100000 on Redis, off in memory).
+    #[arg(long, env = "FLOODGATE_LOCAL_SHIELD_CAPACITY")]
+    pub local_shield_capacity: Option<usize>,
     /// envoyproxy/ratelimit YAML rules: a file, or a directory of one file per domain (reloaded live).
     #[arg(long, env = "FLOODGATE_RLS_CONFIG")]
     pub rls_config: Option<PathBuf>,
@@ -242,6 +246,7 @@ impl StaticSettings {
             frontend: list(self.frontend_tokens),
             worker: list(self.worker_tokens),
         };
+        settings.local_shield_capacity = self.local_shield_capacity;
         settings.rls = Arc::new(rls_rules(&self.rls)?);
         settings.rls_options = crate::rls_rules::RlsOptions::parse(
             self.rls_config,
@@ -348,6 +353,8 @@ pub struct Settings {
     pub rls: std::sync::Arc<Rules>,
     /// envoyproxy/ratelimit YAML rules (reloaded live), global shadow mode, headers.
     pub rls_options: crate::rls_rules::RlsOptions,
+    /// The local shield's size when set (see [`Settings::shield_capacity`]).
+    pub local_shield_capacity: Option<usize>,
     /// Where settings came from when not the default: "flag_or_env",
     /// "file"; runtime keys as `runtime.<field>`.
     pub sources: BTreeMap<String, String>,
@@ -379,7 +386,20 @@ impl Settings {
             tls: None,
             rls: Default::default(),
             rls_options: Default::default(),
+            local_shield_capacity: None,
             sources: BTreeMap::new(),
+        }
+    }
+
+    /// Refused subjects the local shield remembers per user type: the
+    /// setting, else 100,000 on Redis (where it saves a round trip per
+    /// refused request) and 0 (off) on the embedded store, whose check is
+    /// already local.
+    pub fn shield_capacity(&self) -> usize {
+        match (self.local_shield_capacity, &self.store) {
+            (Some(capacity), _) => capacity,
+            (None, StoreUrl::Memory) => 0,
+            (None, _) => 100_000,
         }
     }
 

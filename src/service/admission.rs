@@ -11,6 +11,7 @@ use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
 use crate::protection::{Circuit, Permit, Permits};
+use crate::store::RateKey;
 use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
 
 /// The fields both admission levels share.
@@ -179,10 +180,19 @@ impl Floodgate {
         permits: &mut Permits<'a>,
     ) -> (GcraOutcome, StoreOutcome) {
         let now = now_us / 1_000;
+        // A refusal remembered until its retry time needs no store call
+        // (the local shield: it only ever refuses what the store would).
+        let key = RateKey::User(user_type, subject);
+        if let Some(refused) = self.shield.refused(&key, 1, now_us) {
+            return (refused, StoreOutcome::Skipped);
+        }
         permits.store = self.breakers.allow(Circuit::RateLimiter, now, 0.0);
         if permits.store.is_some() {
             match self.store.rate_limit(user_type, subject, limit, 1, now_us).await {
-                Ok(outcome) => return (outcome, StoreOutcome::Answered),
+                Ok(outcome) => {
+                    self.shield.remember(&key, 1, &outcome, now_us);
+                    return (outcome, StoreOutcome::Answered);
+                }
                 Err(e) => {
                     self.metrics.store_error("rate_limit");
                     tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");

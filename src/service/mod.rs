@@ -72,6 +72,8 @@ pub struct Floodgate {
     refreshing: Mutex<()>,
     /// Level 1's rate limiter when the store fails (fail open, design §6).
     fallback_rates: RateTable,
+    /// Refusals remembered until their retry time (Redis only: see `shield`).
+    pub shield: crate::shield::Shield,
     /// Wakes a long-polling `LeaseTasks` call when a task is enqueued here.
     task_ready: Notify,
     pub(crate) clock: Arc<dyn Clock>,
@@ -130,6 +132,7 @@ impl Floodgate {
             }),
             refreshing: Mutex::new(()),
             fallback_rates: RateTable::default(),
+            shield: crate::shield::Shield::new(settings.shield_capacity()),
             task_ready: Notify::new(),
             clock,
             breakers: Breakers::new(&runtime.breakers),

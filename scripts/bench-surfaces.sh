@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Benchmarks of the operator surfaces and the Envoy rule set, for
+# BENCHMARKS.md: the same method as scripts/bench.sh (server on core 0, load
+# generator on core 1 with taskset, loopback only, baseline in the same run,
+# alternating sides).
+#   1. CheckCapacity with the console polling its JSON every 2 s and /metrics
+#      scraped every second, vs the same server left alone.
+#   2. CheckCapacity with spans exported at a 1 % sampler vs tracing off.
+#   3. ShouldRateLimit against 1,000 envoyproxy/ratelimit YAML rules in 10
+#      domains (exact, wildcard and nested rules) vs the empty RPC.
+#   4. The same load while the rule files are rewritten (live reloads):
+#      errors must stay 0.
+# Usage: scripts/bench-surfaces.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+cargo build --release --locked --workspace >/dev/null 2>&1
+bin=$PWD/target/release/floodgate
+gen=$PWD/target/release/floodgate-loadgen
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# start_server NAME [extra args...] -> sets $addr $http $pid (env passes through)
+start_server() {
+  local name=$1; shift
+  taskset -c 0 "$bin" serve --profile loadtest --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+    --store memory "$@" >"$work/$name.out" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.05; done
+  addr=$(grep -o 'grpc=[^ ]*' "$work/$name.out" | cut -d= -f2)
+  http=$(grep -o 'http=[^ ]*' "$work/$name.out" | cut -d= -f2)
+}
+
+once() { # mode [extra loadgen args] -> one loadgen summary line
+  local mode=$1; shift
+  taskset -c 1 "$gen" --target "$addr" --mode "$mode" --concurrency "${conc:-64}" --duration "$secs" --heartbeat "$@" 2>/dev/null | head -1
+}
+row() {
+  echo "| $1 | $(sed -E 's/.*rps=([0-9]+).*p50_us=([0-9]+).*p99_us=([0-9]+).*admitted=([0-9]+) rate_limited=([0-9]+) backpressure=([0-9]+) circuit_open=([0-9]+) errors=([0-9]+).*/\1 | \2 | \3 | \4 | \5+\6+\7 | \8/' <<<"$2") |"
+}
+rps() { sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$1"; }
+ratio() { python3 -c "print(f'{$(rps "$1")/$(rps "$2"):.2f}×')"; }
+header() { echo; echo "$1"; echo; echo "| run | req/s | p50 µs | p99 µs | admitted | refused (429+503+circuit) | errors |"; echo "|---|---|---|---|---|---|---|"; }
+
+# An operator's browser tab and a Prometheus: the console's JSON every 2 s,
+# /metrics every second, for as long as the poller lives (on core 1).
+poll_surfaces() {
+  local n=0
+  while true; do
+    taskset -c 1 curl -s -o /dev/null "http://$http/metrics" || true
+    if (( n % 2 == 0 )); then
+      for route in /monitoring/system /debug/capacity-calculation /admin/circuit-breakers /monitoring/throttling /monitoring/alerts /monitoring/processes /monitoring/throttling/minutes; do
+        taskset -c 1 curl -s -o /dev/null "http://$http$route" || true
+      done
+    fi
+    n=$((n + 1))
+    sleep 1
+  done
+}
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); ${secs}s per run, one connection"
+
+header "## CheckCapacity (memory, c=64): console polling + /metrics every second vs left alone (one server, alternating ×3)"
+start_server surfaces
+for i in 1 2 3; do
+  a=$(once check); row "left alone #$i" "$a"
+  poll_surfaces & poller=$!
+  b=$(once check); row "console + scrape #$i" "$b"
+  kill $poller; wait $poller 2>/dev/null || true
+  echo "| polled / alone #$i | $(ratio "$b" "$a") | | | | | |"
+done
+kill $pid; wait $pid 2>/dev/null || true
+
+header "## CheckCapacity (memory, c=64): spans exported with a 1 % sampler vs tracing off (two servers, alternating ×3)"
+# The OTLP endpoint is a port nobody listens on: the cost measured is making
+# and sampling the spans; the 1 % that are exported are dropped on connect.
+sink=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server off; off_addr=$addr; off_pid=$pid
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink" OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
+  start_server traced; on_addr=$addr; on_pid=$pid
+for i in 1 2 3; do
+  addr=$off_addr; a=$(once check); row "tracing off #$i" "$a"
+  addr=$on_addr; b=$(once check); row "1 % sampled #$i" "$b"
+  echo "| sampled / off #$i | $(ratio "$b" "$a") | | | | | |"
+done
+kill $off_pid $on_pid; wait $off_pid $on_pid 2>/dev/null || true
+
+# 1,000 rules: 10 domains × (1 key-only remote_address rule, 59 exact
+# remote_address values, 20 wildcard paths, 20 nested tenant → user rules).
+rules=$work/rules; mkdir -p "$rules"
+write_rules() { # per-second limit of the key-only rule
+  for d in $(seq 0 9); do
+    {
+      echo "domain: d$d"
+      echo "descriptors:"
+      echo "  - key: remote_address"
+      echo "    rate_limit: {unit: second, requests_per_unit: $1}"
+      for j in $(seq 1 59); do
+        echo "  - key: remote_address"
+        echo "    value: \"10.$d.$j.1\""
+        echo "    rate_limit: {unit: minute, requests_per_unit: 100}"
+      done
+      for j in $(seq 1 20); do
+        echo "  - key: path"
+        echo "    value: \"/api/v$j/*\""
+        echo "    rate_limit: {unit: second, requests_per_unit: $1}"
+      done
+      for j in $(seq 1 20); do
+        echo "  - key: tenant"
+        echo "    value: \"t$j\""
+        echo "    descriptors:"
+        echo "      - key: user"
+        echo "        rate_limit: {unit: hour, requests_per_unit: 1000}"
+      done
+    } >"$rules/.d$d.tmp"
+    mv "$rules/.d$d.tmp" "$rules/d$d.yaml"
+  done
+}
+write_rules 1000000000
+conc=50
+header "## ShouldRateLimit (memory, c=50) against 1,000 YAML rules in 10 domains vs the empty RPC (alternating ×3)"
+echo "(each request: remote_address={subject} (key-only rule among 59 exact values) and path=/api/v7/chat (wildcard /api/v7/*), domain d5)"
+echo
+start_server rules --rls-config "$rules"
+for i in 1 2 3; do
+  e=$(once empty); row "empty RPC #$i" "$e"
+  r=$(once rls --domain d5 --descriptor 'remote_address={subject}' --descriptor 'path=/api/v7/chat'); row "ShouldRateLimit, 1,000 rules #$i" "$r"
+  echo "| ratio #$i | $(ratio "$r" "$e") | | | | | |"
+done
+
+header "## The same ShouldRateLimit load while the 10 rule files are rewritten every 0.5 s (live reloads)"
+( for k in $(seq 1 $((secs * 2))); do write_rules $((1000000000 + k)); sleep 0.5; done ) & writer=$!
+r=$(once rls --domain d5 --descriptor 'remote_address={subject}' --descriptor 'path=/api/v7/chat'); row "ShouldRateLimit during reloads" "$r"
+wait $writer 2>/dev/null || true
+curl -s "http://$http/metrics" | grep -E '^floodgate_rls_config_load' || true
+kill $pid; wait $pid 2>/dev/null || true
