@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::alerting::AlertView;
 use crate::config::{FieldError, RuntimeConfig};
 use crate::core::alerts::{self, AlertInputs};
-use crate::core::analytics::{self, CELLS, Cells, PeriodStats, WINDOWS};
+use crate::core::analytics::{self, PeriodStats, WINDOWS};
 use crate::core::breaker::{BreakerState, BreakerStats};
 use crate::core::capacity::{self, Limits};
 use crate::core::health::{self, ChatHealth, Health};
@@ -258,12 +258,7 @@ impl Floodgate {
         Ok(WINDOWS
             .iter()
             .map(|(name, span)| {
-                let mut cells: Cells = [0; CELLS];
-                for (minute, c) in &view.minutes {
-                    if now_minute - minute < *span {
-                        analytics::add(&mut cells, c);
-                    }
-                }
+                let cells = analytics::window_sum(&view.minutes, now_minute, *span);
                 let first_hour = now_minute.saturating_sub(span - 1) / 60;
                 let hours: Vec<_> =
                     view.top_by_hour.iter().filter(|(h, _)| *h >= first_hour).map(|(_, top)| top.clone()).collect();
@@ -320,7 +315,7 @@ impl Floodgate {
     }
 
     fn lock_alerts(&self) -> std::sync::MutexGuard<'_, crate::alerting::AlertBook> {
-        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.alerts)
     }
 
     /// Active alerts, then recent info events.
@@ -567,12 +562,7 @@ impl Floodgate {
         let now = facts.now;
         let view = self.store().analytics(now / 60_000, 60).await?;
         let rate = |span: u64| {
-            let mut cells: Cells = [0; CELLS];
-            for (minute, c) in &view.minutes {
-                if (now / 60_000).saturating_sub(*minute) < span {
-                    analytics::add(&mut cells, c);
-                }
-            }
+            let cells = analytics::window_sum(&view.minutes, now / 60_000, span);
             analytics::period_stats(&cells, span, Vec::new())
         };
         let (last_15, last_hour) = (rate(15), rate(60));
@@ -601,7 +591,7 @@ impl Floodgate {
             book.info("circuit_transition", message, now);
         }
         let previous = self.last_alert_load.swap(load, Ordering::Relaxed);
-        if total > 0 && previous.abs_diff(load) * 2 > total {
+        if alerts::is_large_load_change(previous, load, total) {
             book.info("load_change", format!("load moved from {previous} to {load} (capacity {total})"), now);
         }
         book.update(alerts::evaluate(&inputs), now);

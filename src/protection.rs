@@ -120,9 +120,7 @@ pub struct Breakers {
     events: Mutex<Vec<CircuitEvent>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 impl Breakers {
     /// Closed circuits with `config`.

@@ -41,7 +41,7 @@ impl Recorder {
         }
         self.pending[analytics::cell(decision, user_type, transport)].fetch_add(1, Ordering::Relaxed);
         if decision != Decision::Admit && !session.is_empty() {
-            self.sessions.lock().unwrap_or_else(|p| p.into_inner()).offer(session, 1);
+            crate::sync::lock(&self.sessions).offer(session, 1);
         }
     }
 
@@ -52,7 +52,7 @@ impl Recorder {
         for (cell, pending) in cells.iter_mut().zip(&self.pending) {
             *cell = pending.swap(0, Ordering::Relaxed);
         }
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).drain();
+        let sessions = crate::sync::lock(&self.sessions).drain();
         if cells.iter().all(|n| *n == 0) && sessions.is_empty() {
             return Ok(());
         }
@@ -61,7 +61,7 @@ impl Recorder {
             for (cell, pending) in cells.iter().zip(&self.pending) {
                 pending.fetch_add(*cell, Ordering::Relaxed);
             }
-            let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut table = crate::sync::lock(&self.sessions);
             for (session, n) in sessions {
                 table.offer(&session, n);
             }
@@ -71,6 +71,6 @@ impl Recorder {
 
     /// Sessions held locally (for memory-bound checks).
     pub fn pending_sessions(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+        crate::sync::lock(&self.sessions).len()
     }
 }
