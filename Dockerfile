@@ -21,6 +21,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+COPY console ./console
 COPY clients/rust ./clients/rust
 COPY clients/loadgen ./clients/loadgen
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
