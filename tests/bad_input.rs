@@ -9,25 +9,12 @@ use std::net::SocketAddr;
 use common::*;
 use floodgate::config::Profile;
 use floodgate_client::pb::{self, UserType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// One raw HTTP/1.1 request with exactly `headers`; answers status and body.
 async fn raw_http(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let reply = common::http::request_with_headers(addr, method, path, headers, body).await;
+    (reply.status, reply.body)
 }
 
 async fn config_version(server: &Server) -> serde_json::Value {

@@ -282,19 +282,8 @@ async fn bad_requests_are_invalid_argument(backend: Backend) {
     assert_eq!(answer.statuses[0].limit_remaining, 2);
 }
 
-/// Every behaviour above runs on both stores from one test body.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+// Every behaviour above runs on both stores from one test body.
+common::on_both_stores!(
     a_descriptor_over_its_limit_is_over_limit_until_it_resets,
     two_descriptors_are_both_decided_and_the_worst_wins,
     unknown_domains_and_descriptors_are_ok,

@@ -191,18 +191,7 @@ async fn wildcards_replaces_and_detailed_metric_match_as_the_peer(backend: Backe
     assert_eq!(sample(&text, &rule("hits", d, "tier_override_beta")), Some(3));
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+common::on_both_stores!(
     the_peer_example_answers_as_the_peer_documents,
     wildcards_replaces_and_detailed_metric_match_as_the_peer,
 );

@@ -37,8 +37,6 @@ fn transport_index(transport: Transport) -> usize {
     }
 }
 
-const TRANSPORT_NAMES: [&str; 3] = ["unspecified", "rest", "websocket"];
-
 /// The cell a decision is counted in.
 pub fn cell(decision: Decision, user_type: UserType, transport: Transport) -> usize {
     (decision_index(decision) * 3 + user_type.index()) * 3 + transport_index(transport)
@@ -205,10 +203,10 @@ pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -
         .iter()
         .map(|u| (u.as_str().to_owned(), sum_where(cells, |d, ui, _| d == 0 && ui == u.index()) as f64 / hours))
         .collect();
-    let throughput_per_hour_by_transport = TRANSPORT_NAMES
+    let throughput_per_hour_by_transport = Transport::ALL
         .iter()
-        .enumerate()
-        .map(|(ti, name)| ((*name).to_owned(), sum_where(cells, |d, _, t| d == 0 && t == ti) as f64 / hours))
+        .map(|transport| (transport.as_str(), transport_index(*transport)))
+        .map(|(name, ti)| (name.to_owned(), sum_where(cells, |d, _, t| d == 0 && t == ti) as f64 / hours))
         .collect();
     PeriodStats {
         total_requests,

@@ -928,15 +928,6 @@ pub struct AdmissionOutcome<'v> {
     pub user_type: UserType,
 }
 
-fn decision_name(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Admit => "admit",
-        Decision::RateLimited => "rate_limited",
-        Decision::Backpressure => "backpressure",
-        Decision::CircuitOpen => "circuit_open",
-    }
-}
-
 /// The part of `hits` above 80 % of the counter's burst (envoyproxy/ratelimit's
 /// near-limit ratio), given the requests it still allows after this decision.
 fn near_limit(hits: u32, remaining: u64, check: &Check, kept: bool) -> u32 {
@@ -1055,7 +1046,7 @@ pub fn answer(
         if !never_passes {
             response_headers.push(("retry-after", retry_after_us.div_ceil(1_000_000).max(1).to_string()));
         }
-        response_headers.push(("x-floodgate-decision", decision_name(decision).to_owned()));
+        response_headers.push(("x-floodgate-decision", decision.as_str().to_owned()));
     }
     if plan.options.ratelimit_headers {
         ratelimit_headers(&statuses, &mut response_headers);

@@ -35,11 +35,19 @@ fn dechunk(body: &str) -> String {
 
 /// Sends one request and reads the whole response.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    let mut headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+    headers.push("Content-Type: application/json");
+    request_with_headers(addr, method, path, &headers, body.unwrap_or("")).await
+}
+
+/// Sends one request with exactly `headers` (besides Host, Content-Length
+/// and Connection) and reads the whole response.
+pub async fn request_with_headers(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> Reply {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
