@@ -375,16 +375,7 @@ impl Floodgate {
         let accepting = |u: UserType| crate::core::admission::admits(load, snapshot.limits.for_user(u));
         let chat = self.chat_health(&facts);
         let detected = snapshot.calculation.instances.len().max(1) as f64;
-        let mut warnings = Vec::new();
-        if chat.deficit() > 0 {
-            warnings.push(format!("{} expected chat REST processes are missing", chat.deficit()));
-        }
-        if chat.healthy == 0 {
-            warnings.push("no healthy chat REST processes: every chat request is refused".to_owned());
-        }
-        if capacity::pressure_ratio(load, total) > alerts::WARNING_PRESSURE {
-            warnings.push(format!("queue pressure {:.2} above 0.80", capacity::pressure_ratio(load, total)));
-        }
+        let warnings = crate::core::warnings::system(&chat, capacity::pressure_ratio(load, total));
         Ok(SystemStatus {
             instances,
             global_stats: global,
@@ -466,20 +457,13 @@ impl Floodgate {
         }
         let snapshot = self.snapshot();
         let preview = self.capacity_report_for(&candidate, &snapshot);
-        let mut warnings = Vec::new();
-        let (before, after) = (snapshot.calculation.system_total, preview.totals.system_total);
-        if before != after {
-            warnings.push(format!("system capacity changes from {before} to {after}"));
-        }
-        if candidate.capacity_buffer > 0.5 {
-            warnings.push("capacity_buffer above 0.5 holds back more than half of the concurrency".into());
-        }
-        if candidate.anonymous_threshold < 0.3 {
-            warnings.push("anonymous_threshold below 0.3 refuses most anonymous traffic under load".into());
-        }
-        if candidate.hard_limit_threshold == 1.0 {
-            warnings.push("hard_limit_threshold 1.0 leaves no headroom for privileged users".into());
-        }
+        let warnings = crate::core::warnings::config(&crate::core::warnings::ConfigChange {
+            capacity_before: snapshot.calculation.system_total,
+            capacity_after: preview.totals.system_total,
+            capacity_buffer: candidate.capacity_buffer,
+            anonymous_threshold: candidate.anonymous_threshold,
+            hard_limit_threshold: candidate.hard_limit_threshold,
+        });
         ConfigReview { valid: true, errors: Vec::new(), warnings, preview: Some(preview), config: Some(candidate) }
     }
 
@@ -670,17 +654,20 @@ impl Floodgate {
         Ok(text)
     }
 
-    /// One circuit's local state name (tests and logs).
+    /// One circuit's local state name (tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn breaker_state(&self, name: &str) -> Option<&'static str> {
         self.breakers.stats(self.clock.now_ms()).get(name).map(|s| s.state.as_str())
     }
 
     /// Throttled sessions held locally until the next flush.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn pending_throttled_sessions(&self) -> usize {
         self.recorder.pending_sessions()
     }
 
     /// Throttled sessions the store tracks over the last 24 h.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn tracked_throttled_sessions(&self) -> usize {
         let now_minute = self.clock.now_ms() / 60_000;
         match self.store().analytics(now_minute, analytics::HISTORY_MINUTES).await {

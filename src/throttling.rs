@@ -69,7 +69,8 @@ impl Recorder {
         result
     }
 
-    /// Sessions held locally (for memory-bound checks).
+    /// Sessions held locally (for memory-bound checks in tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn pending_sessions(&self) -> usize {
         crate::sync::lock(&self.sessions).len()
     }
