@@ -17,8 +17,11 @@ const INFO_LIMIT: usize = 100;
 /// An alert as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AlertView {
+    /// How urgent it is.
     pub severity: Severity,
+    /// Stable identifier, e.g. `no_healthy_chat_rest_processes`.
     pub code: String,
+    /// What an operator reads.
     pub message: String,
     /// When the condition began (ms since the epoch).
     pub since_ms: Millis,

@@ -28,14 +28,24 @@ use crate::tls::Tls;
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// The settings were refused.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A listener could not bind its address.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A server stopped with an error.
     #[error("server failed: {0}")]
     Serve(String),
+    /// The TLS files could not be used.
     #[error("tls: {0}")]
     Tls(String),
 }

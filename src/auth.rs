@@ -19,8 +19,10 @@ pub enum Role {
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// No token, or one no role knows.
     #[error("missing or unknown bearer token")]
     Unauthenticated,
+    /// A known token whose role may not call this service.
     #[error("this token's role may not call this service")]
     PermissionDenied,
 }

@@ -16,7 +16,12 @@ use crate::store::StoreError;
 pub enum ServiceError {
     /// Bad input; `field` names it. Nothing was changed.
     #[error("{field}: {message}")]
-    InvalidArgument { field: String, message: String },
+    InvalidArgument {
+        /// The field, as the caller named it.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The call is valid but the state does not allow it (e.g. a lease not held).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -60,11 +65,14 @@ pub enum Log {
 /// How an error is answered, at either edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
+    /// The gRPC status code.
     pub grpc: Code,
+    /// The HTTP status.
     pub http: StatusCode,
     /// What the caller is told: bad input keeps its message, internals
     /// become a generic one.
     pub message: Cow<'static, str>,
+    /// Whether and how loudly it is logged.
     pub log: Log,
 }
 

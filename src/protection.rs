@@ -55,9 +55,13 @@ impl Circuit {
 pub struct BreakersConfig {
     /// Off: every circuit stays closed and nothing is recorded.
     pub enabled: bool,
+    /// Circuit over token checks.
     pub authentication: BreakerConfig,
+    /// Circuit over the Level-1 rate-limit store step.
     pub rate_limiter: BreakerConfig,
+    /// Circuit over overload refusals.
     pub backpressure: BreakerConfig,
+    /// Circuit over the Level-2 enqueue store step.
     pub storage: BreakerConfig,
 }
 
@@ -107,7 +111,9 @@ struct Shared {
 /// A change worth an info alert and a log line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CircuitEvent {
+    /// Which circuit changed.
     pub circuit: Circuit,
+    /// From which state to which.
     pub transition: Transition,
 }
 
@@ -333,7 +339,9 @@ impl Drop for Permit<'_> {
 /// call bypasses it) and its store step's circuit.
 #[derive(Default)]
 pub struct Permits<'a> {
+    /// The backpressure circuit's permit.
     pub backpressure: Option<Permit<'a>>,
+    /// The permit of the call's store-step circuit.
     pub store: Option<Permit<'a>>,
 }
 

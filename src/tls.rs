@@ -29,10 +29,22 @@ pub struct TlsFiles {
 /// Reading or using the TLS files failed; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: io::Error },
+    Read {
+        /// The file.
+        path: String,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// A file was read but is not a usable certificate or key.
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// The loaded PEM material.

@@ -16,9 +16,12 @@ use crate::protection::{BreakersConfig, Circuit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
+    /// Production's capacity rules, rate limits ten times higher, auth may be off.
     #[default]
     Development,
+    /// The seed's documented numbers; refuses to start without caller tokens.
     Production,
+    /// High capacity and rate limits for load tests.
     Loadtest,
 }
 
@@ -55,8 +58,11 @@ impl fmt::Display for Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
+    /// Level-1 rate limit for anonymous users.
     pub anonymous: RateLimit,
+    /// Level-1 rate limit for registered users.
     pub registered: RateLimit,
+    /// Level-1 rate limit for privileged users.
     pub privileged: RateLimit,
 }
 
@@ -75,26 +81,41 @@ impl RateLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// Capacity step 1: concurrent chat tasks one process serves.
     pub concurrent_per_process: u32,
+    /// Chat REST processes expected per instance.
     pub processes_per_instance: u32,
+    /// Capacity step 4: the fraction of concurrency held back (0–1).
     pub capacity_buffer: f64,
+    /// Capacity step 5: queue slots per effective slot.
     pub queue_multiplier: u32,
+    /// Fraction of the system total at which anonymous users are refused.
     pub anonymous_threshold: f64,
+    /// Fraction of the system total at which registered users are refused.
     pub registered_threshold: f64,
+    /// Fraction of the system total that privileged users are held to.
     pub hard_limit_threshold: f64,
+    /// How often workers are asked to heartbeat.
     pub heartbeat_interval_ms: u64,
+    /// Silence after which a process is STALE.
     pub stale_after_ms: u64,
+    /// Silence after which a process record is dropped.
     pub expire_after_ms: u64,
+    /// Level-1 rate limits per user type.
     pub rate_limits: RateLimits,
     /// Routes starting with this prefix are admin routes (privileged bypass).
     pub admin_route_prefix: String,
     /// Deliveries after which an unfinished task is dead-lettered.
     pub max_deliveries: u32,
+    /// Lease length when a worker asks for none.
     pub default_lease_ms: u64,
+    /// Longest lease a worker may ask for.
     pub max_lease_ms: u64,
+    /// Most tasks one `LeaseTasks` call hands out.
     pub max_tasks_per_lease: u32,
     /// Longest long-poll a `LeaseTasks` call may ask for.
     pub max_wait_ms: u64,
+    /// Largest task payload accepted by `EnqueueAtomic`, in bytes.
     pub max_payload_bytes: u32,
     /// How long an idempotency key remembers its first answer.
     pub idempotency_ttl_ms: u64,
@@ -109,7 +130,9 @@ pub struct RuntimeConfig {
 /// One rejected field and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The setting's name as the caller wrote it (`rate_limits.anonymous.burst`).
     pub field: String,
+    /// Why it was refused.
     pub message: String,
 }
 

@@ -262,7 +262,9 @@ impl StaticSettings {
 /// Which state store to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
+    /// The embedded in-process store (one instance).
     Memory,
+    /// A Redis URL (standalone, Cluster or Sentinel).
     Redis(String),
 }
 
@@ -290,8 +292,11 @@ impl FromStr for StoreUrl {
 /// Caller tokens per role (design §9).
 #[derive(Clone, Default)]
 pub struct Tokens {
+    /// Tokens of the admin role.
     pub admin: Vec<String>,
+    /// Tokens of the frontend role.
     pub frontend: Vec<String>,
+    /// Tokens of the worker role.
     pub worker: Vec<String>,
 }
 
@@ -321,12 +326,19 @@ impl Tokens {
 /// Everything floodgate needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where the gRPC listener binds.
     pub grpc_addr: SocketAddr,
+    /// Where the HTTP listener binds.
     pub http_addr: SocketAddr,
+    /// Which store holds the shared state.
     pub store: StoreUrl,
+    /// The runtime defaults' profile.
     pub profile: Profile,
+    /// This replica's name in logs, metrics and the system document.
     pub replica_id: String,
+    /// Caller tokens per role.
     pub tokens: Tokens,
+    /// The runtime settings floodgate starts with.
     pub runtime: RuntimeConfig,
     /// How often the capacity snapshot behind Level 1 is refreshed.
     pub snapshot_refresh_ms: u64,

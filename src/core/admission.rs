@@ -10,9 +10,13 @@ use super::{Decision, UserType};
 /// An admission answer with everything a frontend needs to respond.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
+    /// Admit or which refusal.
     pub decision: Decision,
+    /// When a refused caller may retry (0 when admitted).
     pub retry_after_ms: u64,
+    /// Why, for the caller and the logs.
     pub reason: String,
+    /// Load over the system total when decided.
     pub pressure_ratio: f64,
 }
 
@@ -23,6 +27,7 @@ pub struct Pressure {
     pub load: u64,
     /// `T`: the system total capacity.
     pub system_total: u64,
+    /// The load each user type may fill the system to.
     pub limits: Limits,
 }
 

@@ -7,8 +7,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Act now: requests are being refused or will be.
     Critical,
+    /// Look soon: the system is degraded.
     Warning,
+    /// A notable event, e.g. a circuit changing state.
     Info,
 }
 
@@ -26,26 +29,34 @@ impl Severity {
 /// A condition that holds now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Condition {
+    /// How urgent it is.
     pub severity: Severity,
     /// Stable identifier, e.g. `no_healthy_chat_rest_processes`.
     pub code: String,
+    /// What an operator reads.
     pub message: String,
 }
 
 /// What the rules look at.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertInputs {
+    /// Circuits that are open now.
     pub open_circuits: Vec<String>,
+    /// HEALTHY or DEGRADED chat REST processes.
     pub healthy_chat_rest_processes: u64,
     /// Load over capacity, percent (100 when there is no capacity).
     pub utilization_percent: f64,
     /// Throttle rate over the last 15 minutes and the last hour, percent.
     pub throttle_rate_15m: f64,
+    /// Throttle rate over the last hour, percent.
     pub throttle_rate_1h: f64,
     /// Requests in the last 15 minutes (rates over nothing don't alert).
     pub requests_15m: u64,
+    /// Healthy chat REST processes over expected (0–1).
     pub process_health_ratio: f64,
+    /// Load over the system total.
     pub pressure_ratio: f64,
+    /// Expected chat REST processes missing.
     pub process_deficit: i64,
 }
 

@@ -169,24 +169,32 @@ impl SpaceSaving {
 /// One throttled session and how often it was throttled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThrottledSession {
+    /// The session's id as the frontend sent it.
     pub session_id: String,
+    /// How many of its requests were refused.
     pub throttled: u64,
 }
 
 /// The seed's `throttling_by_period` entry for one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeriodStats {
+    /// Decisions in the window.
     pub total_requests: u64,
+    /// Refusals in the window.
     pub total_throttled: u64,
     /// Percent of requests refused.
     pub throttle_rate: f64,
+    /// Refusals by rate limit (HTTP 429).
     pub rate_limit_429: u64,
+    /// Refusals by backpressure (HTTP 503).
     pub backpressure_503: u64,
+    /// Refusals by an open circuit (HTTP 503).
     pub circuit_open_503: u64,
     /// Admitted requests per hour, by user type.
     pub throughput_per_hour_by_user_type: BTreeMap<String, f64>,
     /// Admitted requests per hour, by transport.
     pub throughput_per_hour_by_transport: BTreeMap<String, f64>,
+    /// The most throttled sessions, most first.
     pub top_sessions: Vec<ThrottledSession>,
 }
 

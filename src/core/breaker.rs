@@ -16,10 +16,15 @@ use super::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
+    /// Failures within `window_ms` that open the circuit.
     pub failure_threshold: u32,
+    /// The window failures are counted over.
     pub window_ms: Millis,
+    /// How long an open circuit waits before it goes half-open.
     pub recovery_timeout_ms: Millis,
+    /// Probes a half-open circuit lets through at once.
     pub half_open_max_calls: u32,
+    /// Successful probes that close a half-open circuit.
     pub success_threshold: u32,
     /// Queue-aware early recovery: an open circuit goes half-open as soon
     /// as the pressure ratio is below this (None: time only).
@@ -30,8 +35,11 @@ pub struct BreakerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
+    /// Calls go through; failures are counted.
     Closed,
+    /// Calls are refused until the recovery timeout.
     Open,
+    /// A few probe calls decide whether it closes or opens again.
     HalfOpen,
 }
 
@@ -58,18 +66,26 @@ impl BreakerState {
 /// A state change, for logs and info alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    /// The state before.
     pub from: BreakerState,
+    /// The state after.
     pub to: BreakerState,
 }
 
 /// The seed's per-circuit fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerStats {
+    /// Where the circuit stands.
     pub state: BreakerState,
+    /// Failures recorded since start or the last reset.
     pub failure_count: u64,
+    /// Calls seen since start or reset.
     pub total_requests: u64,
+    /// Failures in the current window.
     pub current_window_failures: u64,
+    /// Failures in a row.
     pub consecutive_failures: u64,
+    /// When the circuit last opened (ms since the epoch), if open.
     pub opened_at: Option<Millis>,
 }
 
@@ -118,7 +134,10 @@ pub enum Ticket {
     Call,
     /// A half-open probe of round `round`: it must end in a success, a
     /// failure or [`Breaker::release`], or the slot stays taken.
-    Probe { round: u64 },
+    Probe {
+        /// The half-open round the probe belongs to.
+        round: u64,
+    },
 }
 
 impl Ticket {

@@ -28,7 +28,9 @@ pub struct CapacityConfig {
 /// Fractions of the system total at which each user type is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
+    /// Fraction of the system total at which anonymous users are refused.
     pub anonymous: f64,
+    /// Fraction of the system total at which registered users are refused.
     pub registered: f64,
     /// The hard limit, which privileged users are held to.
     pub hard_limit: f64,
@@ -37,19 +39,28 @@ pub struct Thresholds {
 /// Steps 2–6 for one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceCapacity {
+    /// The instance the processes report from.
     pub instance_id: String,
+    /// Step 2: its healthy chat REST processes.
     pub healthy_processes: u64,
+    /// Step 3: healthy processes × concurrent per process.
     pub total_concurrent: u64,
+    /// Step 4: total concurrency less the buffer.
     pub effective: u64,
+    /// Step 5: effective × queue multiplier.
     pub queue_capacity: u64,
+    /// Step 6: effective + queue capacity.
     pub total: u64,
 }
 
 /// The whole calculation: per-instance steps and the system total `T`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CapacityCalculation {
+    /// The settings the steps used.
     pub config: CapacityConfig,
+    /// Steps 2–6 per instance.
     pub instances: Vec<InstanceCapacity>,
+    /// Steps 7–8: the sum over instances, `T`.
     pub system_total: u64,
 }
 
@@ -130,8 +141,11 @@ pub fn format_percent(fraction: f64) -> String {
 /// The load each user type may fill the system to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
+    /// Load up to which anonymous users are admitted.
     pub anonymous: u64,
+    /// Load up to which registered users are admitted.
     pub registered: u64,
+    /// Load up to which privileged users are admitted (the hard limit).
     pub privileged: u64,
 }
 

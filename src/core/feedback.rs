@@ -40,7 +40,9 @@ pub enum StoreOutcome {
 /// One finished call, as the circuits see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Call {
+    /// The store step the call reached.
     pub step: StoreStep,
+    /// How the store answered.
     pub store: StoreOutcome,
     /// The decision the call ended with and the pressure it was judged
     /// against; None when it ended without one (an error).

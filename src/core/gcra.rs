@@ -46,9 +46,15 @@ pub struct Spacing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GcraOutcome {
     /// Allowed; store `tat` for the key, which may be forgotten at `tat`.
-    Allowed { tat: u64 },
+    Allowed {
+        /// The key's new theoretical arrival time, in µs.
+        tat: u64,
+    },
     /// Refused; the key's state is unchanged. Retry after this many µs.
-    Limited { retry_after_us: u64 },
+    Limited {
+        /// µs until the request would be allowed.
+        retry_after_us: u64,
+    },
 }
 
 /// One request against a key whose stored arrival time is `tat` (None

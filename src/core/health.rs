@@ -11,8 +11,11 @@ use super::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessStatus {
+    /// Serving normally.
     Healthy,
+    /// Serving with reduced capacity; still counted.
     Degraded,
+    /// Not serving; not counted.
     Unhealthy,
 }
 
@@ -20,9 +23,13 @@ pub enum ProcessStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
+    /// Reported healthy and heard from recently.
     Healthy,
+    /// Reported degraded; still counted for capacity.
     Degraded,
+    /// Reported unhealthy; not counted.
     Unhealthy,
+    /// Not heard from within the stale interval; not counted.
     Stale,
 }
 
@@ -51,13 +58,21 @@ pub const CHAT_SERVICE_NAME: &str = "rest";
 /// The last heartbeat of one worker process, stamped with the receive time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
+    /// The instance (host or pod) the process runs on.
     pub instance_id: String,
+    /// The process's id within its instance.
     pub process_id: String,
+    /// Service type, e.g. `chat`.
     pub service_type: String,
+    /// Service name, e.g. `rest`.
     pub service_name: String,
+    /// Tasks it is working on.
     pub load: u32,
+    /// Tasks it can work on at once.
     pub capacity: u32,
+    /// What it reported about itself.
     pub status: ProcessStatus,
+    /// When its heartbeat was received.
     pub last_seen_ms: Millis,
 }
 

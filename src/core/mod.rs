@@ -22,8 +22,11 @@ pub type Millis = u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserType {
+    /// Not signed in.
     Anonymous,
+    /// Signed in.
     Registered,
+    /// Paid or staff: held only to the hard limit.
     Privileged,
 }
 
@@ -55,8 +58,11 @@ impl UserType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
+    /// The frontend did not say.
     Unspecified,
+    /// A REST request.
     Rest,
+    /// A WebSocket message.
     Websocket,
 }
 
@@ -78,9 +84,13 @@ impl Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
+    /// Go ahead.
     Admit,
+    /// Refused by the user's rate limit (HTTP 429).
     RateLimited,
+    /// Refused because the system is too full for this user type (HTTP 503).
     Backpressure,
+    /// Refused because a circuit is open (HTTP 503).
     CircuitOpen,
 }
 

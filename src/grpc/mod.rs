@@ -20,13 +20,13 @@ use crate::core::{Decision, Transport, UserType};
 use crate::error::{Classify, ServiceError};
 
 /// Code generated from `proto/floodgate/v1`.
-#[allow(clippy::all)]
+#[allow(clippy::all, missing_docs)]
 pub mod pb {
     tonic::include_proto!("floodgate.v1");
 }
 
 /// Code generated from the vendored `google/api` subset.
-#[allow(clippy::all)]
+#[allow(clippy::all, missing_docs)]
 pub mod google_api {
     tonic::include_proto!("google.api");
 }

@@ -17,18 +17,26 @@ use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
 /// The fields both admission levels share.
 #[derive(Debug, Clone)]
 pub struct AdmissionRequest {
+    /// Who the request is for.
     pub user_type: UserType,
+    /// Whom the rate limit counts (user id, or IP for anonymous users).
     pub subject: String,
+    /// The chat session, for throttling analytics.
     pub session_id: String,
+    /// Which frontend entry point asked.
     pub transport: Transport,
+    /// The route asked for (admin routes bypass for privileged users).
     pub route: String,
+    /// The frontend's request id, for logs.
     pub request_id: String,
 }
 
 /// Level 2's request: the admission fields plus the task.
 #[derive(Debug, Clone)]
 pub struct EnqueueRequest {
+    /// The admission fields.
     pub admission: AdmissionRequest,
+    /// The chat task, handed to a worker as is.
     pub payload: Vec<u8>,
     /// Empty means none.
     pub idempotency_key: String,
@@ -37,8 +45,11 @@ pub struct EnqueueRequest {
 /// Level 2's answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnqueueAnswer {
+    /// The decision.
     pub verdict: Verdict,
+    /// The new task's id when admitted.
     pub task_id: Option<String>,
+    /// Tasks ahead of it in its queue when admitted.
     pub queue_position: u64,
 }
 

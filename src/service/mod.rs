@@ -55,11 +55,15 @@ impl Drop for RpcTimer<'_> {
 /// interval old.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The 8-step calculation over the healthy processes.
     pub calculation: CapacityCalculation,
+    /// The load each user type may fill the system to.
     pub limits: Limits,
+    /// Every process record read.
     pub processes: Vec<ProcessRecord>,
     /// Queue depths read with the processes (the load behind the capacity).
     pub stats: QueueStats,
+    /// When the snapshot was taken.
     pub taken_at_ms: Millis,
 }
 

@@ -13,30 +13,45 @@ use crate::store::{LeaseRequest, LeasedTask, Store};
 /// A worker's heartbeat.
 #[derive(Debug, Clone)]
 pub struct HeartbeatReport {
+    /// The instance the process runs on.
     pub instance_id: String,
+    /// The process's id within its instance.
     pub process_id: String,
+    /// Service type, e.g. `chat`.
     pub service_type: String,
+    /// Service name, e.g. `rest`.
     pub service_name: String,
+    /// Tasks it is working on.
     pub load: u32,
+    /// Tasks it can work on at once.
     pub capacity: u32,
+    /// What it reports about itself.
     pub status: ProcessStatus,
 }
 
 /// What a heartbeat is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeartbeatAck {
+    /// What floodgate concludes about the process.
     pub health: Health,
+    /// When the next heartbeat is due.
     pub heartbeat_interval_ms: Millis,
+    /// The system total capacity now.
     pub system_capacity: u64,
 }
 
 /// A worker asking for tasks.
 #[derive(Debug, Clone)]
 pub struct LeaseQuery {
+    /// The worker's instance.
     pub instance_id: String,
+    /// The worker process.
     pub process_id: String,
+    /// Most tasks it wants.
     pub max_tasks: u32,
+    /// How long it will hold them.
     pub lease_ms: Millis,
+    /// How long to wait for a task when none is queued.
     pub wait_ms: Millis,
 }
 
