@@ -10,22 +10,23 @@ use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
 use crate::error::ServiceError;
 use crate::store::{LeaseRequest, LeasedTask, Store};
 
-/// A worker's heartbeat.
+/// A worker's heartbeat: what becomes its [`ProcessRecord`] once stamped
+/// with the receive time (the fields mean the same there).
 #[derive(Debug, Clone)]
 pub struct HeartbeatReport {
-    /// The instance the process runs on.
+    /// [`ProcessRecord::instance_id`].
     pub instance_id: String,
-    /// The process's id within its instance.
+    /// [`ProcessRecord::process_id`].
     pub process_id: String,
-    /// Service type, e.g. `chat`.
+    /// [`ProcessRecord::service_type`].
     pub service_type: String,
-    /// Service name, e.g. `rest`.
+    /// [`ProcessRecord::service_name`].
     pub service_name: String,
-    /// Tasks it is working on.
+    /// [`ProcessRecord::load`].
     pub load: u32,
-    /// Tasks it can work on at once.
+    /// [`ProcessRecord::capacity`].
     pub capacity: u32,
-    /// What it reports about itself.
+    /// [`ProcessRecord::status`].
     pub status: ProcessStatus,
 }
 
