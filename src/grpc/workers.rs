@@ -6,7 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, workers_server};
 use super::{process_status, user_type_to_pb};
-use crate::service::{Floodgate, HeartbeatReport, LeaseQuery};
+use crate::core::health::ProcessRecord;
+use crate::service::{Floodgate, LeaseQuery};
 
 /// The Workers service over a shared [`Floodgate`].
 pub struct WorkersService {
@@ -28,7 +29,7 @@ impl workers_server::Workers for WorkersService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let _timer = self.floodgate.timer("Heartbeat");
         let r = request.into_inner();
-        let report = HeartbeatReport {
+        let record = ProcessRecord {
             status: process_status(r.status)?,
             instance_id: r.instance_id,
             process_id: r.process_id,
@@ -36,8 +37,9 @@ impl workers_server::Workers for WorkersService {
             service_name: r.service_name,
             load: r.load,
             capacity: r.capacity,
+            last_seen_ms: 0,
         };
-        let ack = self.floodgate.heartbeat(report).await?;
+        let ack = self.floodgate.heartbeat(record).await?;
         Ok(Response::new(pb::HeartbeatResponse {
             health: ack.health.as_str().to_owned(),
             heartbeat_interval_ms: ack.heartbeat_interval_ms,

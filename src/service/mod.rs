@@ -29,7 +29,7 @@ use crate::store::{AnyStore, QueueStats, Store};
 use crate::throttling::Recorder;
 
 pub use admission::{AdmissionRequest, EnqueueAnswer, EnqueueRequest};
-pub use workers::{HeartbeatAck, HeartbeatReport, LeaseQuery};
+pub use workers::{HeartbeatAck, LeaseQuery};
 
 /// Longest subject, session id, request id, task id or idempotency key.
 pub const MAX_ID_BYTES: usize = 256;

@@ -6,29 +6,9 @@ use serde::Serialize;
 
 use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
 use crate::core::Millis;
-use crate::core::health::{self, Health, ProcessRecord, ProcessStatus};
+use crate::core::health::{self, Health, ProcessRecord};
 use crate::error::ServiceError;
 use crate::store::{LeaseRequest, LeasedTask, Store};
-
-/// A worker's heartbeat: what becomes its [`ProcessRecord`] once stamped
-/// with the receive time (the fields mean the same there).
-#[derive(Debug, Clone)]
-pub struct HeartbeatReport {
-    /// [`ProcessRecord::instance_id`].
-    pub instance_id: String,
-    /// [`ProcessRecord::process_id`].
-    pub process_id: String,
-    /// [`ProcessRecord::service_type`].
-    pub service_type: String,
-    /// [`ProcessRecord::service_name`].
-    pub service_name: String,
-    /// [`ProcessRecord::load`].
-    pub load: u32,
-    /// [`ProcessRecord::capacity`].
-    pub capacity: u32,
-    /// [`ProcessRecord::status`].
-    pub status: ProcessStatus,
-}
 
 /// What a heartbeat is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,27 +38,19 @@ pub struct LeaseQuery {
 
 impl Floodgate {
     /// Records a heartbeat and refreshes capacity at once, so a new worker
-    /// is usable by the next request.
-    pub async fn heartbeat(&self, report: HeartbeatReport) -> Result<HeartbeatAck, ServiceError> {
-        check_id("instance_id", &report.instance_id, true)?;
-        check_id("process_id", &report.process_id, true)?;
-        check_id("service_type", &report.service_type, true)?;
-        check_id("service_name", &report.service_name, true)?;
+    /// is usable by the next request. The record's `last_seen_ms` is
+    /// ignored: it is stamped with the receive time here.
+    pub async fn heartbeat(&self, mut record: ProcessRecord) -> Result<HeartbeatAck, ServiceError> {
+        check_id("instance_id", &record.instance_id, true)?;
+        check_id("process_id", &record.process_id, true)?;
+        check_id("service_type", &record.service_type, true)?;
+        check_id("service_name", &record.service_name, true)?;
         let max = u64::from(MAX_PROCESS_LOAD);
-        check_range("capacity", u64::from(report.capacity), 1, max)?;
-        check_range("load", u64::from(report.load), 0, max)?;
+        check_range("capacity", u64::from(record.capacity), 1, max)?;
+        check_range("load", u64::from(record.load), 0, max)?;
         let runtime = self.runtime();
         let now = self.clock.now_ms();
-        let record = ProcessRecord {
-            instance_id: report.instance_id,
-            process_id: report.process_id,
-            service_type: report.service_type,
-            service_name: report.service_name,
-            load: report.load,
-            capacity: report.capacity,
-            status: report.status,
-            last_seen_ms: now,
-        };
+        record.last_seen_ms = now;
         let health = health::classify(&record, now, runtime.health_timing());
         self.store.heartbeat(record, now).await?;
         let snapshot = self.refresh_snapshot().await?;
