@@ -134,7 +134,7 @@ async fn a_resent_enqueue_call_admits_its_tasks_once() {
         "sequence",
     ]
     .iter()
-    .map(|k| format!("{{floodgate}}:{k}"))
+    .map(|k| format!("{{floodgate}}:v2:{k}"))
     .collect();
     let mut connection = ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let mut replies = Vec::new();

@@ -311,7 +311,7 @@ async fn admissions_wait_for_the_replicas_they_are_configured_to_reach() {
         let id = r.into_inner().task_id;
         // No waiting here: WAIT already made sure.
         assert_eq!(
-            replica.cli(&["HEXISTS", "{floodgate}:task_meta", &id]),
+            replica.cli(&["HEXISTS", "{floodgate}:v2:task_meta", &id]),
             "1",
             "{id} not on the replica when admitted"
         );
