@@ -703,6 +703,8 @@ async fn shielded_server(redis: &RedisServer, capacity: usize) -> (Server, Clien
     s.store = StoreUrl::Redis(redis.url());
     s.redis_prefix = format!("{{shield-{capacity}}}");
     s.redis_time = TimeSource::Caller;
+    // 10,000 calls on a loaded machine: a store timeout would fail open.
+    s.redis_timeout_ms = 10_000;
     s.local_shield_capacity = Some(capacity);
     s.rls = shield_rules();
     let clock = std::sync::Arc::new(floodgate::clock::ManualClock::at_ms(1_800_000_000_000));
@@ -753,8 +755,11 @@ async fn a_flood_of_one_refused_subject_costs_a_handful_of_store_calls() {
         }
         admitted.push(ok);
     }
-    // The shield changes no answer: the burst passes, nothing more.
-    assert_eq!(admitted, [5, 5], "with and without the shield");
+    // With the shield the burst passes and nothing more. Without it the
+    // store may admit more: its keys expire by Redis's real clock while the
+    // test's clock stands still (a slow run outlives them), never fewer.
+    assert_eq!(admitted[0], 5, "the burst passes with the shield");
+    assert!(admitted[0] <= admitted[1], "the shield admitted more than the store: {admitted:?}");
 }
 
 /// The same for Envoy's ShouldRateLimit: one over-limit descriptor flooded
@@ -793,5 +798,6 @@ async fn a_flood_of_one_over_limit_descriptor_costs_a_handful_of_store_calls() {
         assert_eq!(rls.should_rate_limit(other).await.unwrap().into_inner().overall_code(), RlsCode::Ok);
         admitted.push(ok);
     }
-    assert_eq!(admitted, [3, 3], "with and without the shield");
+    assert_eq!(admitted[0], 3, "the burst passes with the shield");
+    assert!(admitted[0] <= admitted[1], "the shield admitted more than the store: {admitted:?}");
 }
