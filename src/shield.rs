@@ -20,7 +20,8 @@ use quick_cache::sync::Cache;
 
 use crate::core::UserType;
 use crate::core::gcra::GcraOutcome;
-use crate::store::RateKey;
+use crate::core::rls::Check;
+use crate::store::{RateBatch, RateKey};
 
 /// A remembered refusal: requests of at least `cost` hits are refused until
 /// `until_us`.
@@ -107,6 +108,37 @@ impl Shield {
         }
     }
 
+    /// The store's answer to an Envoy request's checks (`Store::rate_limit_all`),
+    /// when every check is a remembered refusal whose retry time has not
+    /// come: the store would refuse each of them, and the request with them
+    /// (all or nothing: a refused request consumes nothing). Counted as one
+    /// shield hit. A request with any check the shield does not know goes
+    /// to the store whole, so its answer stays exact for every descriptor.
+    pub fn refused_all(&self, checks: &[(RateKey<'_>, Check)], now_us: u64) -> Option<RateBatch> {
+        let groups = self.groups.as_ref()?;
+        let outcomes = checks
+            .iter()
+            .map(|(key, check)| {
+                let (cache, name) = groups.cache(key);
+                shielded(cache.get(name)?, check.cost, now_us)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(RateBatch { outcomes, now_us })
+    }
+
+    /// Remembers the refusals among the store's answer to an Envoy
+    /// request's checks, decided at `now_us`. A key checked twice in one
+    /// request is skipped: its second check saw the first one's unwritten
+    /// step, not the stored state.
+    pub fn remember_all(&self, checks: &[(RateKey<'_>, Check)], batch: &RateBatch, now_us: u64) {
+        for (i, ((key, check), outcome)) in checks.iter().zip(&batch.outcomes).enumerate() {
+            if checks.iter().enumerate().all(|(j, (other, _))| i == j || other != key) {
+                self.remember(key, check.cost, outcome, now_us);
+            }
+        }
+    }
+
     /// Requests refused by the shield since start.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
@@ -188,6 +220,36 @@ mod tests {
         let key = RateKey::User(UserType::Anonymous, "ip-1");
         shield.remember(&key, 1, &GcraOutcome::Limited { retry_after_us: 9_000_000 }, 0);
         assert!(!shield.is_enabled());
+        assert_eq!(shield.refused(&key, 1, 0), None);
+    }
+
+    #[test]
+    fn an_envoy_request_is_answered_locally_only_when_every_check_is_a_known_refusal() {
+        let shield = Shield::new(100);
+        let spacing = gcra::Spacing { interval_us: 1_000_000, tolerance_us: 2_000_000 };
+        let check = Check { spacing, cost: 1, enforce: true };
+        let (over, fresh) = (RateKey::Descriptor("4:chat1:k1:a"), RateKey::Descriptor("4:chat1:k1:b"));
+        let refused = RateBatch { outcomes: vec![GcraOutcome::Limited { retry_after_us: 400_000 }], now_us: 0 };
+        shield.remember_all(&[(over, check)], &refused, 1_000_000);
+        let alone = shield.refused_all(&[(over, check)], 1_100_000).expect("a known refusal");
+        assert_eq!(alone.outcomes, [GcraOutcome::Limited { retry_after_us: 300_000 }]);
+        assert_eq!(shield.refused_all(&[(over, check), (fresh, check)], 1_100_000), None, "fresh goes to the store");
+        assert_eq!(shield.refused_all(&[(over, check)], 1_400_000), None, "free again at the retry time");
+        assert_eq!(shield.hits(), 1);
+    }
+
+    #[test]
+    fn a_key_checked_twice_in_one_request_is_not_remembered() {
+        let shield = Shield::new(100);
+        let check = Check { spacing: gcra::Spacing { interval_us: 10, tolerance_us: 10 }, cost: 1, enforce: true };
+        let key = RateKey::Descriptor("d");
+        // The second check was refused only because of the first one's step,
+        // which a refused request never writes.
+        let batch = RateBatch {
+            outcomes: vec![GcraOutcome::Allowed { tat: 5 }, GcraOutcome::Limited { retry_after_us: 9_000 }],
+            now_us: 0,
+        };
+        shield.remember_all(&[(key, check), (key, check)], &batch, 0);
         assert_eq!(shield.refused(&key, 1, 0), None);
     }
 

@@ -100,7 +100,7 @@ async fn an_undecodable_store_answer_is_internal_not_unavailable() {
     let port = server.redis.as_ref().unwrap().port;
     // A process record the processes script returns but no decoder can read.
     let field = "i1\u{1f}p1";
-    common::redis::cli(port, &["HSET", "{floodgate}:processes", field, "99999999999999|not json"]);
+    common::redis::cli(port, &["HSET", "{floodgate}:v2:processes", field, "99999999999999|not json"]);
     let mut c = clients(&server).await;
     let err = c.admin.get_capacity_calculation(pb::GetCapacityCalculationRequest {}).await.unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::Internal, "internal error"), "no detail leaks");

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::process::Process;
-use common::redis::RedisServer;
+use common::redis::{Monitor, RedisServer};
 use common::*;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::gcra::{self, GcraOutcome, RateLimit};
@@ -134,7 +134,7 @@ async fn a_resent_enqueue_call_admits_its_tasks_once() {
         "sequence",
     ]
     .iter()
-    .map(|k| format!("{{floodgate}}:{k}"))
+    .map(|k| format!("{{floodgate}}:v2:{k}"))
     .collect();
     let mut connection = ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let mut replies = Vec::new();
@@ -365,11 +365,13 @@ async fn both_stores_follow_the_core_lease_rules() {
 
 const BIG: &str = "concurrent_per_process = 50";
 
-async fn replicas(redis: &RedisServer, n: usize) -> Vec<Server> {
+async fn replicas(url: &str, n: usize) -> Vec<Server> {
     let mut servers = Vec::new();
     for _ in 0..n {
         let mut s = settings(Profile::Production, BIG);
-        s.store = StoreUrl::Redis(redis.url());
+        s.store = StoreUrl::Redis(url.to_owned());
+        // A thousand calls at once on a loaded 2-core machine (six nodes on a Cluster).
+        s.redis_timeout_ms = 10_000;
         servers.push(start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await);
     }
     servers
@@ -404,7 +406,19 @@ async fn drain(c: &mut Clients) {
 #[tokio::test]
 async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_calls() {
     let redis = RedisServer::start();
-    let servers = replicas(&redis, 3).await;
+    three_replicas_admit_exactly_the_limit(&redis.url(), 20).await;
+}
+
+/// The same on a Cluster of three primaries with a replica each: the
+/// admission state keeps its one slot, so the race is closed the same way.
+#[tokio::test]
+async fn three_replicas_admit_exactly_the_limit_on_a_cluster() {
+    let cluster = common::redis::Cluster::start_with_replicas(3, 1, None);
+    three_replicas_admit_exactly_the_limit(&cluster.url(), 5).await;
+}
+
+async fn three_replicas_admit_exactly_the_limit(url: &str, rounds: usize) {
+    let servers = replicas(url, 3).await;
     let mut all = Vec::new();
     for s in &servers {
         all.push(clients(s).await);
@@ -412,7 +426,7 @@ async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_call
     all[0].workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     // C=50, one process: 40 effective + 100 queue = 140; registered limit floor(0.8 × 140) = 112.
     wait_for_capacity(&servers, 140).await;
-    for round in 0..20 {
+    for round in 0..rounds {
         // Keep the worker alive however slow the rounds are (stale_after is 15 s).
         all[0].workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
         let admission: Vec<_> = all.iter().map(|c| c.admission.clone()).collect();
@@ -426,11 +440,21 @@ async fn three_replicas_admit_exactly_the_limit_under_a_thousand_concurrent_call
 #[tokio::test]
 async fn the_last_slot_raced_by_two_replicas_goes_to_exactly_one() {
     let redis = RedisServer::start();
-    let servers = replicas(&redis, 2).await;
+    the_last_slot_goes_to_exactly_one(&redis.url(), 20).await;
+}
+
+#[tokio::test]
+async fn the_last_slot_raced_on_a_cluster_goes_to_exactly_one() {
+    let cluster = common::redis::Cluster::start_with_replicas(3, 1, None);
+    the_last_slot_goes_to_exactly_one(&cluster.url(), 5).await;
+}
+
+async fn the_last_slot_goes_to_exactly_one(url: &str, rounds: usize) {
+    let servers = replicas(url, 2).await;
     let (mut a, mut b) = (clients(&servers[0]).await, clients(&servers[1]).await);
     a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     wait_for_capacity(&servers, 140).await;
-    for round in 0..20 {
+    for round in 0..rounds {
         a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
         for i in 0..111 {
             let r = a.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("fill-{i}"))).await.unwrap();
@@ -455,7 +479,7 @@ async fn the_last_slot_raced_by_two_replicas_goes_to_exactly_one() {
 #[tokio::test]
 async fn a_dead_workers_leases_come_back_to_another_worker() {
     let redis = RedisServer::start();
-    let servers = replicas(&redis, 2).await;
+    let servers = replicas(&redis.url(), 2).await;
     let (mut a, mut b) = (clients(&servers[0]).await, clients(&servers[1]).await);
     a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     wait_for_capacity(&servers, 140).await;
@@ -670,21 +694,47 @@ async fn one_script_call_per_enqueue_and_at_most_one_per_check() {
 /// Issue 15's local shield: a flood of one over-limit subject costs a
 /// handful of store calls, and the shield refuses exactly what the store
 /// refuses (the same run with the shield off admits the same count).
+/// A floodgate on `redis` with the shield of `capacity` (0 = off) and a
+/// key prefix of its own, its worker heartbeat in. Its clock stands still
+/// (scripts take the caller's time): runs with and without the shield see
+/// the same instant however long the machine takes, so they must agree.
+async fn shielded_server(redis: &RedisServer, capacity: usize) -> (Server, Clients) {
+    let mut s = settings(Profile::Production, "");
+    s.store = StoreUrl::Redis(redis.url());
+    s.redis_prefix = format!("{{shield-{capacity}}}");
+    s.redis_time = TimeSource::Caller;
+    // 10,000 calls on a loaded machine: a store timeout would fail open.
+    s.redis_timeout_ms = 10_000;
+    s.local_shield_capacity = Some(capacity);
+    s.rls = shield_rules();
+    let clock = std::sync::Arc::new(floodgate::clock::ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(s, clock).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    (server, c)
+}
+
+/// One Envoy rule: 3 requests a minute per client address.
+fn shield_rules() -> std::sync::Arc<floodgate::core::rls::Rules> {
+    let rules = "[[domains]]\ndomain = \"chat\"\n[[domains.descriptors]]\nkey = \"remote_address\"\n\
+                 rate_limit = { unit = \"minute\", requests_per_unit = 3 }\n";
+    let config: floodgate::core::rls::RlsConfig = toml::from_str(rules).unwrap();
+    std::sync::Arc::new(floodgate::config::rls_rules(&config).unwrap())
+}
+
+// The store calls for the flooded key are counted with MONITOR (every GET
+// a script runs on it), not with commandstats: housekeeping's scripts run
+// once a second, so a slow machine's longer loop would count them too.
+// With the clock standing still: the burst's admissions, one refusal, and
+// the shield answers every later request.
 #[tokio::test]
 async fn a_flood_of_one_refused_subject_costs_a_handful_of_store_calls() {
     let redis = RedisServer::start();
+    let monitor = Monitor::start(redis.port);
     let mut admitted = Vec::new();
-    for capacity in [Some(100_000), Some(0)] {
-        let mut s = settings(Profile::Production, "");
-        s.store = StoreUrl::Redis(redis.url());
-        s.redis_prefix = format!("{{shield-{}}}", capacity.unwrap_or(0));
-        s.snapshot_refresh_ms = 3_600_000;
-        s.local_shield_capacity = capacity;
-        let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
-        let mut c = clients(&server).await;
-        c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
-        let calls = |stats: &[(String, u64)]| stats.iter().find(|(n, _)| n == "evalsha").map_or(0, |(_, c)| *c);
-        let before = redis.command_calls();
+    for capacity in [100_000, 0] {
+        let (server, mut c) = shielded_server(&redis, capacity).await;
+        let key = format!("shield-{capacity}:v2:rate:anonymous:{{flooder}}");
         let mut ok = 0;
         for _ in 0..10_000 {
             let answer = c.admission.check_capacity(check(UserType::Anonymous, "flooder")).await.unwrap().into_inner();
@@ -692,20 +742,62 @@ async fn a_flood_of_one_refused_subject_costs_a_handful_of_store_calls() {
                 ok += 1;
             }
         }
-        let store_calls = calls(&redis.command_calls()) - calls(&before);
-        if capacity == Some(100_000) {
-            // Production: anonymous 10/min with a burst of 5; the refusals
-            // after the burst wait ~6 s, longer than this loop.
-            assert!(store_calls <= 10, "{store_calls} store calls with the shield on");
-            // store_calls also counts the heartbeat's script.
-            assert!(server.floodgate.shield.hits() >= 10_000 - store_calls, "every other request is a shield hit");
+        let store_calls = monitor.count(&["\"GET\"", &format!("\"{key}\"")]);
+        if capacity > 0 {
+            // Production: anonymous 10/min with a burst of 5.
+            assert_eq!(store_calls, 6, "the burst and one refusal reach the store with the shield on");
+            assert!(
+                server.floodgate.shield.hits() >= 10_000 - store_calls as u64,
+                "every other request is a shield hit"
+            );
         } else {
             assert!(store_calls >= 10_000, "every request asks the store with the shield off: {store_calls}");
         }
         admitted.push(ok);
     }
-    // The shield-off run lasts longer, so its subject may earn one more
-    // token: the shield never admits more, and still lets the burst through.
+    // With the shield the burst passes and nothing more. Without it the
+    // store may admit more: its keys expire by Redis's real clock while the
+    // test's clock stands still (a slow run outlives them), never fewer.
+    assert_eq!(admitted[0], 5, "the burst passes with the shield");
     assert!(admitted[0] <= admitted[1], "the shield admitted more than the store: {admitted:?}");
-    assert!(admitted[0] >= 5, "the burst of 5 passes: {admitted:?}");
+}
+
+/// The same for Envoy's ShouldRateLimit: one over-limit descriptor flooded
+/// 10,000 times costs a handful of store calls, and the shield admits no
+/// request the store would refuse.
+#[tokio::test]
+async fn a_flood_of_one_over_limit_descriptor_costs_a_handful_of_store_calls() {
+    use floodgate_client::envoy::service::ratelimit::v3::rate_limit_response::Code as RlsCode;
+    let redis = RedisServer::start();
+    let monitor = Monitor::start(redis.port);
+    let mut admitted = Vec::new();
+    for capacity in [100_000, 0] {
+        let (server, _c) = shielded_server(&redis, capacity).await;
+        let mut rls = connect(&server, Some(FRONTEND)).await.rate_limit();
+        let flood = floodgate_client::rate_limit_request("chat", &[&[("remote_address", "10.9.9.9")]], 0);
+        let mut ok = 0;
+        for _ in 0..10_000 {
+            let answer = rls.should_rate_limit(flood.clone()).await.unwrap().into_inner();
+            if answer.overall_code() == RlsCode::Ok {
+                ok += 1;
+            }
+        }
+        let store_calls = monitor.count(&["\"GET\"", &format!("shield-{capacity}:v2:rls:{{"), "10.9.9.9"]);
+        if capacity > 0 {
+            // 3 a minute: the burst and one refusal.
+            assert_eq!(store_calls, 4, "the burst and one refusal reach the store with the shield on");
+            assert!(
+                server.floodgate.shield.hits() >= 10_000 - store_calls as u64,
+                "every other request is a shield hit"
+            );
+        } else {
+            assert!(store_calls >= 10_000, "every request asks the store with the shield off: {store_calls}");
+        }
+        // Another address is decided by the store as before.
+        let other = floodgate_client::rate_limit_request("chat", &[&[("remote_address", "10.9.9.10")]], 0);
+        assert_eq!(rls.should_rate_limit(other).await.unwrap().into_inner().overall_code(), RlsCode::Ok);
+        admitted.push(ok);
+    }
+    assert_eq!(admitted[0], 3, "the burst passes with the shield");
+    assert!(admitted[0] <= admitted[1], "the shield admitted more than the store: {admitted:?}");
 }

@@ -60,17 +60,28 @@ impl Floodgate {
                     (_, None) => unreachable!("only limited and admission descriptors are checked"),
                 })
                 .collect();
-            let now = now_us / 1_000;
-            permits.store = Some(self.breakers.allow(Circuit::RateLimiter, now, 0.0).ok_or_else(|| {
-                ServiceError::Unavailable(StoreError::Unavailable("rate_limiter circuit open".into()))
-            })?);
-            match self.store.rate_limit_all(&keyed, dry_run, now_us).await {
-                Ok(batch) => (batch, StoreOutcome::Answered),
-                Err(e) => {
-                    self.metrics.store_error("rate_limit");
-                    permits
-                        .settle(Call { step: StoreStep::RateLimit, store: StoreOutcome::Failed, decided: None }, now);
-                    return Err(e.into());
+            // Every check a refusal remembered until its retry time: the
+            // store's answer is known (the local shield; it only refuses).
+            if let Some(batch) = self.shield.refused_all(&keyed, now_us) {
+                (batch, StoreOutcome::Skipped)
+            } else {
+                let now = now_us / 1_000;
+                permits.store = Some(self.breakers.allow(Circuit::RateLimiter, now, 0.0).ok_or_else(|| {
+                    ServiceError::Unavailable(StoreError::Unavailable("rate_limiter circuit open".into()))
+                })?);
+                match self.store.rate_limit_all(&keyed, dry_run, now_us).await {
+                    Ok(batch) => {
+                        self.shield.remember_all(&keyed, &batch, now_us);
+                        (batch, StoreOutcome::Answered)
+                    }
+                    Err(e) => {
+                        self.metrics.store_error("rate_limit");
+                        permits.settle(
+                            Call { step: StoreStep::RateLimit, store: StoreOutcome::Failed, decided: None },
+                            now,
+                        );
+                        return Err(e.into());
+                    }
                 }
             }
         };

@@ -1,9 +1,11 @@
 //! The shared store: every floodgate replica of a deployment keeps its state
-//! in one Redis. Each decision that must be atomic is one Lua script (one
-//! EVALSHA, one round trip); every key carries the deployment's hash tag so
-//! Redis Cluster sees one slot. This file holds the `Store` impl; the key
-//! names, the connection link, the batcher, the batched calls and the pure
-//! reply decoders each live in a module of their own.
+//! in one Redis (one node, a Sentinel-named master, or a Cluster). Each
+//! decision that must be atomic is one Lua script (one EVALSHA, one round
+//! trip). The admission state carries the deployment's hash tag, so a
+//! Cluster keeps it in one slot; rate-limit keys carry their own and spread
+//! over every primary (see `keys`). This file holds the `Store` impl; the
+//! key names, the connection link, the batcher, the batched calls and the
+//! pure reply decoders each live in a module of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,6 +84,8 @@ impl Default for RedisOptions {
 }
 
 struct Scripts {
+    /// Envoy requests whose keys span slots of a Cluster (the batcher has its own copy).
+    rls: Script,
     extend: Script,
     heartbeat: Script,
     processes: Script,
@@ -96,6 +100,7 @@ pub(super) fn script(body: &str) -> Script {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
+            rls: script(include_str!("lua/rls.lua")),
             extend: script(include_str!("lua/extend.lua")),
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             processes: script(include_str!("lua/processes.lua")),
@@ -108,6 +113,9 @@ impl Scripts {
 /// The Redis-backed store.
 pub struct RedisStore {
     link: Arc<Link>,
+    /// The link of rate-limit calls (Level 1, RLS): `link` itself but on a
+    /// Cluster, where it never short-circuits (see `Link::down_window`).
+    rate_link: Arc<Link>,
     keys: Keys,
     scripts: Scripts,
     /// Last load seen in any reply (Level 1's view between refreshes).
@@ -135,23 +143,27 @@ impl RedisStore {
     pub async fn connect(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
         let url = RedisUrl::parse(url).map_err(|e| StoreError::Protocol(format!("bad Redis URL: {e}")))?;
         let open = |replicas: u32| -> StoreResult<Arc<Link>> {
-            Ok(Arc::new(Link {
-                connection: Connection::open(&url, &options.tls, options.timeout).map_err(StoreError::Protocol)?,
-                options: options.clone(),
-                down_until_ms: AtomicU64::new(0),
-                opened: std::time::Instant::now(),
-                replicas,
-            }))
+            let connection = Connection::open(&url, &options.tls, options.timeout).map_err(StoreError::Protocol)?;
+            Ok(Arc::new(Link::new(connection, options.clone(), replicas, link::DOWN_WINDOW)))
         };
         let link = open(0)?;
         // Admissions that must reach replicas get a connection of their own:
         // WAIT holds its connection until the replicas answer, and nothing
         // else should queue behind it.
         let enqueue_link = if options.min_replicas > 0 { open(options.min_replicas)? } else { link.clone() };
+        // On a Cluster, rate-limit calls share the connection but not the
+        // short-circuit: a failing primary fails only the keys it serves.
+        let rate_link = match url {
+            RedisUrl::Cluster { .. } => {
+                Arc::new(Link::new(link.connection.clone(), options.clone(), 0, Duration::ZERO))
+            }
+            _ => link.clone(),
+        };
+        let scripts = Scripts::new();
         let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
-        tokio::spawn(batch_gcra(link.clone(), script(include_str!("lua/gcra.lua")), calls));
+        tokio::spawn(batch_gcra(rate_link.clone(), script(include_str!("lua/gcra.lua")), calls));
         let (rls, rls_calls) = Batcher::new("RLS", 1_024);
-        tokio::spawn(rls::batch_rls(link.clone(), rls_calls));
+        tokio::spawn(rls::batch_rls(rate_link.clone(), scripts.rls.clone(), rls_calls));
         let keys = Keys::new(&options.prefix);
         let (enqueues, enqueue_calls) = Batcher::new("enqueue", 4 * ENQUEUE_BATCH);
         tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
@@ -161,8 +173,9 @@ impl RedisStore {
         tokio::spawn(batch_lease(link.clone(), keys.clone(), lease_calls));
         Ok(RedisStore {
             link,
+            rate_link,
             keys,
-            scripts: Scripts::new(),
+            scripts,
             load: AtomicU64::new(0),
             gcra,
             rls,
@@ -190,16 +203,19 @@ impl RedisStore {
 #[cfg(any(test, feature = "test-support"))]
 impl RedisStore {
     /// Deletes every key of this deployment's prefix (tests only: never
-    /// called on a server the caller did not start). On a Cluster, KEYS
-    /// asks every master (only the one holding the hash tag's slot has
-    /// any) and the DEL goes to that slot's master.
+    /// called on a server the caller did not start): the admission keys
+    /// and the rate-limit keys of the current layout. On a Cluster, KEYS
+    /// asks every primary and the DEL is split by slot.
     pub async fn delete_all_keys(&self) -> StoreResult<()> {
         let mut connection = self.link.connection.clone();
-        let pattern = format!("{}:*", self.keys.prefix.replace('{', "\\{").replace('}', "\\}"));
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(link::unavailable)?;
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.map_err(link::unavailable)?;
+        for prefix in [&self.keys.prefix, &self.keys.spread] {
+            let pattern = format!("{}:*", prefix.replace('{', "\\{").replace('}', "\\}"));
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(&pattern).query_async(&mut connection).await.map_err(link::unavailable)?;
+            if !keys.is_empty() {
+                let _: () =
+                    redis::cmd("DEL").arg(keys).query_async(&mut connection).await.map_err(link::unavailable)?;
+            }
         }
         Ok(())
     }
@@ -228,7 +244,7 @@ impl Store for RedisStore {
         cost: u32,
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
-        self.link.check_up()?;
+        self.rate_link.check_up()?;
         self.gcra
             .submit(GcraCall { key: self.keys.rate(user_type, subject), limit, cost, now: self.now_arg(now_us) })
             .await

@@ -310,6 +310,23 @@ impl Node {
             .find_map(|l| l.trim().strip_prefix(&format!("{field}:")).map(str::to_owned))
     }
 
+    /// `ROLE`'s first line: `master`, `slave` (or empty when down).
+    pub fn role(&self) -> String {
+        self.cli(&["ROLE"]).lines().next().unwrap_or("").to_owned()
+    }
+
+    /// `INFO commandstats` calls of `command` (lower case, e.g. `evalsha`).
+    pub fn calls(&self, command: &str) -> u64 {
+        self.info("commandstats", &format!("cmdstat_{command}"))
+            .and_then(|stats| stats.split(',').find_map(|kv| kv.strip_prefix("calls=")?.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// Whether this node was killed.
+    pub fn is_down(&self) -> bool {
+        self.child.is_none()
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -335,6 +352,14 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize, tls: Option<&TlsFiles>) -> Cluster {
+        Self::start_with_replicas(n, 0, tls)
+    }
+
+    /// `masters` primaries with `replicas` replicas each, every replica in
+    /// sync. Failover after a primary dies takes a few seconds
+    /// (`cluster-node-timeout` 2 s).
+    pub fn start_with_replicas(masters: usize, replicas: usize, tls: Option<&TlsFiles>) -> Cluster {
+        let n = masters * (1 + replicas);
         let nodes: Vec<Node> = (0..n)
             .map(|_| {
                 let mut args: Vec<String> = vec![
@@ -357,7 +382,7 @@ impl Cluster {
         let mut create = redis_cli();
         create.args(tls.map(TlsFiles::cli_args).unwrap_or_default()).args(["--cluster", "create"]);
         create.args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
-        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         let out = run_cli(create);
         assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         for node in &nodes {
@@ -365,7 +390,53 @@ impl Cluster {
                 node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
             });
         }
-        Cluster { nodes }
+        let cluster = Cluster { nodes };
+        wait_until(30, "every replica in sync", || {
+            cluster.primaries().len() == masters
+                && cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role() == "slave")
+                    .all(|n| n.info("replication", "master_link_status").as_deref() == Some("up"))
+        });
+        cluster
+    }
+
+    /// The nodes that are primaries now (`ROLE`), in start order; a killed
+    /// node is none.
+    pub fn primaries(&self) -> Vec<&Node> {
+        self.nodes.iter().filter(|n| !n.is_down() && n.role() == "master").collect()
+    }
+
+    /// The node serving `key`'s slot now, as the nodes that are up see it.
+    pub fn owner(&self, key: &str) -> &Node {
+        let slot: u16 = self.any_up().cli(&["CLUSTER", "KEYSLOT", key]).parse().expect("CLUSTER KEYSLOT");
+        self.slot_owner(slot)
+    }
+
+    /// The primary serving `slot` now, by `CLUSTER NODES` of a node that is
+    /// up: lines of `id ip:port@bus flags primary … link-state slots…`.
+    pub fn slot_owner(&self, slot: u16) -> &Node {
+        let table = self.any_up().cli(&["CLUSTER", "NODES"]);
+        for line in table.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            if serves {
+                let port: u16 = fields[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("ip:port@bus");
+                return self.nodes.iter().find(|n| n.port == port).expect("a node of this cluster");
+            }
+        }
+        panic!("no primary serves slot {slot}: {table}");
+    }
+
+    fn any_up(&self) -> &Node {
+        self.nodes.iter().find(|n| !n.is_down()).expect("a node that is up")
     }
 
     /// `redis-cluster://` (`rediss-cluster://` over TLS) with every node as a seed.
@@ -479,5 +550,61 @@ impl SentinelSet {
             self.node(old).info("replication", "role").as_deref() == Some("slave")
         });
         new
+    }
+}
+
+/// `redis-cli MONITOR` of a server into a file: every command the server
+/// runs, those inside scripts too (`[0 lua] "GET" "key"`), to count the
+/// store calls that touch one key. Stopped on drop.
+pub struct Monitor {
+    child: Option<Child>,
+    port: u16,
+    file: PathBuf,
+}
+
+impl Monitor {
+    /// Monitors the server on `port`; ready once it has seen a marker.
+    pub fn start(port: u16) -> Monitor {
+        let file = fresh_dir("monitor").join("monitor.txt");
+        let out = std::fs::File::create(&file).unwrap();
+        let child = redis_cli()
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "MONITOR"])
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): install Debian's redis-tools package"));
+        let monitor = Monitor { child: Some(child), port, file };
+        monitor.sync();
+        monitor
+    }
+
+    /// Until everything the server ran before this call is in the file.
+    fn sync(&self) {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let marker = format!("monitor-marker-{}", N.fetch_add(1, Ordering::SeqCst));
+        wait_until(30, "the monitor to see its marker", || {
+            cli(self.port, &["ECHO", &marker]);
+            std::fs::read_to_string(&self.file).unwrap_or_default().contains(&marker)
+        });
+    }
+
+    /// Commands run so far whose line contains every one of `parts`
+    /// (e.g. `["\"GET\"", "{flooder}"]`).
+    pub fn count(&self, parts: &[&str]) -> usize {
+        self.sync();
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        text.lines().filter(|line| parts.iter().all(|p| line.contains(p))).count()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.file.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

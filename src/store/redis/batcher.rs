@@ -1,10 +1,12 @@
 //! The generic batcher: requests arriving while earlier script calls are
 //! in flight share the next script call (natural batching), each answered
-//! on its own channel.
+//! on its own channel. On a Cluster a batch becomes one script call per
+//! slot its requests touch, sent together.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use redis::cluster_routing::Slot;
 use redis::{Script, Value};
 
 use super::link::Link;
@@ -48,22 +50,33 @@ impl<R, O> Batcher<R, O> {
 /// batches are pipelined on the connection, so Redis never idles while a
 /// reply travels back; Redis runs them in the order they were sent, and
 /// each call inside a batch is decided in arrival order.
+///
+/// `slot` names the slot a request's keys live in, `None` for the
+/// deployment's admission slot. On a Cluster (`Link::sharded`) a batch is
+/// split by slot, one script call per slot, all sent at once (the cluster
+/// client routes each to its primary): a script may only touch one slot's
+/// keys. Requests of one key share its slot, so they keep their order.
 pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
     link: Arc<Link>,
     script: Script,
     mut calls: Calls<R, O>,
     max: usize,
+    slot: impl Fn(&R) -> Option<Slot>,
     build: impl Fn(&mut redis::ScriptInvocation<'_>, &[R]),
     decode: impl Fn(&Value, &[R]) -> StoreResult<Vec<O>>,
 ) {
     let (link, script, build, decode) = (&link, &script, &build, &decode);
     let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    // On a Cluster a batch is many small calls to several primaries, one
+    // of which may be failing over: more batches in flight keep the
+    // healthy primaries' keys moving behind a slow one.
+    let most_in_flight = if link.sharded() { 8 * IN_FLIGHT } else { IN_FLIGHT };
     loop {
         let first = tokio::select! {
             // Answer finished batches first: their callers are waiting.
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
-            call = calls.recv(), if in_flight.len() < IN_FLIGHT => match call {
+            call = calls.recv(), if in_flight.len() < most_in_flight => match call {
                 Some(call) => call,
                 None => break,
             },
@@ -75,10 +88,11 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                 Err(_) => break,
             }
         }
-        let (requests, replies): (Vec<R>, Vec<_>) = batch.into_iter().map(|q| (q.request, q.reply)).unzip();
-        let mut invocation = script.prepare_invoke();
-        build(&mut invocation, &requests);
-        in_flight.push(async move {
+        let groups = if link.sharded() { by_slot(batch, |q| slot(&q.request)) } else { vec![batch] };
+        let calls = groups.into_iter().map(move |group| async move {
+            let (requests, replies): (Vec<R>, Vec<_>) = group.into_iter().map(|q| (q.request, q.reply)).unzip();
+            let mut invocation = script.prepare_invoke();
+            build(&mut invocation, &requests);
             // A caller that gave up is not waiting for its answer.
             match link.run(invocation).await.and_then(|value| decode(&value, &requests)) {
                 Ok(outcomes) => {
@@ -93,8 +107,27 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                 }
             }
         });
+        in_flight.push(async move {
+            futures_util::future::join_all(calls).await;
+        });
     }
     while in_flight.next().await.is_some() {}
+}
+
+/// Splits `items` into one group per slot, each in the items' order, the
+/// groups in the order of their first item.
+pub(super) fn by_slot<T, K: std::hash::Hash + Eq>(items: Vec<T>, slot: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut index: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    for item in items {
+        let key = slot(&item);
+        let at = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(item);
+    }
+    groups
 }
 
 /// Script calls one batcher keeps in flight at once.

@@ -8,7 +8,7 @@ use redis::Script;
 
 use super::batcher::{Calls, serve_batches};
 use super::decode::{decode_completes, decode_enqueues, decode_gcra_batch, decode_leases};
-use super::keys::Keys;
+use super::keys::{Keys, slot};
 use super::link::Link;
 use super::script;
 use crate::core::gcra::{GcraOutcome, RateLimit};
@@ -60,7 +60,8 @@ pub(super) struct EnqueueCall {
 /// Most check-and-enqueues in one script call.
 pub(super) const ENQUEUE_BATCH: usize = 64;
 
-/// Level-1 GCRA steps, in order (a key that appears twice sees its earlier step).
+/// Level-1 GCRA steps, in order (a key that appears twice sees its earlier
+/// step); on a Cluster one script call per slot, each key in its own.
 pub(super) async fn batch_gcra(link: Arc<Link>, script: Script, calls: Calls<GcraCall, GcraOutcome>) {
     let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[GcraCall]| {
         for call in batch {
@@ -72,10 +73,20 @@ pub(super) async fn batch_gcra(link: Arc<Link>, script: Script, calls: Calls<Gcr
                 .arg(&call.now);
         }
     };
-    serve_batches(link, script, calls, GCRA_BATCH, build, |value, batch| decode_gcra_batch(value, batch.len())).await;
+    serve_batches(
+        link,
+        script,
+        calls,
+        GCRA_BATCH,
+        |c| Some(slot(&c.key)),
+        build,
+        |value, batch| decode_gcra_batch(value, batch.len()),
+    )
+    .await;
 }
 
-/// Check-and-enqueues, decided in arrival order, each against the live load.
+/// Check-and-enqueues, decided in arrival order, each against the live load
+/// (every key in the admission slot, so one script call on a Cluster too).
 pub(super) async fn batch_enqueue(
     link: Arc<Link>,
     keys: Keys,
@@ -91,7 +102,16 @@ pub(super) async fn batch_enqueue(
             invocation.arg(call.user_type).arg(call.limit).arg(&call.task_id).arg(&call.payload).arg(&call.ttl);
         }
     };
-    serve_batches(link, script, calls, ENQUEUE_BATCH, build, |value, batch| decode_enqueues(value, batch.len())).await;
+    serve_batches(
+        link,
+        script,
+        calls,
+        ENQUEUE_BATCH,
+        |_| None,
+        build,
+        |value, batch| decode_enqueues(value, batch.len()),
+    )
+    .await;
 }
 
 /// Lease requests: one sweep of expired leases, then each request in turn.
@@ -110,7 +130,8 @@ pub(super) async fn batch_lease(link: Arc<Link>, keys: Keys, calls: Calls<LeaseC
         }
     };
     let script = script(include_str!("../lua/lease.lua"));
-    serve_batches(link, script, calls, LEASE_BATCH, build, |value, batch| decode_leases(value, batch.len())).await;
+    serve_batches(link, script, calls, LEASE_BATCH, |_| None, build, |value, batch| decode_leases(value, batch.len()))
+        .await;
 }
 
 /// Completions, each checked against its own lease.
@@ -123,6 +144,14 @@ pub(super) async fn batch_complete(link: Arc<Link>, keys: Keys, calls: Calls<Com
         }
     };
     let script = script(include_str!("../lua/complete.lua"));
-    serve_batches(link, script, calls, COMPLETE_BATCH, build, |value, batch| decode_completes(value, batch.len()))
-        .await;
+    serve_batches(
+        link,
+        script,
+        calls,
+        COMPLETE_BATCH,
+        |_| None,
+        build,
+        |value, batch| decode_completes(value, batch.len()),
+    )
+    .await;
 }

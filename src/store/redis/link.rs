@@ -24,9 +24,13 @@ pub(super) struct Link {
     /// Replicas each script call's writes must reach (Redis WAIT, on the
     /// same connection) before the call counts as done; 0 = none.
     pub(super) replicas: u32,
+    /// How long a failure short-circuits further calls: [`DOWN_WINDOW`], or
+    /// zero for rate-limit calls on a Cluster, whose keys live on every
+    /// primary: one primary down must not fail the keys of the others.
+    pub(super) down_window: Duration,
 }
 
-/// How long a failure short-circuits further calls.
+/// How long a failure short-circuits further calls (one node's worth of keys).
 pub(super) const DOWN_WINDOW: Duration = Duration::from_millis(500);
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -34,11 +38,29 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Link {
+    /// A link over `connection`, its short-circuit closed.
+    pub(super) fn new(connection: Connection, options: RedisOptions, replicas: u32, down_window: Duration) -> Link {
+        Link {
+            connection,
+            options,
+            down_until_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
+            replicas,
+            down_window,
+        }
+    }
+
     pub(super) fn now_arg(&self, now: u64) -> String {
         match self.options.time {
             TimeSource::Server => String::new(),
             TimeSource::Caller => now.to_string(),
         }
+    }
+
+    /// Whether keys live on several nodes (a Cluster): then one script call
+    /// may only touch keys of one slot, and a batch is split by slot.
+    pub(super) fn sharded(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
     }
 
     /// Fails at once while a recent failure's window is open.
@@ -65,8 +87,8 @@ impl Link {
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))),
         };
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            let until = self.opened.elapsed() + DOWN_WINDOW;
+        if matches!(result, Err(StoreError::Unavailable(_))) && !self.down_window.is_zero() {
+            let until = self.opened.elapsed() + self.down_window;
             self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
         }
         result

@@ -4,67 +4,139 @@
 
 use std::sync::Arc;
 
-use redis::Value;
+use redis::cluster_routing::Slot;
+use redis::{Script, Value};
 
-use super::batcher::{Calls, serve_batches};
+use super::RedisStore;
+use super::batcher::{Calls, by_slot, serve_batches};
 use super::decode::{array, decode_gcra_pairs, protocol, uint};
+use super::keys::slot;
 use super::link::Link;
-use super::{RedisStore, script};
 
+use crate::core::gcra::GcraOutcome;
 use crate::core::rls::Check;
 use crate::store::{RateBatch, RateKey, StoreResult};
 
 /// Most requests in one script call.
 const RLS_BATCH: usize = 64;
 
-/// One request's checks waiting for the batcher.
+/// One request's checks waiting for the batcher (or a part of them, on
+/// one slot of a Cluster).
 pub(super) struct RlsCall {
     keys: Vec<String>,
     /// interval µs, tolerance µs, cost, enforce — per check.
     checks: Vec<(u64, u64, u32, bool)>,
     dry_run: bool,
     now: String,
+    /// On a Cluster, the slot every key of the call lives in.
+    slot: Option<Slot>,
 }
 
-/// Requests arriving while a call is in flight share the next script call;
-/// the script decides each request in turn, all or nothing, as if alone.
-pub(super) async fn batch_rls(link: Arc<Link>, calls: Calls<RlsCall, RateBatch>) {
+/// Adds one request to a script call: its keys and its arguments.
+fn add_call(invocation: &mut redis::ScriptInvocation<'_>, call: &RlsCall) {
+    invocation.arg(&call.now).arg(if call.dry_run { "1" } else { "0" }).arg(call.checks.len());
+    for (key, (interval, tolerance, cost, enforce)) in call.keys.iter().zip(&call.checks) {
+        invocation.key(key);
+        invocation.arg(interval).arg(tolerance).arg(cost).arg(if *enforce { "1" } else { "0" });
+    }
+}
+
+/// Requests arriving while a call is in flight share the next script call
+/// (one per slot on a Cluster); the script decides each request in turn,
+/// all or nothing, as if alone.
+pub(super) async fn batch_rls(link: Arc<Link>, script: Script, calls: Calls<RlsCall, RateBatch>) {
     let build = |invocation: &mut redis::ScriptInvocation<'_>, batch: &[RlsCall]| {
         for call in batch {
-            invocation.arg(&call.now).arg(if call.dry_run { "1" } else { "0" }).arg(call.checks.len());
-            for (key, (interval, tolerance, cost, enforce)) in call.keys.iter().zip(&call.checks) {
-                invocation.key(key);
-                invocation.arg(interval).arg(tolerance).arg(cost).arg(if *enforce { "1" } else { "0" });
-            }
+            add_call(invocation, call);
         }
     };
     let decode = |value: &Value, batch: &[RlsCall]| {
         let sizes: Vec<usize> = batch.iter().map(|c| c.checks.len()).collect();
         decode_rls_many(value, &sizes)
     };
-    serve_batches(link, script(include_str!("../lua/rls.lua")), calls, RLS_BATCH, build, decode).await;
+    serve_batches(link, script, calls, RLS_BATCH, |c| c.slot, build, decode).await;
 }
 
 impl RedisStore {
     /// `Store::rate_limit_all` on Redis: one request's checks in one script
-    /// call (shared with requests arriving at the same time).
+    /// call (shared with requests arriving at the same time). On a Cluster,
+    /// a request whose keys live in several slots is decided by
+    /// [`RedisStore::rls_across_slots`].
     pub(super) async fn rls_rate_limit_all(
         &self,
         checks: &[(RateKey<'_>, Check)],
         dry_run: bool,
         now_us: u64,
     ) -> StoreResult<RateBatch> {
-        self.link.check_up()?;
-        let keys = checks
+        self.rate_link.check_up()?;
+        let keys: Vec<String> = checks
             .iter()
             .map(|(key, _)| match key {
                 RateKey::User(user_type, subject) => self.keys.rate(*user_type, subject),
-                RateKey::Descriptor(counter) => format!("{}:rls:{counter}", self.keys.prefix),
+                RateKey::Descriptor(counter) => self.keys.descriptor(counter),
             })
             .collect();
         let checks =
             checks.iter().map(|(_, c)| (c.spacing.interval_us, c.spacing.tolerance_us, c.cost, c.enforce)).collect();
-        self.rls.submit(RlsCall { keys, checks, dry_run, now: self.now_arg(now_us) }).await
+        let mut call = RlsCall { keys, checks, dry_run, now: self.now_arg(now_us), slot: None };
+        if self.rate_link.sharded() {
+            let slots: Vec<Slot> = call.keys.iter().map(|k| slot(k)).collect();
+            if slots.iter().any(|s| *s != slots[0]) {
+                return self.rls_across_slots(call, &slots).await;
+            }
+            call.slot = slots.first().copied();
+        }
+        self.rls.submit(call).await
+    }
+
+    /// A request whose keys live in several slots of a Cluster, decided by
+    /// check-then-commit: every slot's checks run as a dry run (in parallel,
+    /// nothing written); a request refused there, or a dry run, is answered
+    /// with those outcomes and has consumed nothing. Otherwise each slot's
+    /// checks run again for real, each slot all or nothing. What is not
+    /// atomic: a request that another takes the last token from between
+    /// the two steps is refused, and the slots that still admitted it have
+    /// consumed. So a limit is never exceeded; under such a race a refused
+    /// request may count against its other descriptors.
+    async fn rls_across_slots(&self, call: RlsCall, slots: &[Slot]) -> StoreResult<RateBatch> {
+        let parts = by_slot((0..call.keys.len()).collect(), |i: &usize| slots[*i]);
+        let run = |dry_run: bool| {
+            futures_util::future::try_join_all(parts.iter().map(|part| {
+                let part_call = RlsCall {
+                    keys: part.iter().map(|i| call.keys[*i].clone()).collect(),
+                    checks: part.iter().map(|i| call.checks[*i]).collect(),
+                    dry_run,
+                    now: call.now.clone(),
+                    slot: None,
+                };
+                async move {
+                    let mut invocation = self.scripts.rls.prepare_invoke();
+                    add_call(&mut invocation, &part_call);
+                    let value = self.rate_link.run(invocation).await?;
+                    decode_rls_many(&value, &[part_call.checks.len()]).map(|mut one| one.remove(0))
+                }
+            }))
+        };
+        // The parts' answers back in the request's order of checks.
+        let merge = |answers: Vec<RateBatch>| {
+            let mut outcomes = vec![GcraOutcome::Allowed { tat: 0 }; call.keys.len()];
+            for (part, answer) in parts.iter().zip(&answers) {
+                for (i, outcome) in part.iter().zip(&answer.outcomes) {
+                    outcomes[*i] = *outcome;
+                }
+            }
+            RateBatch { outcomes, now_us: answers.first().map_or(0, |a| a.now_us) }
+        };
+        let checked = merge(run(true).await?);
+        let refused = checked
+            .outcomes
+            .iter()
+            .zip(&call.checks)
+            .any(|(outcome, check)| check.3 && matches!(outcome, GcraOutcome::Limited { .. }));
+        if call.dry_run || refused {
+            return Ok(checked);
+        }
+        Ok(merge(run(false).await?))
     }
 }
 
@@ -102,7 +174,6 @@ fn decode_rls_items(value: &Value, items: &[Value], checks: usize) -> StoreResul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::gcra::GcraOutcome;
 
     #[test]
     fn rls_replies_decode_with_the_store_clock() {
