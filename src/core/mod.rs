@@ -11,6 +11,7 @@ pub mod gcra;
 pub mod health;
 pub mod lease;
 pub mod rls;
+pub mod window_cache;
 
 use serde::{Deserialize, Serialize};
 

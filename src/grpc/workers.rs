@@ -26,7 +26,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let _timer = self.floodgate.timer("Heartbeat");
         let r = request.into_inner();
         let report = HeartbeatReport {
             status: process_status(r.status)?,
@@ -49,7 +48,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::LeaseTasksRequest>,
     ) -> Result<Response<pb::LeaseTasksResponse>, Status> {
-        let _timer = self.floodgate.timer("LeaseTasks");
         let r = request.into_inner();
         let tasks = self
             .floodgate
@@ -80,7 +78,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
-        let _timer = self.floodgate.timer("CompleteTask");
         let r = request.into_inner();
         self.floodgate.complete_task(&r.task_id, &r.lease_id).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
@@ -90,7 +87,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::ExtendLeaseRequest>,
     ) -> Result<Response<pb::ExtendLeaseResponse>, Status> {
-        let _timer = self.floodgate.timer("ExtendLease");
         let r = request.into_inner();
         let lease_expires_at_ms = self.floodgate.extend_lease(&r.task_id, &r.lease_id, r.lease_ms).await?;
         Ok(Response::new(pb::ExtendLeaseResponse { lease_expires_at_ms }))
