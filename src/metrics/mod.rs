@@ -27,8 +27,8 @@ pub const STORE_OPERATIONS: [&str; 3] = ["rate_limit", "enqueue", "analytics"];
 /// Labels of a scrape-time sample.
 pub type Labels = Vec<(&'static str, String)>;
 
-/// One family's samples taken at scrape time: label sets with their
-/// values (`ConstGauge` or `ConstCounter`).
+/// One family's samples in a fixed order: label sets with their values,
+/// scrape-time `ConstGauge`s and `ConstCounter`s or live `Counter` handles.
 #[derive(Debug)]
 pub struct Samples<M>(pub Vec<(Labels, M)>);
 
