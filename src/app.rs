@@ -154,7 +154,8 @@ impl App {
 
         let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
         // A SERVER span per RPC while spans are exported (a pass-through otherwise).
-        let mut builder = Server::builder().layer(crate::rpc_trace::TraceLayer);
+        // And every call of floodgate's RPCs timed by status code.
+        let mut builder = Server::builder().layer(crate::rpc_trace::TraceLayer).layer(floodgate.metrics.rpc_layer());
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
         }

@@ -7,21 +7,33 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::alerting::AlertView;
 use crate::config::{FieldError, RuntimeConfig};
 use crate::core::alerts::{self, AlertInputs};
-use crate::core::analytics::{self, PeriodStats, WINDOWS};
+use crate::core::analytics::{self, Cells, PeriodStats, WINDOWS};
 use crate::core::breaker::{BreakerState, BreakerStats};
 use crate::core::capacity::{self, Limits};
 use crate::core::health::{self, ChatHealth, Health};
+use crate::core::window_cache::{WindowCache, settled_minute};
 use crate::core::{Millis, UserType};
 use crate::error::ServiceError;
-use crate::metrics::Gauges;
+use crate::metrics::{Gauges, Samples};
 use crate::protection::{Circuit, merge_cluster};
 use crate::service::{Floodgate, Snapshot};
 use crate::store::{QueueStats, Store};
+
+/// The spans (minutes) of the throttle rates the alerts watch.
+const ALERT_SPANS: [u64; 2] = [15, 60];
+
+/// An empty cache of settled minutes keeping the windows' and the alerts' spans.
+pub(crate) fn window_cache() -> WindowCache {
+    let spans: Vec<u64> = WINDOWS.iter().map(|(_, span)| *span).chain(ALERT_SPANS).collect();
+    WindowCache::new(&spans)
+}
 
 /// Replicas whose breaker stats are older than this drop out of the cluster view.
 const CLUSTER_VIEW_MS: Millis = 30_000;
@@ -631,12 +643,10 @@ impl Floodgate {
     pub async fn evaluate_alerts(&self) -> Result<(), ServiceError> {
         let facts = self.facts_from(self.snapshot());
         let now = facts.now;
-        let view = self.store().analytics(now / 60_000, 60).await?;
-        let rate = |span: u64| {
-            let cells = analytics::window_sum(&view.minutes, now / 60_000, span);
-            analytics::period_stats(&cells, span, Vec::new())
-        };
-        let (last_15, last_hour) = (rate(15), rate(60));
+        let [last_15, last_hour] = self
+            .recent_windows(now, ALERT_SPANS)
+            .await?
+            .map(|(cells, span)| analytics::period_stats(&cells, span, Vec::new()));
         let load = facts.stats.load();
         let total = facts.snapshot.calculation.system_total;
         let chat = self.chat_health(&facts);
@@ -697,7 +707,36 @@ impl Floodgate {
         env
     }
 
-    /// The Prometheus text exposition.
+    /// The decision counts of the windows of `spans` minutes ending now,
+    /// each with its span. Settled minutes come from the cache, brought up
+    /// to date first (in steady state one minute a minute; 24 h once at
+    /// start); only the minutes after it are read, so the cost does not
+    /// grow with the history. Reads only: this replica's pending counts
+    /// are the next housekeeping flush's.
+    async fn recent_windows<const N: usize>(
+        &self,
+        now: Millis,
+        spans: [u64; N],
+    ) -> Result<[(Cells, u64); N], ServiceError> {
+        let now_minute = now / 60_000;
+        let missing = settled_minute(now).and_then(|settled| self.lock_windows().missing(settled));
+        if let Some((first, last)) = missing {
+            let settled = self.store().analytics(last, last - first + 1).await?;
+            self.lock_windows().extend(last, &settled.minutes);
+        }
+        let held = self.lock_windows().through();
+        let open = held.map_or(analytics::HISTORY_MINUTES, |held| now_minute.saturating_sub(held));
+        let open = self.store().analytics(now_minute, open.max(1)).await?;
+        let cache = self.lock_windows();
+        Ok(spans.map(|span| (cache.window(span, now_minute, &open.minutes), span)))
+    }
+
+    fn lock_windows(&self) -> std::sync::MutexGuard<'_, WindowCache> {
+        crate::sync::lock(&self.windows)
+    }
+
+    /// The Prometheus text exposition. It reads the store (queue depths,
+    /// the open minutes' counts) and never writes to it.
     pub async fn metrics_text(&self) -> Result<String, ServiceError> {
         // The background's capacity snapshot (≤ one refresh old: a scrape
         // must not contend with the refresh Level 1 depends on), with the
@@ -713,13 +752,17 @@ impl Floodgate {
         let load = facts.stats.load();
         let total = snapshot.calculation.system_total;
         let chat = self.chat_health(&facts);
-        let throttle_rates =
-            self.throttling_stats().await?.into_iter().map(|(window, stats)| (window, stats.throttle_rate)).collect();
+        let windows = self.recent_windows(facts.now, WINDOWS.map(|(_, span)| span)).await?;
+        let throttle_ratios = WINDOWS
+            .iter()
+            .zip(windows)
+            .map(|((name, _), (cells, _))| ((*name).to_owned(), analytics::throttle_ratio(&cells)))
+            .collect();
         let gauges = Gauges {
-            capacity_total: total,
+            capacity_system: total,
             load,
             pressure_ratio: capacity::pressure_ratio(load, total),
-            utilization_percent: percent(load, total),
+            utilization_ratio: if total == 0 { f64::from(u8::from(load > 0)) } else { load as f64 / total as f64 },
             queue_depth: facts.stats.queued,
             leased: facts.stats.leased,
             dead_letters: facts.stats.dead_letters,
@@ -728,17 +771,18 @@ impl Floodgate {
             healthy_chat_rest_processes: snapshot.calculation.healthy_processes(),
             process_health_ratio: chat.ratio(),
             process_deficit: chat.deficit(),
-            throttle_rates,
+            throttle_ratios,
             alerts: self.alerts().into_iter().map(|a| (a.severity.as_str().to_owned(), a.code)).collect(),
         };
-        let mut text = self.metrics.render(&gauges);
-        self.rls_rules().render_metrics(&mut text);
-        text.push_str(
-            "# HELP floodgate_local_shield_hits_total Level-1 requests refused by the local shield without a store call.\n\
-             # TYPE floodgate_local_shield_hits_total counter\n",
+        let mut scrape = Registry::default();
+        gauges.register(&mut scrape);
+        self.rls_rules().register_metrics(&mut scrape);
+        scrape.register(
+            "floodgate_local_shield_hits",
+            "Level-1 requests refused by the local shield without a store call",
+            Samples(vec![(Vec::new(), ConstCounter::new(self.shield.hits()))]),
         );
-        text.push_str(&format!("floodgate_local_shield_hits_total {}\n", self.shield.hits()));
-        Ok(text)
+        Ok(self.metrics.render(scrape))
     }
 
     /// One circuit's local state name (tests).

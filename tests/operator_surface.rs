@@ -308,7 +308,7 @@ async fn metrics_parse_and_move_with_traffic() {
     };
     assert_eq!(admitted(&after) - admitted(&before), 3.0);
     assert_eq!(value(&after, "floodgate_decisions_total", &[("level", "1")]), 1.0);
-    assert_eq!(value(&after, "floodgate_capacity_total", &[]), 14.0);
+    assert_eq!(value(&after, "floodgate_capacity_system", &[]), 14.0);
     assert_eq!(value(&after, "floodgate_load", &[]), 3.0);
     assert_eq!(value(&after, "floodgate_queue_depth", &[("user_type", "registered")]), 3.0);
     assert_eq!(value(&after, "floodgate_healthy_chat_rest_processes", &[]), 1.0);

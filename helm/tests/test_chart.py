@@ -40,10 +40,10 @@ CONTRACT_METRICS = {
     "floodgate_rpc_duration_seconds_bucket",
     "floodgate_rpc_duration_seconds_sum",
     "floodgate_rpc_duration_seconds_count",
-    "floodgate_capacity_total",
+    "floodgate_capacity_system",
     "floodgate_load",
     "floodgate_pressure_ratio",
-    "floodgate_utilization_percent",
+    "floodgate_utilization_ratio",
     "floodgate_queue_depth",
     "floodgate_leased_tasks",
     "floodgate_dead_letters",
@@ -52,7 +52,7 @@ CONTRACT_METRICS = {
     "floodgate_healthy_chat_rest_processes",
     "floodgate_process_health_ratio",
     "floodgate_process_deficit",
-    "floodgate_throttle_rate_percent",
+    "floodgate_throttle_ratio",
     "floodgate_alerts_active",
     "floodgate_store_errors_total",
 }
@@ -414,8 +414,8 @@ def test_check_config_catches_a_bad_cross_field_value(tmp_path):
 # --- the PrometheusRule -------------------------------------------------------
 
 
-def prometheus_rules(sets=()):
-    r = render([PRODUCTION_VALUES], sets=sets)
+def prometheus_rules(sets=(), values_yaml=None):
+    r = render([PRODUCTION_VALUES], sets=sets, values_yaml=values_yaml)
     assert r.rc == 0, r.stderr
     return {rule["alert"]: rule for g in r.one("PrometheusRule")["spec"]["groups"] for rule in g["rules"]}
 
@@ -424,11 +424,11 @@ def prometheus_rules(sets=()):
 SEED_ALERTS = {
     "FloodgateCircuitOpen": ("critical", "floodgate_circuit_state", "== 2"),
     "FloodgateNoHealthyChatRestProcess": ("critical", "floodgate_healthy_chat_rest_processes", "== 0"),
-    "FloodgateUtilizationCritical": ("critical", "floodgate_utilization_percent", "> 90"),
-    "FloodgateThrottleRateCritical": ("critical", "floodgate_throttle_rate_percent", "> 20"),
+    "FloodgateUtilizationCritical": ("critical", "floodgate_utilization_ratio", "> 0.9"),
+    "FloodgateThrottleRateCritical": ("critical", "floodgate_throttle_ratio", "> 0.2"),
     "FloodgateProcessHealthRatioLow": ("warning", "floodgate_process_health_ratio", "< 0.8"),
     "FloodgatePressureHigh": ("warning", "floodgate_pressure_ratio", "> 0.8"),
-    "FloodgateThrottleRateHigh": ("warning", "floodgate_throttle_rate_percent", "> 10"),
+    "FloodgateThrottleRateHigh": ("warning", "floodgate_throttle_ratio", "> 0.1"),
     "FloodgateProcessDeficit": ("warning", "floodgate_process_deficit", "> 0"),
 }
 
@@ -457,14 +457,15 @@ def test_prometheus_rule_uses_only_contract_metric_names():
 def test_prometheus_rule_thresholds_and_disabling():
     rules = prometheus_rules(
         sets=[
-            "prometheusRule.thresholds.utilizationCriticalPercent=85",
             "prometheusRule.disabledAlerts={FloodgateAdmissionLatencyHigh}",
             "prometheusRule.throttleWindow=6h",
             "prometheusRule.metricSelector=service=\"floodgate\"",
-        ]
+        ],
+        # A ratio: --set would pass 0.85 as a string.
+        values_yaml={"prometheusRule": {"thresholds": {"utilizationCritical": 0.85}}},
     )
     assert "FloodgateAdmissionLatencyHigh" not in rules
-    assert rules["FloodgateUtilizationCritical"]["expr"].endswith("> 85")
+    assert rules["FloodgateUtilizationCritical"]["expr"].endswith("> 0.85")
     assert 'window="6h"' in rules["FloodgateThrottleRateHigh"]["expr"]
     assert '{service="floodgate"}' in rules["FloodgateProcessDeficit"]["expr"]
 

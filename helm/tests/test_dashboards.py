@@ -55,7 +55,7 @@ def rules(r) -> list[dict]:
 def test_the_dashboard_queries_capacity_decisions_latency_store_breakers_queues_and_alerts():
     names = set(dashboard_metric_names())
     for needed in (
-        "floodgate_capacity_total", "floodgate_load", "floodgate_pressure_ratio", "floodgate_decisions_total",
+        "floodgate_capacity_system", "floodgate_load", "floodgate_pressure_ratio", "floodgate_decisions_total",
         "floodgate_rpc_duration_seconds_bucket", "floodgate_store_errors_total", "floodgate_circuit_state",
         "floodgate_queue_depth", "floodgate_alerts_active",
     ):

@@ -232,6 +232,13 @@ pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -
     }
 }
 
+/// The share of a window's requests refused (429 and 503), 0–1; 0 without requests.
+pub fn throttle_ratio(cells: &Cells) -> f64 {
+    let total = sum_where(cells, |_, _, _| true);
+    let throttled = sum_where(cells, |d, _, _| d != 0);
+    if total == 0 { 0.0 } else { throttled as f64 / total as f64 }
+}
+
 /// Merges per-hour heavy hitters into one ranking.
 pub fn merge_top(hours: &[Vec<(String, u64)>], n: usize) -> Vec<(String, u64)> {
     let mut merged: HashMap<&str, u64> = HashMap::new();
@@ -318,6 +325,8 @@ mod tests {
             (10, 3, 2, 1)
         );
         assert_eq!(stats.throttle_rate, 30.0);
+        assert_eq!(throttle_ratio(&cells), 0.3);
+        assert_eq!(throttle_ratio(&[0; CELLS]), 0.0);
         assert_eq!(stats.throughput_per_hour_by_user_type["registered"], 2.0);
         assert_eq!(stats.throughput_per_hour_by_transport["websocket"], 1.0 / 3.0);
         assert_eq!(stats.top_sessions, [ThrottledSession { session_id: "s".into(), throttled: 3 }]);

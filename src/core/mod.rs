@@ -12,6 +12,7 @@ pub mod health;
 pub mod lease;
 pub mod rls;
 pub mod warnings;
+pub mod window_cache;
 
 use serde::{Deserialize, Serialize};
 

@@ -263,7 +263,6 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
-        let _timer = self.floodgate.timer("GetCapacityCalculation");
         let report = self.floodgate.capacity_calculation().await?;
         Ok(Response::new(capacity_to_pb(report)))
     }
@@ -272,7 +271,6 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        let _timer = self.floodgate.timer("GetSystemStatus");
         Ok(Response::new(status_to_pb(self.floodgate.system_status().await?)))
     }
 
@@ -280,7 +278,6 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        let _timer = self.floodgate.timer("ListCircuitBreakers");
         Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await?)))
     }
 
@@ -288,7 +285,6 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let _timer = self.floodgate.timer("ResetCircuitBreaker");
         let (circuit_name, state) = self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
         Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
     }
@@ -297,7 +293,6 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::ValidateConfigResponse>, Status> {
-        let _timer = self.floodgate.timer("ValidateConfig");
         let review = self.floodgate.review_config(&change_to_json(request.into_inner())?);
         Ok(Response::new(pb::ValidateConfigResponse {
             valid: review.valid,
@@ -311,7 +306,6 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        let _timer = self.floodgate.timer("UpdateConfig");
         let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await?;
         Ok(Response::new(pb::UpdateConfigResponse {
             applied: update.applied,
@@ -326,13 +320,11 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        let _timer = self.floodgate.timer("GetThrottlingStats");
         let periods = self.floodgate.throttling_stats().await?;
         Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 
     async fn list_alerts(&self, _: Request<pb::ListAlertsRequest>) -> Result<Response<pb::Alerts>, Status> {
-        let _timer = self.floodgate.timer("ListAlerts");
         Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.floodgate.alerts()) }))
     }
 
@@ -340,7 +332,6 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::Environment>, Status> {
-        let _timer = self.floodgate.timer("GetEnvironment");
         let values = self
             .floodgate
             .environment()

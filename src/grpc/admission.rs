@@ -56,7 +56,6 @@ impl admission_server::Admission for AdmissionService {
         &self,
         request: Request<pb::CheckCapacityRequest>,
     ) -> Result<Response<pb::CheckCapacityResponse>, Status> {
-        let _timer = self.floodgate.timer("CheckCapacity");
         let r = request.into_inner();
         let request = admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id)?;
         let verdict = self.floodgate.check_capacity(&request).await?;
@@ -67,7 +66,6 @@ impl admission_server::Admission for AdmissionService {
         &self,
         request: Request<pb::EnqueueAtomicRequest>,
     ) -> Result<Response<pb::EnqueueAtomicResponse>, Status> {
-        let _timer = self.floodgate.timer("EnqueueAtomic");
         let r = request.into_inner();
         let admission = admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id)?;
         let answer = self

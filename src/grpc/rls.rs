@@ -131,7 +131,6 @@ impl rate_limit_service_server::RateLimitService for RateLimitService {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        let _timer = self.floodgate.timer("ShouldRateLimit");
         let answer = self.floodgate.should_rate_limit(&rls_request(request.into_inner())).await?;
         Ok(Response::new(rls_response(answer)))
     }

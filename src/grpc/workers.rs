@@ -27,7 +27,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let _timer = self.floodgate.timer("Heartbeat");
         let r = request.into_inner();
         let record = ProcessRecord {
             status: process_status(r.status)?,
@@ -51,7 +50,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::LeaseTasksRequest>,
     ) -> Result<Response<pb::LeaseTasksResponse>, Status> {
-        let _timer = self.floodgate.timer("LeaseTasks");
         let r = request.into_inner();
         let tasks = self
             .floodgate
@@ -82,7 +80,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
-        let _timer = self.floodgate.timer("CompleteTask");
         let r = request.into_inner();
         self.floodgate.complete_task(&r.task_id, &r.lease_id).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
@@ -92,7 +89,6 @@ impl workers_server::Workers for WorkersService {
         &self,
         request: Request<pb::ExtendLeaseRequest>,
     ) -> Result<Response<pb::ExtendLeaseResponse>, Status> {
-        let _timer = self.floodgate.timer("ExtendLease");
         let r = request.into_inner();
         let lease_expires_at_ms = self.floodgate.extend_lease(&r.task_id, &r.lease_id, r.lease_ms).await?;
         Ok(Response::new(pb::ExtendLeaseResponse { lease_expires_at_ms }))

@@ -165,7 +165,7 @@ async fn alerts(State(shim): State<Shim>) -> Json<serde_json::Value> {
 
 async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
     let text = shim.floodgate.metrics_text().await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// The shim's routes.

@@ -13,9 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::core::rls::{Answer, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally};
+use crate::metrics::Samples;
 
 pub use load::LoadError;
 pub use watch::spawn as watch;
@@ -227,9 +231,8 @@ impl RlsRules {
         detailed.entry(id).or_default().clone()
     }
 
-    /// Appends the per-rule counters and the load metrics to a Prometheus
-    /// text exposition.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Registers the per-rule counters and the load metrics in a scrape's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
         let mut series: BTreeMap<(String, String), [u64; 5]> = BTreeMap::new();
         self.current().for_each_rate(|domain, rate| {
             let values = rate.stats.0.values();
@@ -242,37 +245,37 @@ impl RlsRules {
             series.insert((domain.clone(), key.clone()), stats.0.values());
         }
         let counters = [
-            ("hits", "Hits (hits_addend) on each Envoy rate-limit rule."),
-            ("over_limit", "Hits over the rule's limit (shadow-mode ones included)."),
-            ("near_limit", "Hits within the limit but above 80 % of it."),
-            ("within_limit", "Hits within the rule's limit."),
-            ("shadow_mode", "Hits over the limit let through in shadow mode."),
+            ("hits", "Hits (hits_addend) on each Envoy rate-limit rule"),
+            ("over_limit", "Hits over the rule's limit (shadow-mode ones included)"),
+            ("near_limit", "Hits within the limit but above 80 % of it"),
+            ("within_limit", "Hits within the rule's limit"),
+            ("shadow_mode", "Hits over the limit let through in shadow mode"),
         ];
         for (i, (name, help)) in counters.iter().enumerate() {
-            let _ = writeln!(out, "# HELP floodgate_rls_rule_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE floodgate_rls_rule_{name}_total counter");
-            for ((domain, rule), values) in &series {
-                let _ = writeln!(
-                    out,
-                    "floodgate_rls_rule_{name}_total{{domain=\"{}\",rule=\"{}\"}} {}",
-                    escape(domain),
-                    escape(rule),
-                    values[i]
-                );
-            }
+            let samples = series
+                .iter()
+                .map(|((domain, rule), values)| {
+                    (vec![("domain", domain.clone()), ("rule", rule.clone())], ConstCounter::new(values[i]))
+                })
+                .collect();
+            registry.register(format!("floodgate_rls_rule_{name}"), *help, Samples(samples));
         }
-        let _ =
-            writeln!(out, "# HELP floodgate_rls_config_load_errors_total Envoy rule files that could not be loaded.");
-        let _ = writeln!(out, "# TYPE floodgate_rls_config_load_errors_total counter");
-        let _ = writeln!(out, "floodgate_rls_config_load_errors_total {}", self.load_errors());
-        let _ = writeln!(out, "# HELP floodgate_rls_config_version Successful loads of the Envoy rule files.");
-        let _ = writeln!(out, "# TYPE floodgate_rls_config_version gauge");
-        let _ = writeln!(out, "floodgate_rls_config_version {}", self.version());
-        let _ =
-            writeln!(out, "# HELP floodgate_rls_config_loaded_timestamp_seconds When the rules in force were loaded.");
-        let _ = writeln!(out, "# TYPE floodgate_rls_config_loaded_timestamp_seconds gauge");
+        registry.register(
+            "floodgate_rls_config_load_errors",
+            "Envoy rule files that could not be loaded",
+            Samples(vec![(Vec::new(), ConstCounter::new(self.load_errors()))]),
+        );
+        registry.register(
+            "floodgate_rls_config_version",
+            "Successful loads of the Envoy rule files",
+            Samples(vec![(Vec::new(), ConstGauge::new(self.version()))]),
+        );
         let at = self.loaded_at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        let _ = writeln!(out, "floodgate_rls_config_loaded_timestamp_seconds {at}");
+        registry.register(
+            "floodgate_rls_config_loaded_timestamp_seconds",
+            "When the rules in force were loaded",
+            Samples(vec![(Vec::new(), ConstGauge::new(at))]),
+        );
     }
 
     /// The loaded rules (envoyproxy/ratelimit's `/rlconfig`): domains with
@@ -324,10 +327,6 @@ pub struct DomainView {
     /// The YAML file, or the TOML config file's `[rls]` table.
     pub source: String,
     pub rules: Vec<RuleView>,
-}
-
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Loads the YAML rules once (a bad file refuses the start) and watches

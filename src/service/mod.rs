@@ -38,19 +38,6 @@ pub const MAX_ROUTE_BYTES: usize = 1_024;
 /// Largest load or capacity a heartbeat may report.
 pub const MAX_PROCESS_LOAD: u32 = 1_000_000;
 
-/// Records an RPC's latency in the metrics when dropped.
-pub struct RpcTimer<'a> {
-    metrics: &'a Metrics,
-    method: &'static str,
-    started: std::time::Instant,
-}
-
-impl Drop for RpcTimer<'_> {
-    fn drop(&mut self) {
-        self.metrics.rpc(self.method, self.started.elapsed());
-    }
-}
-
 /// The capacity view that Level 1 decides against, at most one refresh
 /// interval old.
 #[derive(Debug, Clone)]
@@ -84,6 +71,8 @@ pub struct Floodgate {
     pub(crate) breakers: Breakers,
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
+    /// Decision counts of settled minutes, for /metrics and alerts (see `operations`).
+    pub(crate) windows: std::sync::Mutex<crate::core::window_cache::WindowCache>,
     pub(crate) alerts: std::sync::Mutex<AlertBook>,
     /// This replica's id (cluster breaker view, environment).
     pub(crate) replica_id: String,
@@ -142,6 +131,7 @@ impl Floodgate {
             breakers: Breakers::new(&runtime.breakers),
             recorder: Recorder::new(runtime.analytics_enabled),
             metrics: Metrics::default(),
+            windows: std::sync::Mutex::new(crate::operations::window_cache()),
             alerts: std::sync::Mutex::new(AlertBook::default()),
             replica_id: settings.replica_id.clone(),
             config_version: std::sync::atomic::AtomicU64::new(0),
@@ -160,11 +150,6 @@ impl Floodgate {
     /// The runtime config in force.
     pub fn runtime(&self) -> Arc<RuntimeConfig> {
         self.runtime.load_full()
-    }
-
-    /// Measures an RPC's latency until dropped.
-    pub fn timer(&self, method: &'static str) -> RpcTimer<'_> {
-        RpcTimer { metrics: &self.metrics, method, started: std::time::Instant::now() }
     }
 
     /// Replaces the runtime config (live update).
