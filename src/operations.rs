@@ -779,7 +779,7 @@ impl Floodgate {
         self.rls_rules().register_metrics(&mut scrape);
         scrape.register(
             "floodgate_local_shield_hits",
-            "Level-1 requests refused by the local shield without a store call",
+            "Level-1 and ShouldRateLimit requests refused by the local shield without a store call",
             Samples(vec![(Vec::new(), ConstCounter::new(self.shield.hits()))]),
         );
         Ok(self.metrics.render(scrape))

@@ -431,7 +431,7 @@ impl Settings {
             return Err(ConfigError::Invalid(vec![FieldError {
                 field: "redis_prefix".into(),
                 message:
-                    "must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps all keys in one slot"
+                    "must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps the admission state in one slot"
                         .into(),
             }]));
         }

@@ -182,7 +182,7 @@ Settings that must not render, each with a message saying what to do.
 {{- end }}
 {{- end }}
 {{- if not (regexMatch "^[^{]*\\{[^}]+\\}" $v.store.redis.prefix) }}
-{{- fail "floodgate: store.redis.prefix must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps all keys in one slot." }}
+{{- fail "floodgate: store.redis.prefix must contain a non-empty {hash tag}, e.g. {floodgate}, so Redis Cluster keeps the admission state in one slot." }}
 {{- end }}
 {{- if and (eq $v.config.profile "production") (not (include "floodgate.hasTokens" .)) }}
 {{- fail "floodgate: the production profile refuses to start without caller tokens. Set auth.adminTokens / auth.frontendTokens / auth.workerTokens, secrets.existingSecret, or auth.generate=true." }}
