@@ -36,6 +36,13 @@ impl Exported {
     fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
+
+    /// Asserts each (key, value) is an attribute of the span.
+    fn assert_attributes(&self, expected: &[(&str, &str)]) {
+        for (key, value) in expected {
+            assert_eq!(self.attribute(key), Some(*value), "{key} in {self:?}");
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -177,14 +184,12 @@ async fn a_call_with_a_traceparent_joins_the_callers_trace_as_a_server_span() {
     assert_eq!(span.parent_span_id, PARENT_SPAN, "{span:?}");
     assert_eq!(span.kind, 2, "SPAN_KIND_SERVER: {span:?}");
     assert_eq!(span.resource["service.name"], "gate-under-test", "OTEL_SERVICE_NAME is honoured");
-    for (key, value) in [
+    span.assert_attributes(&[
         ("rpc.system", "grpc"),
         ("rpc.service", "floodgate.v1.Admission"),
         ("rpc.method", "CheckCapacity"),
         ("rpc.grpc.status_code", "0"),
-    ] {
-        assert_eq!(span.attribute(key), Some(value), "{key} in {span:?}");
-    }
+    ]);
 }
 
 /// The env of a server exporting to `endpoint` every 100 ms, plus `extra`.
@@ -241,23 +246,22 @@ async fn a_traced_call_on_redis_carries_its_decision_and_a_client_span_per_store
     assert_eq!(check.parent_span_id, PARENT_SPAN, "a child of the caller's span: {check:?}");
     assert_eq!(check.kind, 2, "SPAN_KIND_SERVER: {check:?}");
     assert_eq!(check.resource["service.name"], "gate-on-redis");
-    for (key, value) in [
+    check.assert_attributes(&[
         ("rpc.system", "grpc"),
         ("rpc.service", "floodgate.v1.Admission"),
         ("rpc.method", "CheckCapacity"),
         ("rpc.grpc.status_code", "0"),
         ("floodgate.decision", "admit"),
         ("floodgate.user_type", "registered"),
-    ] {
-        assert_eq!(check.attribute(key), Some(value), "{key} in {check:?}");
-    }
+    ]);
     let gcra = span_in(&found, PARENT_TRACE, "EVALSHA gcra");
     assert_eq!(gcra.parent_span_id, check.span_id, "the store call is a child of the call: {gcra:?}");
     assert_eq!(gcra.kind, 3, "SPAN_KIND_CLIENT: {gcra:?}");
-    for (key, value) in [("db.system", "redis"), ("db.operation.name", "EVALSHA"), ("db.stored_procedure.name", "gcra")]
-    {
-        assert_eq!(gcra.attribute(key), Some(value), "{key} in {gcra:?}");
-    }
+    gcra.assert_attributes(&[
+        ("db.system", "redis"),
+        ("db.operation.name", "EVALSHA"),
+        ("db.stored_procedure.name", "gcra"),
+    ]);
 
     let level_two = span_in(&found, ENQUEUE_TRACE, "floodgate.v1.Admission/EnqueueAtomic");
     assert_eq!(level_two.attribute("floodgate.decision"), Some("admit"), "{level_two:?}");
@@ -332,16 +336,14 @@ async fn http_routes_are_server_spans_named_by_their_route_template() {
     let span = span_in(&found, PARENT_TRACE, name);
     assert_eq!(span.parent_span_id, PARENT_SPAN, "{span:?}");
     assert_eq!(span.kind, 2, "SPAN_KIND_SERVER: {span:?}");
-    for (key, value) in [
+    span.assert_attributes(&[
         ("http.request.method", "POST"),
         ("http.route", "/admin/circuit-breakers/{circuit_name}/reset"),
         ("url.path", "/admin/circuit-breakers/storage/reset"),
         ("url.scheme", "http"),
         ("network.protocol.version", "1.1"),
         ("http.response.status_code", "200"),
-    ] {
-        assert_eq!(span.attribute(key), Some(value), "{key} in {span:?}");
-    }
+    ]);
 }
 
 #[tokio::test]
