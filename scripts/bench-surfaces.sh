@@ -15,8 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 cargo build --release --locked --workspace >/dev/null 2>&1
+cargo build --release --locked --example otlp_sink >/dev/null 2>&1
 bin=$PWD/target/release/floodgate
 gen=$PWD/target/release/floodgate-loadgen
+sink_bin=$PWD/target/release/examples/otlp_sink
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -72,18 +74,26 @@ done
 kill $pid; wait $pid 2>/dev/null || true
 
 header "## CheckCapacity (memory, c=64): spans exported with a 1 % sampler vs tracing off (two servers, alternating ×3)"
-# The OTLP endpoint is a port nobody listens on: the cost measured is making
-# and sampling the spans; the 1 % that are exported are dropped on connect.
-sink=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The OTLP endpoint is a real one that accepts every export (examples/otlp_sink.rs,
+# on core 1 with the load generator); the sampler decides before any span is built.
+"$sink_bin" >"$work/sink.out" & sink_pid=$!
+for _ in $(seq 100); do grep -q listening "$work/sink.out" 2>/dev/null && break; sleep 0.05; done
+sink=$(awk '/listening/ {print $3}' "$work/sink.out")
+taskset -cp 1 $sink_pid >/dev/null
 start_server off; off_addr=$addr; off_pid=$pid
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink" OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
+OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
   start_server traced; on_addr=$addr; on_pid=$pid
+traced_calls=0
 for i in 1 2 3; do
   addr=$off_addr; a=$(once check); row "tracing off #$i" "$a"
   addr=$on_addr; b=$(once check); row "1 % sampled #$i" "$b"
+  traced_calls=$((traced_calls + $(sed -E 's/.*admitted=([0-9]+) rate_limited=([0-9]+) backpressure=([0-9]+) circuit_open=([0-9]+).*/\1+\2+\3+\4/' <<<"$b")))
   echo "| sampled / off #$i | $(ratio "$b" "$a") | | | | | |"
 done
 kill $off_pid $on_pid; wait $off_pid $on_pid 2>/dev/null || true
+kill -TERM $sink_pid; wait $sink_pid 2>/dev/null || true
+echo
+echo "spans exported: $(grep -o 'spans=[0-9]*' "$work/sink.out" | cut -d= -f2) of $traced_calls traced-server calls (plus heartbeats)"
 
 # 1,000 rules: 10 domains × (1 key-only remote_address rule, 59 exact
 # remote_address values, 20 wildcard paths, 20 nested tenant → user rules).

@@ -155,7 +155,9 @@ impl App {
         let max_message = settings.runtime.max_payload_bytes as usize + 64 * 1024;
         // A SERVER span per RPC while spans are exported (a pass-through otherwise).
         // And every call of floodgate's RPCs timed by status code.
-        let mut builder = Server::builder().layer(crate::rpc_trace::TraceLayer).layer(floodgate.metrics.rpc_layer());
+        let mut builder = Server::builder()
+            .layer(crate::rpc_trace::TraceLayer::new(tls.is_some()))
+            .layer(floodgate.metrics.rpc_layer());
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
         }
@@ -193,7 +195,8 @@ impl App {
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
 
-        let router = crate::http::router(floodgate.clone(), auth).layer(crate::rpc_trace::TraceLayer);
+        let router =
+            crate::http::router(floodgate.clone(), auth).layer(crate::rpc_trace::TraceLayer::new(tls.is_some()));
         let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
             Some(tls) => Box::pin(
                 axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),

@@ -84,6 +84,14 @@ fn serve(matches: &ArgMatches) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Refused before anything starts, like a bad setting.
+    let telemetry = match floodgate::telemetry::TelemetrySettings::from_env() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("floodgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -92,8 +100,7 @@ fn serve(matches: &ArgMatches) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let telemetry =
-            floodgate::telemetry::init(settings.profile, std::env::var("FLOODGATE_LOG_FORMAT").ok().as_deref());
+        let telemetry = floodgate::telemetry::init(settings.profile, telemetry);
         let app = App::bind(settings.clone()).await?;
         if telemetry.exporting() {
             tracing::info!("exporting OpenTelemetry spans over OTLP");

@@ -1,74 +1,138 @@
 //! Spans by the OpenTelemetry conventions: one SERVER span per call, named
 //! `floodgate.v1.Admission/CheckCapacity` (gRPC, `rpc.*` attributes) or
-//! `GET /monitoring/system` (the HTTP shim, `http.*` attributes), joined to
-//! the caller's W3C `traceparent`/`tracestate`, with the status recorded
-//! when the answer leaves; and CLIENT spans for store calls.
+//! `GET /admin/circuit-breakers/{circuit_name}/reset` (the HTTP shim, `http.*`
+//! attributes), joined to the caller's W3C `traceparent`/`tracestate`, with
+//! the decision, the user type and the status recorded on it; and a CLIENT
+//! span per Redis call made inside it.
 //!
-//! Everything here is inert unless spans are exported ([`set_exporting`]):
-//! the layer passes calls through untouched and [`store_span`] returns
-//! `Span::none()`, so the hot path pays one relaxed atomic load.
+//! The sampling decision comes first, from the caller's trace context and
+//! the configured sampler: a call that is not sampled builds nothing (no
+//! span, no attributes, no OpenTelemetry context) and passes through. The
+//! tracer provider then records every span it is given, since the decision
+//! has been made here. Without an exporter nothing is sampled at all, and
+//! the hot path pays one atomic load.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _};
 use tonic::codegen::{Service, http};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-static EXPORTING: AtomicBool = AtomicBool::new(false);
+use crate::core::{Decision, UserType};
 
-/// Turns span creation on (telemetry calls it once an exporter runs).
-pub fn set_exporting(on: bool) {
-    EXPORTING.store(on, Ordering::Relaxed);
+/// The tracing target of call spans (the exporter's filter lets it through).
+pub const CALL_TARGET: &str = "floodgate::rpc";
+/// The tracing target of store spans.
+pub const STORE_TARGET: &str = "floodgate::store";
+
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// Starts sampling calls with `sampler` (telemetry calls it once, when an
+/// exporter runs); before that no call is spanned.
+pub fn start_sampling(sampler: Sampler) {
+    let _ = SAMPLER.set(sampler);
 }
 
 /// Whether spans are exported.
 pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
+    SAMPLER.get().is_some()
 }
 
-/// A CLIENT span for one store call (`operation`, e.g. `EVALSHA enqueue`),
-/// child of the current call's span; `Span::none()` when not exporting.
-pub fn store_span(system: &'static str, operation: &'static str) -> Span {
+/// The caller's trace context, when the request carries a valid `traceparent`.
+fn caller_context(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
+    let context = TraceContextPropagator::new().extract(&Headers(headers));
+    context.span().span_context().is_valid().then_some(context)
+}
+
+/// Whether a call is sampled: the caller's context (and trace id) when it
+/// sent one, else a new trace's id, judged by `sampler` as the SDK would
+/// (`parentbased_*` follow the caller's sampled flag, `traceidratio` reads
+/// the trace id).
+fn sampled(sampler: &Sampler, caller: Option<&opentelemetry::Context>) -> bool {
+    let trace_id = match caller {
+        Some(context) => context.span().span_context().trace_id(),
+        None => RandomIdGenerator::default().new_trace_id(),
+    };
+    let result = sampler.should_sample(caller, trace_id, "", &SpanKind::Server, &[], &[]);
+    result.decision == SamplingDecision::RecordAndSample
+}
+
+/// The current span if it is a sampled call's (Redis spans and the decision
+/// attributes go on it), else None; costs nothing while not exporting.
+fn sampled_call() -> Option<Span> {
     if !exporting() {
+        return None;
+    }
+    let span = Span::current();
+    span.metadata().is_some_and(|m| m.target() == CALL_TARGET).then_some(span)
+}
+
+/// A CLIENT span for one Redis call inside a sampled call, named by what it
+/// sends: `EVALSHA enqueue` (the command, then the script's name, which
+/// goes to `db.stored_procedure.name`), `HGETALL`, `PIPELINE`;
+/// `Span::none()` otherwise.
+pub fn redis_span(operation: &'static str) -> Span {
+    if sampled_call().is_none() {
         return Span::none();
     }
+    let (command, script) = match operation.split_once(' ') {
+        Some((command, script)) => (command, Some(script)),
+        None => (operation, None),
+    };
     tracing::info_span!(
-        target: "floodgate::store",
+        target: STORE_TARGET,
         "store",
         otel.name = operation,
         otel.kind = "client",
-        db.system = system,
-        db.operation.name = operation,
+        db.system = "redis",
+        db.operation.name = command,
+        db.stored_procedure.name = script,
     )
 }
 
-/// Records the decision and user type on the current call's span.
-pub fn record_decision(decision: &'static str, user_type: &'static str) {
-    if exporting() {
-        let span = Span::current();
-        span.record("floodgate.decision", decision);
-        span.record("floodgate.user_type", user_type);
+/// Records the decision and, when the request named one, the user type on
+/// the current call's span (`floodgate.decision`, `floodgate.user_type`).
+pub fn record_decision(decision: Decision, user_type: Option<UserType>) {
+    if let Some(span) = sampled_call() {
+        span.record("floodgate.decision", decision.as_str());
+        if let Some(user_type) = user_type {
+            span.record("floodgate.user_type", user_type.as_str());
+        }
     }
 }
 
-/// Wraps a service (the gRPC server's routes or the HTTP router) so that
-/// each call runs in its SERVER span.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
+/// Wraps a service (the gRPC server's routes or the HTTP router's) so that
+/// each sampled call runs in its SERVER span.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceLayer {
+    /// `url.scheme` of HTTP spans.
+    scheme: &'static str,
+}
+
+impl TraceLayer {
+    /// The layer of a listener served over TLS (`tls`) or plain text.
+    pub fn new(tls: bool) -> TraceLayer {
+        TraceLayer { scheme: if tls { "https" } else { "http" } }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for TraceLayer {
     type Service = Traced<S>;
 
     fn layer(&self, inner: S) -> Traced<S> {
-        Traced { inner }
+        Traced { inner, scheme: self.scheme }
     }
 }
 
@@ -76,10 +140,10 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
 #[derive(Debug, Clone)]
 pub struct Traced<S> {
     inner: S,
+    scheme: &'static str,
 }
 
-/// The call's future when traced: boxed, since it is only paid while spans
-/// are exported.
+/// A sampled call's future: boxed, since only sampled calls pay for it.
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B, R> Service<http::Request<B>> for Traced<S>
@@ -98,20 +162,22 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if !exporting() {
+        let Some(sampler) = SAMPLER.get() else {
+            return Either::Left(self.inner.call(request));
+        };
+        let caller = caller_context(request.headers());
+        if !sampled(sampler, caller.as_ref()) {
             return Either::Left(self.inner.call(request));
         }
         let call = CallKind::of(&request);
-        let span = call.span(&request);
-        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
-        let _ = span.set_parent(parent);
-        // The ids go on the span so JSON log lines written inside it carry them.
-        let context = span.context();
-        let ids = context.span().span_context().clone();
-        if ids.is_valid() {
-            span.record("trace_id", tracing::field::display(ids.trace_id()));
-            span.record("span_id", tracing::field::display(ids.span_id()));
+        let span = call.span(&request, self.scheme);
+        if let Some(caller) = caller {
+            let _ = span.set_parent(caller);
         }
+        // The ids go on the span so JSON log lines written inside it carry them.
+        let ids = span.context().span().span_context().clone();
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
         let future = self.inner.call(request);
         let recorder = span.clone();
         Either::Right(Box::pin(
@@ -143,14 +209,14 @@ impl CallKind {
         if grpc { CallKind::Grpc } else { CallKind::Http }
     }
 
-    fn span<B>(self, request: &http::Request<B>) -> Span {
+    fn span<B>(self, request: &http::Request<B>, scheme: &'static str) -> Span {
         let path = request.uri().path();
         match self {
             CallKind::Grpc => {
                 let name = path.trim_start_matches('/');
                 let (service, method) = name.split_once('/').unwrap_or((name, ""));
                 tracing::info_span!(
-                    target: "floodgate::rpc",
+                    target: CALL_TARGET,
                     "rpc",
                     otel.name = name,
                     otel.kind = "server",
@@ -167,15 +233,25 @@ impl CallKind {
             }
             CallKind::Http => {
                 let method = request.method().as_str();
+                // The route template, never the path: a path can carry ids.
+                let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str());
+                let name = match route {
+                    Some(route) => format!("{method} {route}"),
+                    None => method.to_owned(),
+                };
                 tracing::info_span!(
-                    target: "floodgate::rpc",
+                    target: CALL_TARGET,
                     "http",
-                    otel.name = format_args!("{method} {path}"),
+                    otel.name = name,
                     otel.kind = "server",
                     otel.status_code = Empty,
                     http.request.method = method,
+                    http.route = route,
                     url.path = path,
+                    url.scheme = scheme,
+                    network.protocol.version = protocol_version(request.version()),
                     http.response.status_code = Empty,
+                    "error.type" = Empty,
                     trace_id = Empty,
                     span_id = Empty,
                 )
@@ -185,7 +261,10 @@ impl CallKind {
 
     /// Records the answer's status. A tonic error is a trailers-only
     /// response, so its `grpc-status` is in the headers; an answer without
-    /// it in the headers is a success (every floodgate RPC is unary).
+    /// it in the headers is a success (every floodgate RPC is unary). A
+    /// server span is an error only for the codes that mean the server
+    /// failed (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+    /// UNAVAILABLE, DATA_LOSS) or an HTTP 5xx, as the conventions say.
     fn record<R>(self, span: &Span, response: &http::Response<R>) {
         match self {
             CallKind::Grpc => {
@@ -196,7 +275,7 @@ impl CallKind {
                     .and_then(|v| v.parse::<i32>().ok())
                     .unwrap_or(0);
                 span.record("rpc.grpc.status_code", code);
-                if code != 0 {
+                if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
                     span.record("otel.status_code", "ERROR");
                 }
             }
@@ -205,9 +284,21 @@ impl CallKind {
                 span.record("http.response.status_code", status.as_u16());
                 if status.is_server_error() {
                     span.record("otel.status_code", "ERROR");
+                    span.record("error.type", status.as_str());
                 }
             }
         }
+    }
+}
+
+/// `network.protocol.version` of an HTTP request.
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
     }
 }
 
@@ -228,6 +319,13 @@ impl Extractor for Headers<'_> {
 mod tests {
     use super::*;
 
+    fn caller(flags: &str) -> opentelemetry::Context {
+        let mut headers = http::HeaderMap::new();
+        let traceparent = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}");
+        headers.insert("traceparent", traceparent.parse().expect("value"));
+        caller_context(&headers).expect("a valid traceparent")
+    }
+
     #[test]
     fn grpc_calls_are_told_from_http_calls_by_content_type() {
         let grpc = http::Request::builder()
@@ -242,19 +340,46 @@ mod tests {
 
     #[test]
     fn traceparent_is_read_from_headers() {
-        let mut headers = http::HeaderMap::new();
-        headers
-            .insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("value"));
-        let context = TraceContextPropagator::new().extract(&Headers(&headers));
-        let remote = context.span().span_context().clone();
+        let remote = caller("01").span().span_context().clone();
         assert_eq!(remote.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(remote.span_id().to_string(), "00f067aa0ba902b7");
         assert!(remote.is_remote());
     }
 
     #[test]
+    fn a_request_without_a_valid_traceparent_has_no_caller() {
+        assert!(caller_context(&http::HeaderMap::new()).is_none());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", "00-not-a-trace-01".parse().expect("value"));
+        assert!(caller_context(&headers).is_none());
+    }
+
+    #[test]
+    fn parent_based_samplers_follow_the_callers_sampled_flag() {
+        let ratio = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.0)));
+        assert!(sampled(&ratio, Some(&caller("01"))), "a sampled caller is sampled whatever the ratio");
+        let always = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+        assert!(!sampled(&always, Some(&caller("00"))), "an unsampled caller is not");
+        assert!(sampled(&always, None), "a new trace is judged by the root sampler");
+        assert!(!sampled(&ratio, None));
+    }
+
+    #[test]
+    fn a_ratio_sampler_samples_about_its_share_of_new_traces() {
+        let sampler = Sampler::TraceIdRatioBased(0.25);
+        let n = (0..4_000).filter(|_| sampled(&sampler, None)).count();
+        // 1,000 expected; the bounds are over 9 standard deviations wide.
+        assert!((750..=1_250).contains(&n), "{n} of 4,000");
+        assert_eq!(
+            sampled(&sampler, Some(&caller("01"))),
+            sampled(&sampler, Some(&caller("00"))),
+            "the trace id decides"
+        );
+    }
+
+    #[test]
     fn nothing_is_spanned_while_not_exporting() {
-        set_exporting(false);
-        assert!(store_span("redis", "EVALSHA gcra").is_none());
+        assert!(!exporting());
+        assert!(redis_span("EVALSHA gcra").is_none());
     }
 }

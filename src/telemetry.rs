@@ -1,15 +1,106 @@
 //! Logging and tracing: JSON lines (default) or human-readable text on
 //! stderr, filtered by `RUST_LOG` or the profile's default level; and, when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set,
-//! OpenTelemetry spans exported over OTLP/gRPC (standard OTel env vars).
+//! OpenTelemetry spans exported over OTLP/gRPC, sampled by
+//! `OTEL_TRACES_SAMPLER(_ARG)` in `rpc_trace` (standard OTel env vars).
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::Profile;
+use crate::rpc_trace::{CALL_TARGET, STORE_TARGET};
+
+/// A telemetry setting refused at startup, naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct TelemetryError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+/// How log lines are written (`FLOODGATE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl LogFormat {
+    /// `json` or `text` (any case); unset or empty means `json`.
+    pub fn parse(value: Option<&str>) -> Result<LogFormat, TelemetryError> {
+        match value.map(str::trim).unwrap_or("") {
+            "" => Ok(LogFormat::Json),
+            v if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            v if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+            other => Err(TelemetryError {
+                variable: "FLOODGATE_LOG_FORMAT",
+                message: format!("must be json or text, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name,
+/// by the OpenTelemetry spec: unset means `parentbased_always_on`; a ratio
+/// defaults to 1.0. Unlike the SDK, which falls back to sampling every
+/// call, an unknown name or a bad ratio is refused: a typo must not turn a
+/// 1 % sampler into 100 %.
+pub fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, TelemetryError> {
+    let ratio = || -> Result<f64, TelemetryError> {
+        let Some(arg) = arg.map(str::trim).filter(|a| !a.is_empty()) else {
+            return Ok(1.0);
+        };
+        arg.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| TelemetryError {
+            variable: "OTEL_TRACES_SAMPLER_ARG",
+            message: format!("must be a ratio from 0 to 1, got {arg:?}"),
+        })
+    };
+    let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
+    Ok(match name.map(str::trim).unwrap_or("") {
+        "" | "parentbased_always_on" => parent_based(Sampler::AlwaysOn),
+        "parentbased_always_off" => parent_based(Sampler::AlwaysOff),
+        "parentbased_traceidratio" => parent_based(Sampler::TraceIdRatioBased(ratio()?)),
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        other => {
+            return Err(TelemetryError {
+                variable: "OTEL_TRACES_SAMPLER",
+                message: format!(
+                    "must be always_on, always_off, traceidratio, parentbased_always_on, \
+                     parentbased_always_off or parentbased_traceidratio, got {other:?}"
+                ),
+            });
+        }
+    })
+}
+
+/// The telemetry settings read from the environment, checked before
+/// anything starts.
+#[derive(Debug)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub sampler: Sampler,
+}
+
+impl TelemetrySettings {
+    /// Reads `FLOODGATE_LOG_FORMAT`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    pub fn from_env() -> Result<TelemetrySettings, TelemetryError> {
+        let var = |name| std::env::var(name).ok();
+        Ok(TelemetrySettings {
+            log_format: LogFormat::parse(var("FLOODGATE_LOG_FORMAT").as_deref())?,
+            sampler: sampler(var("OTEL_TRACES_SAMPLER").as_deref(), var("OTEL_TRACES_SAMPLER_ARG").as_deref())?,
+        })
+    }
+}
 
 /// Keeps the OTLP exporter alive; dropping it flushes pending spans.
 pub struct Telemetry {
@@ -48,13 +139,19 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
         Ok(exporter) => {
             // The resource detectors read OTEL_SERVICE_NAME and
             // OTEL_RESOURCE_ATTRIBUTES; "floodgate" only when neither names
-            // the service. The sampler follows OTEL_TRACES_SAMPLER(_ARG).
+            // the service.
             let mut resource = opentelemetry_sdk::Resource::builder();
             if !service_named_by_env() {
                 resource = resource.with_service_name("floodgate");
             }
-            let resource = resource.build();
-            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+            // Calls are sampled in rpc_trace before any span exists, so the
+            // provider records every span it is given.
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource.build())
+                .with_sampler(Sampler::AlwaysOn)
+                .build();
+            Some(provider)
         }
         Err(e) => {
             eprintln!("floodgate: OTLP exporter not started: {e}");
@@ -73,26 +170,93 @@ fn service_named_by_env() -> bool {
 }
 
 /// Installs the global subscriber (call inside the tokio runtime: the OTLP
-/// exporter needs it). `FLOODGATE_LOG_FORMAT=text` for text logs.
-pub fn init(profile: Profile, format: Option<&str>) -> Telemetry {
+/// exporter needs it).
+pub fn init(profile: Profile, settings: TelemetrySettings) -> Telemetry {
     let default = match profile {
         Profile::Development => "info,floodgate=debug",
         Profile::Production | Profile::Loadtest => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if format == Some("text") {
-        // Colour codes only for a person at a terminal, never in files or collectors.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(filter).boxed()
-    } else {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed()
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match settings.log_format {
+        LogFormat::Text => {
+            // Colour codes only for a person at a terminal, never in files or collectors.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(filter).boxed()
+        }
+        // A line written inside a sampled call carries the call's span
+        // (with its trace_id and span_id) under "span".
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
     let provider = otlp_provider();
-    crate::rpc_trace::set_exporting(provider.is_some());
     let otel = provider.as_ref().map(|p| {
-        let spans = EnvFilter::new("floodgate=info");
+        // Only the spans rpc_trace builds for sampled calls are exported.
+        let spans = Targets::new().with_target(CALL_TARGET, Level::INFO).with_target(STORE_TARGET, Level::INFO);
         tracing_opentelemetry::layer().with_tracer(p.tracer("floodgate")).with_filter(spans).boxed()
     });
     let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    if provider.is_some() {
+        crate::rpc_trace::start_sampling(settings.sampler);
+    }
     Telemetry { provider }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_is_json_unless_text_is_asked_for() {
+        assert_eq!(LogFormat::parse(None), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(Some("")), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(Some("JSON")), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(Some("text")), Ok(LogFormat::Text));
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_naming_the_variable_and_the_choices() {
+        let e = LogFormat::parse(Some("logfmt")).unwrap_err();
+        assert_eq!(e.variable, "FLOODGATE_LOG_FORMAT");
+        assert_eq!(e.to_string(), "FLOODGATE_LOG_FORMAT: must be json or text, got \"logfmt\"");
+    }
+
+    #[test]
+    fn samplers_are_named_as_the_spec_names_them() {
+        let cases: [(Option<&str>, Option<&str>, Sampler); 8] = [
+            (None, None, Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
+            (Some("parentbased_always_on"), None, Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
+            (Some("parentbased_always_off"), None, Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
+            (
+                Some("parentbased_traceidratio"),
+                Some("0.01"),
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01))),
+            ),
+            (Some("always_on"), None, Sampler::AlwaysOn),
+            (Some("always_off"), Some("0.5"), Sampler::AlwaysOff),
+            (Some("traceidratio"), Some("0.25"), Sampler::TraceIdRatioBased(0.25)),
+            (Some("traceidratio"), None, Sampler::TraceIdRatioBased(1.0)),
+        ];
+        for (name, arg, want) in cases {
+            let got = sampler(name, arg).unwrap_or_else(|e| panic!("{name:?} {arg:?}: {e}"));
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{name:?} {arg:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_sampler_or_ratio_is_refused_naming_its_variable() {
+        for (name, arg, variable) in [
+            (Some("traceidratio_parentbased"), None, "OTEL_TRACES_SAMPLER"),
+            (Some("jaeger_remote"), None, "OTEL_TRACES_SAMPLER"),
+            (Some("traceidratio"), Some("1.5"), "OTEL_TRACES_SAMPLER_ARG"),
+            (Some("parentbased_traceidratio"), Some("one percent"), "OTEL_TRACES_SAMPLER_ARG"),
+            (Some("parentbased_traceidratio"), Some("-0.1"), "OTEL_TRACES_SAMPLER_ARG"),
+        ] {
+            let e = sampler(name, arg).expect_err("refused");
+            assert_eq!(e.variable, variable, "{name:?} {arg:?}: {e}");
+        }
+    }
 }

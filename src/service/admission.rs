@@ -214,8 +214,10 @@ impl Floodgate {
         (self.fallback_rates.check(user_type, subject, limit, 1, now_us), StoreOutcome::Skipped)
     }
 
-    /// Counts a decision in metrics and analytics.
+    /// Counts a decision in metrics and analytics, and records it on the
+    /// call's span when the call is traced.
     pub(super) fn decided(&self, level: u8, key: &AdmissionKey<'_>, verdict: Verdict) -> Verdict {
+        crate::rpc_trace::record_decision(verdict.decision, Some(key.user_type));
         self.metrics.decision(level, verdict.decision, key.user_type, key.transport);
         self.recorder.record(verdict.decision, key.user_type, key.transport, key.session);
         verdict

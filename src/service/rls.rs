@@ -115,6 +115,8 @@ impl Floodgate {
                 }
             };
             self.decided(1, &a.admission_key(), verdict);
+        } else {
+            crate::rpc_trace::record_decision(answer.decision, None);
         }
         self.metrics.rls(&answer);
         self.rls.record(request, &plan, &answer);

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::core::analytics::Cells;
 use crate::core::gcra::{GcraOutcome, RateLimit};
@@ -281,21 +282,25 @@ pub enum AnyStore {
     Redis(RedisStore),
 }
 
+/// Calls the backend. A Redis call made inside a traced call runs in a
+/// CLIENT span named by what it sends (`operation`: the command, then the
+/// script's name); a memory call gets none, since a span would cost more
+/// than the call it describes.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $operation:literal, $store:ident => $call:expr) => {
         match $self {
-            AnyStore::Memory($store) => $call,
-            AnyStore::Redis($store) => $call,
+            AnyStore::Memory($store) => $call.await,
+            AnyStore::Redis($store) => $call.instrument(crate::rpc_trace::redis_span($operation)).await,
         }
     };
 }
 
 impl Store for AnyStore {
     async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
-        dispatch!(self, s => s.heartbeat(record, now).await)
+        dispatch!(self, "EVALSHA heartbeat", s => s.heartbeat(record, now))
     }
     async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        dispatch!(self, s => s.processes(now, expire_after_ms).await)
+        dispatch!(self, "EVALSHA processes", s => s.processes(now, expire_after_ms))
     }
     async fn rate_limit(
         &self,
@@ -305,7 +310,7 @@ impl Store for AnyStore {
         cost: u32,
         now_us: u64,
     ) -> StoreResult<GcraOutcome> {
-        dispatch!(self, s => s.rate_limit(user_type, subject, limit, cost, now_us).await)
+        dispatch!(self, "EVALSHA gcra", s => s.rate_limit(user_type, subject, limit, cost, now_us))
     }
     async fn rate_limit_all(
         &self,
@@ -313,16 +318,16 @@ impl Store for AnyStore {
         dry_run: bool,
         now_us: u64,
     ) -> StoreResult<RateBatch> {
-        dispatch!(self, s => s.rate_limit_all(checks, dry_run, now_us).await)
+        dispatch!(self, "EVALSHA rls", s => s.rate_limit_all(checks, dry_run, now_us))
     }
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
-        dispatch!(self, s => s.enqueue(task, limit, now).await)
+        dispatch!(self, "EVALSHA enqueue", s => s.enqueue(task, limit, now))
     }
     async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
-        dispatch!(self, s => s.lease(request, now).await)
+        dispatch!(self, "EVALSHA lease", s => s.lease(request, now))
     }
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
-        dispatch!(self, s => s.complete(task_id, lease_id, now).await)
+        dispatch!(self, "EVALSHA complete", s => s.complete(task_id, lease_id, now))
     }
     async fn extend(
         &self,
@@ -331,42 +336,45 @@ impl Store for AnyStore {
         lease_ms: Millis,
         now: Millis,
     ) -> StoreResult<Option<Millis>> {
-        dispatch!(self, s => s.extend(task_id, lease_id, lease_ms, now).await)
+        dispatch!(self, "EVALSHA extend", s => s.extend(task_id, lease_id, lease_ms, now))
     }
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
-        dispatch!(self, s => s.queue_stats().await)
+        dispatch!(self, "EVALSHA stats", s => s.queue_stats())
     }
     async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
-        dispatch!(self, s => s.dead_letters(limit).await)
+        dispatch!(self, "LRANGE", s => s.dead_letters(limit))
     }
     async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
-        dispatch!(self, s => s.maintain(now, max_deliveries).await)
+        dispatch!(self, "EVALSHA lease", s => s.maintain(now, max_deliveries))
     }
     fn cached_load(&self) -> u64 {
-        dispatch!(self, s => s.cached_load())
+        match self {
+            AnyStore::Memory(s) => s.cached_load(),
+            AnyStore::Redis(s) => s.cached_load(),
+        }
     }
     async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        dispatch!(self, s => s.flush_analytics(minute, cells, sessions).await)
+        dispatch!(self, "PIPELINE", s => s.flush_analytics(minute, cells, sessions))
     }
     async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        dispatch!(self, s => s.analytics(now_minute, span_minutes).await)
+        dispatch!(self, "PIPELINE", s => s.analytics(now_minute, span_minutes))
     }
     async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
-        dispatch!(self, s => s.reset_breaker(name).await)
+        dispatch!(self, "HINCRBY", s => s.reset_breaker(name))
     }
     async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
-        dispatch!(self, s => s.breaker_generations().await)
+        dispatch!(self, "HGETALL", s => s.breaker_generations())
     }
     async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
-        dispatch!(self, s => s.publish_breakers(replica, json, now).await)
+        dispatch!(self, "HSET", s => s.publish_breakers(replica, json, now))
     }
     async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
-        dispatch!(self, s => s.cluster_breakers(since).await)
+        dispatch!(self, "HGETALL", s => s.cluster_breakers(since))
     }
     async fn store_config(&self, json: String) -> StoreResult<u64> {
-        dispatch!(self, s => s.store_config(json).await)
+        dispatch!(self, "EVALSHA config", s => s.store_config(json))
     }
     async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
-        dispatch!(self, s => s.load_config().await)
+        dispatch!(self, "GET", s => s.load_config())
     }
 }

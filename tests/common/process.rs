@@ -55,6 +55,11 @@ impl Process {
         Self::start(store, config, true, &[])
     }
 
+    /// [`Process::spawn_logged`] with extra environment variables.
+    pub fn spawn_logged_with_env(store: &str, config: &str, env: &[(&str, &str)]) -> Process {
+        Self::start(store, config, true, env)
+    }
+
     fn start(store: &str, config: &str, logged: bool, env: &[(&str, &str)]) -> Process {
         let config = temp_file(config);
         let log = logged.then(|| temp_file(""));
