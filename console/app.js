@@ -337,7 +337,8 @@ function drawThrottling(view, periods) {
 }
 
 function drawQueues(view) {
-  $("queue-rows").replaceChildren(...USER_TYPES.map((u) => h("tr", {}, h("td", {}, u), h("td", {}, view.queued[u] ?? 0))));
+  $("queue-rows").replaceChildren(...USER_TYPES.map((u) => h("tr", { "data-class": u }, h("td", {}, u),
+    h("td", {}, view.queued[u] ?? 0), h("td", {}, seconds(view.oldest_task_age_ms[u])))));
   setText("queue-leased", view.leased);
   setText("queue-dead", view.dead_letters);
   $("dead-letters").replaceChildren(...view.recent_dead_letters.map((d) =>

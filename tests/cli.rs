@@ -164,6 +164,36 @@ async fn config_show_validate_and_apply() {
 }
 
 #[tokio::test]
+async fn rls_config_lists_domains_sources_and_rules() {
+    let mut s = settings(Profile::Production, "");
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rls/peer");
+    s.rls_options = floodgate::rls_rules::RlsOptions { path: Some(rules.clone()), ..Default::default() };
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let table = text(&server, &["rls-config"]).await;
+    assert!(table.starts_with(&format!("YAML rules from {}: version 1,", rules.display())), "{table}");
+    assert!(table.contains("global shadow mode no; RateLimit headers no"), "{table}");
+    assert!(table.contains("mongo_cps  2      "), "{table}");
+    assert!(table.contains("peer/config.yaml"), "{table}");
+    let row = table.lines().find(|l| l.contains("foo.bar_banned")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["rl", "foo.bar_banned", "0/minute"]);
+    let shady = table.lines().find(|l| l.contains("foo.baz_shady")).unwrap_or_else(|| panic!("{table}"));
+    assert!(shady.ends_with("shadow"), "{shady}");
+
+    // --json is the /debug/rls-config document.
+    let doc = json(&server, &["rls-config"]).await;
+    assert_eq!(doc, http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json());
+    assert_eq!(doc["domains"][0]["domain"], "mongo_cps");
+
+    // Without --rls-config: the config file's rules only, none here.
+    let server = seeded().await;
+    let table = text(&server, &["rls-config"]).await;
+    assert_eq!(
+        table,
+        "no --rls-config: the config file's [rls] rules only\nglobal shadow mode no; RateLimit headers no\nno domain configured\n"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_one_error_line_and_exit_one() {
     let server = seeded().await;
     for token in ["wrong-token", FRONTEND] {

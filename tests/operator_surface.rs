@@ -118,7 +118,7 @@ fn annotated_routes() -> Vec<(String, String)> {
 async fn every_annotated_route_is_served() {
     let server = start(Profile::Production, "").await;
     let routes = annotated_routes();
-    assert_eq!(routes.len(), 9, "{routes:?}");
+    assert_eq!(routes.len(), 10, "{routes:?}");
     for (method, route) in routes {
         let path = route.replace("{circuit_name}", "backpressure");
         let reply = common::http::request(server.http, &method, &path, Some(ADMIN), Some("{}")).await;

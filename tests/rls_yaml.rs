@@ -261,6 +261,57 @@ async fn the_debug_view_lists_domains_rules_stats_keys_and_sources() {
     );
 }
 
+/// The same view over gRPC (`Admin/GetRlsConfig`), admin role only: field
+/// for field what `/debug/rls-config` serves.
+#[tokio::test]
+async fn the_admin_rpc_lists_the_same_rules_as_the_debug_route() {
+    let r = start_rls(Backend::Memory, path("peer")).await;
+    let client = connect(&r.server, None).await;
+    for (token, code) in [
+        (None, floodgate_client::Code::Unauthenticated),
+        (Some(FRONTEND), floodgate_client::Code::PermissionDenied),
+        (Some(WORKER), floodgate_client::Code::PermissionDenied),
+    ] {
+        let mut admin = client.with_token(token).unwrap().admin();
+        let refused = admin.get_rls_config(floodgate_client::pb::GetRlsConfigRequest {}).await.unwrap_err();
+        assert_eq!(refused.code(), code, "{token:?}");
+    }
+    let mut admin = client.with_token(Some(ADMIN)).unwrap().admin();
+    let config = admin.get_rls_config(floodgate_client::pb::GetRlsConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!((config.version, config.load_errors, config.shadow_mode), (1, 0, false));
+    assert!(config.path.as_deref().is_some_and(|p| p.ends_with("rls/peer")), "{config:?}");
+    assert!(config.loaded_at_ms > 0);
+    let rl = config.domains.iter().find(|d| d.domain == "rl").expect("domain rl");
+    assert!(rl.source.ends_with("peer/example.yaml"), "{}", rl.source);
+    let banned = rl.rules.iter().find(|r| r.stats_key == "foo.bar_banned").expect("the banned rule");
+    assert_eq!((banned.domain.as_str(), banned.limit.as_str()), ("rl", "0/minute"));
+
+    // Field for field the HTTP document.
+    let domains: Vec<serde_json::Value> = config
+        .domains
+        .iter()
+        .map(|d| {
+            let rules: Vec<serde_json::Value> = d
+                .rules
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "domain": r.domain, "stats_key": r.stats_key, "limit": r.limit, "name": r.name,
+                        "shadow_mode": r.shadow_mode, "detailed_metric": r.detailed_metric, "replaces": r.replaces,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "domain": d.domain, "source": d.source, "rules": rules })
+        })
+        .collect();
+    let grpc = serde_json::json!({
+        "path": config.path, "version": config.version, "loaded_at_ms": config.loaded_at_ms,
+        "load_errors": config.load_errors, "shadow_mode": config.shadow_mode,
+        "ratelimit_headers": config.ratelimit_headers, "domains": domains,
+    });
+    assert_eq!(grpc, http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json());
+}
+
 // ---- live reload ----
 
 /// A private directory for one test, removed on drop.

@@ -58,6 +58,9 @@ enum AdminCommand {
         #[arg(long, value_parser = render::WINDOWS)]
         window: Option<String>,
     },
+    /// The Envoy rate-limit rules in force: domains, their source, each
+    /// rule's stats key and limit (GetRlsConfig).
+    RlsConfig,
 }
 
 /// `floodgate admin config …`.
@@ -273,6 +276,11 @@ async fn execute(args: AdminArgs) -> Result<String, (String, CliError)> {
                     Ok(show(render::throttling_window(&window, &period), &period))
                 }
             }
+        }
+        AdminCommand::RlsConfig => {
+            let config =
+                admin.get_rls_config(pb::GetRlsConfigRequest {}).await.map_err(&rpc).map_err(fail)?.into_inner();
+            Ok(show(render::rls_config(&config), &config))
         }
         AdminCommand::Config(ConfigCommand::Show) => {
             let environment =

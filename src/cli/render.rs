@@ -228,6 +228,49 @@ pub(super) fn environment(e: &pb::Environment) -> String {
     table(["SETTING", "VALUE", "SOURCE"], &rows)
 }
 
+/// GetRlsConfig: where the rules come from, each domain's source, then
+/// one row per rule with its stats key (the metrics' `rule` label).
+pub(super) fn rls_config(c: &pb::RlsConfig) -> String {
+    let mut out = match &c.path {
+        Some(path) => format!(
+            "YAML rules from {path}: version {}, loaded at {} ms, {} load errors\n",
+            c.version, c.loaded_at_ms, c.load_errors
+        ),
+        None => "no --rls-config: the config file's [rls] rules only\n".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "global shadow mode {}; RateLimit headers {}",
+        yes_no(c.shadow_mode),
+        yes_no(c.ratelimit_headers)
+    );
+    if c.domains.is_empty() {
+        out.push_str("no domain configured\n");
+        return out;
+    }
+    let sources: Vec<[String; 3]> =
+        c.domains.iter().map(|d| [d.domain.clone(), d.rules.len().to_string(), d.source.clone()]).collect();
+    out.push('\n');
+    out.push_str(&table(["DOMAIN", "RULES", "SOURCE"], &sources));
+    let flag = |on: bool, name: &str| if on { Some(name.to_owned()) } else { None };
+    let rules: Vec<[String; 5]> = c
+        .domains
+        .iter()
+        .flat_map(|d| &d.rules)
+        .map(|r| {
+            let flags: Vec<String> = [flag(r.shadow_mode, "shadow"), flag(r.detailed_metric, "detailed")]
+                .into_iter()
+                .flatten()
+                .chain(r.replaces.iter().map(|name| format!("replaces {name:?}")))
+                .collect();
+            [r.domain.clone(), r.stats_key.clone(), r.limit.clone(), r.name.clone(), flags.join(", ")]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(["DOMAIN", "RULE", "LIMIT", "NAME", "FLAGS"], &rules));
+    out
+}
+
 /// The field errors on one line.
 pub(super) fn field_errors(errors: &[pb::FieldError]) -> String {
     errors.iter().map(|e| format!("{}: {}", e.field, e.message.replace('\n', " "))).collect::<Vec<_>>().join("; ")

@@ -14,6 +14,7 @@ use crate::core::analytics::PeriodStats;
 use crate::error::ServiceError;
 use crate::operations::CapacityReport;
 use crate::operations::{CircuitBreakersView, SystemStatus};
+use crate::rls_rules::RulesView;
 use crate::service::Floodgate;
 
 /// The Admin service over a shared [`Floodgate`].
@@ -232,6 +233,39 @@ fn status_to_pb(s: SystemStatus) -> pb::SystemStatus {
     }
 }
 
+/// The loaded Envoy rules (the `/debug/rls-config` document) in proto form.
+pub fn rls_config_to_pb(view: RulesView) -> pb::RlsConfig {
+    pb::RlsConfig {
+        path: view.path,
+        version: view.version,
+        loaded_at_ms: view.loaded_at_ms,
+        load_errors: view.load_errors,
+        shadow_mode: view.shadow_mode,
+        ratelimit_headers: view.ratelimit_headers,
+        domains: view
+            .domains
+            .into_iter()
+            .map(|d| pb::RlsDomain {
+                domain: d.domain,
+                source: d.source,
+                rules: d
+                    .rules
+                    .into_iter()
+                    .map(|r| pb::RlsRule {
+                        domain: r.domain,
+                        stats_key: r.stats_key,
+                        limit: r.limit,
+                        name: r.name,
+                        shadow_mode: r.shadow_mode,
+                        detailed_metric: r.detailed_metric,
+                        replaces: r.replaces,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// The proto change as the same JSON object the HTTP body carries.
 fn change_to_json(c: pb::ConfigChange) -> Result<serde_json::Value, Status> {
     let mut object = if c.runtime_json.trim().is_empty() {
@@ -339,5 +373,10 @@ impl admin_server::Admin for AdminService {
             .map(|(k, v)| (k, pb::EnvironmentValue { value: v.value, source: v.source }))
             .collect();
         Ok(Response::new(pb::Environment { values }))
+    }
+
+    async fn get_rls_config(&self, _: Request<pb::GetRlsConfigRequest>) -> Result<Response<pb::RlsConfig>, Status> {
+        let _timer = self.floodgate.timer("GetRlsConfig");
+        Ok(Response::new(rls_config_to_pb(self.floodgate.rls_rules().view())))
     }
 }

@@ -234,12 +234,17 @@ async fn circuit_recovery(State(shim): State<Shim>) -> Result<Json<RecoveryView>
     Ok(Json(RecoveryView { now_ms, circuits }))
 }
 
-/// `GET /monitoring/queues`. The stores keep no per-class oldest-task time
-/// readable without a new store call, so the task age is not shown.
+/// `GET /monitoring/queues`: depths, each class's oldest task age (read
+/// in the same store call as the depths) and the dead letters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueuesView {
+    /// When the ages were measured (floodgate's clock).
+    pub now_ms: Millis,
     /// Waiting tasks per user type (`anonymous`, `registered`, `privileged`).
     pub queued: BTreeMap<&'static str, u64>,
+    /// How long the task at the head of each class's queue (the next one
+    /// leased) has waited; null when the queue is empty.
+    pub oldest_task_age_ms: BTreeMap<&'static str, Option<Millis>>,
     pub leased: u64,
     pub dead_letters: u64,
     /// The newest dead letters (at most [`DEAD_LETTERS_SHOWN`]).
@@ -248,10 +253,14 @@ pub struct QueuesView {
 
 async fn queues(State(shim): State<Shim>) -> Result<Json<QueuesView>, HttpError> {
     let stats = shim.floodgate.queue_stats().await?;
+    let now_ms = shim.floodgate.clock.now_ms();
     let recent =
         shim.floodgate.store().dead_letters(DEAD_LETTERS_SHOWN).await.map_err(crate::error::ServiceError::from)?;
+    let ages = stats.oldest_task_age_ms(now_ms);
     Ok(Json(QueuesView {
+        now_ms,
         queued: UserType::ALL.iter().map(|u| (u.as_str(), stats.queued[u.index()])).collect(),
+        oldest_task_age_ms: UserType::ALL.iter().map(|u| (u.as_str(), ages[u.index()])).collect(),
         leased: stats.leased,
         dead_letters: stats.dead_letters,
         recent_dead_letters: recent,

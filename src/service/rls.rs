@@ -18,7 +18,8 @@ impl Floodgate {
     /// and a refused request consumes nothing. Store failures are errors
     /// (UNAVAILABLE), not a local fallback: Envoy's `failure_mode_deny` decides.
     pub async fn should_rate_limit(&self, request: &RlsRequest) -> Result<rls::Answer, ServiceError> {
-        let rules = self.rls.current();
+        // A guard, not a clone of the Arc: no shared reference count to touch per request.
+        let rules = self.rls.guard();
         let plan = rules
             .plan_with(request, self.rls.plan_options())
             .map_err(|e| ServiceError::invalid(&e.field, e.message))?;

@@ -288,6 +288,7 @@ impl Store for MemoryStore {
             queued: [0, 1, 2].map(|i| q.ready[i].len() as u64),
             leased: q.leased.len() as u64,
             dead_letters: q.dead.len() as u64,
+            oldest_enqueued_at_ms: [0, 1, 2].map(|i| q.ready[i].front().map(|t| t.enqueued_at_ms)),
         }))
     }
 

@@ -98,12 +98,21 @@ pub struct QueueStats {
     pub queued: [u64; 3],
     pub leased: u64,
     pub dead_letters: u64,
+    /// When the task at the head of each queue (the next leased, the
+    /// longest waiting) was enqueued, indexed like `queued`; None when empty.
+    pub oldest_enqueued_at_ms: [Option<Millis>; 3],
 }
 
 impl QueueStats {
     /// `L` = queued + leased.
     pub fn load(&self) -> u64 {
         self.queued.iter().sum::<u64>() + self.leased
+    }
+
+    /// How long each queue's oldest task has waited at `now_ms` (None when
+    /// the queue is empty; 0 for a time ahead of `now_ms`).
+    pub fn oldest_task_age_ms(&self, now_ms: Millis) -> [Option<Millis>; 3] {
+        self.oldest_enqueued_at_ms.map(|at| at.map(|at| now_ms.saturating_sub(at)))
     }
 }
 

@@ -313,7 +313,7 @@ impl Store for RedisStore {
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         let k = &self.keys;
         let mut call = self.scripts.stats.key(&k.queues[0]);
-        call.key(&k.queues[1]).key(&k.queues[2]).key(&k.expiry).key(&k.dead);
+        call.key(&k.queues[1]).key(&k.queues[2]).key(&k.expiry).key(&k.dead).key(&k.meta);
         let stats = decode_stats(&self.run(call).await?)?;
         self.load.store(stats.load(), Ordering::Relaxed);
         Ok(stats)

@@ -6,8 +6,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use std::sync::Arc;
+
 use common::http::get;
 use common::*;
+use floodgate::clock::ManualClock;
 use floodgate::config::Profile;
 use floodgate_client::pb::{self, ProcessStatus, UserType};
 
@@ -138,3 +141,50 @@ async fn queues_and_runtime_config_show_the_live_state() {
     assert_eq!(config["config"]["concurrent_per_process"], 5);
     assert_eq!(config["config"]["anonymous_threshold"], 0.6);
 }
+
+/// The queues panel's oldest task age per class, read in the same store
+/// call as the depths: the head of each queue (the next one leased), on a
+/// clock that moves only when told, so the ages are exact.
+async fn queues_show_each_class_oldest_task_age(backend: Backend) {
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let mut settings = settings(Profile::Development, "");
+    // On Redis, the scripts take the manual clock's time instead of Redis TIME.
+    settings.redis_time = floodgate::store::TimeSource::Caller;
+    let server = backend_server(backend, settings, clock.clone()).await;
+    let mut c = with_worker(&server).await;
+    let queues = get(server.http, "/monitoring/queues", Some(ADMIN)).await.json();
+    assert_eq!(
+        queues["oldest_task_age_ms"],
+        serde_json::json!({"anonymous": null, "registered": null, "privileged": null})
+    );
+
+    for (user_type, subject, then_advance_ms) in [
+        (UserType::Anonymous, "first", 3_000),
+        (UserType::Anonymous, "second", 0),
+        (UserType::Privileged, "staff", 2_000),
+    ] {
+        let answer = c.admission.enqueue_atomic(enqueue(user_type, subject)).await.unwrap().into_inner();
+        assert_eq!(answer.decision(), pb::Decision::Admit, "{subject}");
+        clock.advance_ms(then_advance_ms);
+    }
+    let queues = get(server.http, "/monitoring/queues", Some(ADMIN)).await.json();
+    assert_eq!(queues["now_ms"], 1_800_000_005_000u64);
+    assert_eq!(queues["queued"]["anonymous"], 2);
+    assert_eq!(
+        queues["oldest_task_age_ms"],
+        serde_json::json!({"anonymous": 5_000, "registered": null, "privileged": 2_000})
+    );
+
+    // Leasing takes the privileged task, then the oldest anonymous one:
+    // the anonymous queue's head is now the task enqueued 2 s ago.
+    let leased = c.workers.lease_tasks(lease(2, 60_000)).await.unwrap().into_inner().tasks;
+    assert_eq!(leased.len(), 2);
+    let queues = get(server.http, "/monitoring/queues", Some(ADMIN)).await.json();
+    assert_eq!(
+        queues["oldest_task_age_ms"],
+        serde_json::json!({"anonymous": 2_000, "registered": null, "privileged": null})
+    );
+    assert_eq!(queues["leased"], 2);
+}
+
+common::on_both_stores!(queues_show_each_class_oldest_task_age);

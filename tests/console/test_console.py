@@ -267,6 +267,8 @@ def test_the_console_shows_capacity_processes_throttling_and_resets_a_circuit(br
     expect(page.locator("#queue-rows tr").nth(0)).to_contain_text("anonymous")
     for i, waiting in enumerate(["8", "3", "2"]):
         expect(page.locator("#queue-rows tr").nth(i).locator("td").nth(1)).to_have_text(waiting)
+        # Each class has a task waiting: its oldest task's age is shown.
+        expect(page.locator("#queue-rows tr").nth(i).locator("td").nth(2)).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
     expect(page.locator("#alert-list li[data-code='circuit_open_backpressure']")).to_contain_text("CRITICAL")
 
     # Live config.

@@ -4,7 +4,6 @@
 //! (the reference both stores follow) and the statuses Envoy reads.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -553,8 +552,22 @@ pub fn counter_key(domain: &str, entries: &[Entry]) -> String {
     let mut key = String::with_capacity(
         domain.len() + entries.iter().map(|e| e.key.len() + e.value.len() + 8).sum::<usize>() + 4,
     );
+    // Digits written by hand: `write!` costs the formatting machinery on
+    // every request.
     let mut push = |part: &str| {
-        let _ = write!(key, "{}:", part.len());
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = part.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        key.extend(digits[at..].iter().map(|d| char::from(*d)));
+        key.push(':');
         key.push_str(part);
     };
     push(domain);
@@ -1132,6 +1145,13 @@ mod tests {
             counter_key("d", &entries(&[("a", "1"), ("b", "2")])),
             counter_key("d", &entries(&[("a", "1b"), ("", "2")]))
         );
+    }
+
+    #[test]
+    fn counter_keys_prefix_each_part_with_its_decimal_length() {
+        let long = "k".repeat(123);
+        assert_eq!(counter_key("d", &entries(&[(long.as_str(), "")])), format!("1:d123:{long}0:"));
+        assert_eq!(counter_key("", &entries(&[("path", "/0123456789")])), "0:4:path11:/0123456789");
     }
 
     const THREE_PER_MINUTE: Check =

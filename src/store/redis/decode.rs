@@ -169,12 +169,25 @@ pub(super) fn decode_processes(value: &Value) -> StoreResult<ProcessView> {
     Ok(ProcessView { records, now_ms })
 }
 
-/// `{anonymous, registered, privileged, leased, dead}` → stats.
+/// `{anonymous, registered, privileged, leased, dead, then each queue's
+/// oldest enqueue time or -1}` → stats.
 pub(super) fn decode_stats(value: &Value) -> StoreResult<QueueStats> {
+    let bad = || protocol("stats", value);
     let items = array("stats", value)?;
-    let n: Vec<u64> = items.iter().map(uint).collect::<Option<_>>().ok_or_else(|| protocol("stats", value))?;
-    let [a, r, p, leased, dead] = n[..] else { return Err(protocol("stats", value)) };
-    Ok(QueueStats { queued: [a, r, p], leased, dead_letters: dead })
+    let [a, r, p, leased, dead, oldest @ ..] = items else { return Err(bad()) };
+    let count = |v: &Value| uint(v).ok_or_else(bad);
+    let [oldest_a, oldest_r, oldest_p] = oldest else { return Err(bad()) };
+    let enqueued_at = |v: &Value| match int(v) {
+        Some(-1) => Ok(None),
+        Some(at) => u64::try_from(at).map(Some).map_err(|_| bad()),
+        None => Err(bad()),
+    };
+    Ok(QueueStats {
+        queued: [count(a)?, count(r)?, count(p)?],
+        leased: count(leased)?,
+        dead_letters: count(dead)?,
+        oldest_enqueued_at_ms: [enqueued_at(oldest_a)?, enqueued_at(oldest_r)?, enqueued_at(oldest_p)?],
+    })
 }
 
 /// HGETALL replies of minute hashes, then ZREVRANGE WITHSCORES replies of
@@ -338,8 +351,10 @@ mod tests {
             [GcraOutcome::Limited { retry_after_us: 6 }, GcraOutcome::Allowed { tat: 5 }]
         );
         assert!(decode_gcra_batch(&batch, 1).is_err(), "one outcome per request");
-        let stats = decode_stats(&Value::Array((1..=5).map(Value::Int).collect())).unwrap();
+        let stats = decode_stats(&Value::Array((1..=5).chain([-1, 7, -1]).map(Value::Int).collect())).unwrap();
         assert_eq!((stats.queued, stats.leased, stats.dead_letters, stats.load()), ([1, 2, 3], 4, 5, 10));
+        assert_eq!(stats.oldest_enqueued_at_ms, [None, Some(7), None]);
+        assert!(decode_stats(&Value::Array((1..=5).map(Value::Int).collect())).is_err(), "oldest times missing");
     }
 
     #[test]

@@ -1101,6 +1101,65 @@ pub struct Environment {
         EnvironmentValue,
     >,
 }
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetRlsConfigRequest {}
+/// One rule with a limit.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RlsRule {
+    #[prost(string, tag = "1")]
+    pub domain: ::prost::alloc::string::String,
+    /// envoyproxy/ratelimit's stats key without the domain (`key1_value1.subkey1`):
+    /// the `rule` label of the floodgate_rls_rule\_\*\_total counters.
+    #[prost(string, tag = "2")]
+    pub stats_key: ::prost::alloc::string::String,
+    /// `10/minute`, `unlimited`, `0/second`.
+    #[prost(string, tag = "3")]
+    pub limit: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(bool, tag = "5")]
+    pub shadow_mode: bool,
+    #[prost(bool, tag = "6")]
+    pub detailed_metric: bool,
+    /// Names of the limits this one removes from the same request.
+    #[prost(string, repeated, tag = "7")]
+    pub replaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RlsDomain {
+    #[prost(string, tag = "1")]
+    pub domain: ::prost::alloc::string::String,
+    /// The YAML file, or the TOML config file's `\[rls\]` table.
+    #[prost(string, tag = "2")]
+    pub source: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "3")]
+    pub rules: ::prost::alloc::vec::Vec<RlsRule>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RlsConfig {
+    /// `--rls-config`; unset when only the TOML rules are in force.
+    #[prost(string, optional, tag = "1")]
+    pub path: ::core::option::Option<::prost::alloc::string::String>,
+    /// Successful loads of the YAML rules (0: none yet).
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(uint64, tag = "3")]
+    pub loaded_at_ms: u64,
+    #[prost(uint64, tag = "4")]
+    pub load_errors: u64,
+    /// Global shadow mode (FLOODGATE_RLS_SHADOW_MODE).
+    #[prost(bool, tag = "5")]
+    pub shadow_mode: bool,
+    /// The RateLimit-\* response headers (FLOODGATE_RLS_RESPONSE_HEADERS=ratelimit).
+    #[prost(bool, tag = "6")]
+    pub ratelimit_headers: bool,
+    #[prost(message, repeated, tag = "7")]
+    pub domains: ::prost::alloc::vec::Vec<RlsDomain>,
+}
 /// Generated client implementations.
 pub mod admin_client {
     #![allow(
@@ -1397,6 +1456,28 @@ pub mod admin_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("floodgate.v1.Admin", "GetEnvironment"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The Envoy rate-limit rules in force (envoyproxy/ratelimit's /rlconfig).
+        pub async fn get_rls_config(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRlsConfigRequest>,
+        ) -> std::result::Result<tonic::Response<super::RlsConfig>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/floodgate.v1.Admin/GetRlsConfig",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("floodgate.v1.Admin", "GetRlsConfig"));
             self.inner.unary(req, path, codec).await
         }
     }

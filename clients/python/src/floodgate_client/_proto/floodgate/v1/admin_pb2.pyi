@@ -504,3 +504,53 @@ class Environment(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.MessageMap[str, EnvironmentValue]
     def __init__(self, values: _Optional[_Mapping[str, EnvironmentValue]] = ...) -> None: ...
+
+class GetRlsConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RlsRule(_message.Message):
+    __slots__ = ("domain", "stats_key", "limit", "name", "shadow_mode", "detailed_metric", "replaces")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    STATS_KEY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILED_METRIC_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    stats_key: str
+    limit: str
+    name: str
+    shadow_mode: bool
+    detailed_metric: bool
+    replaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, domain: _Optional[str] = ..., stats_key: _Optional[str] = ..., limit: _Optional[str] = ..., name: _Optional[str] = ..., shadow_mode: _Optional[bool] = ..., detailed_metric: _Optional[bool] = ..., replaces: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RlsDomain(_message.Message):
+    __slots__ = ("domain", "source", "rules")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    source: str
+    rules: _containers.RepeatedCompositeFieldContainer[RlsRule]
+    def __init__(self, domain: _Optional[str] = ..., source: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[RlsRule, _Mapping]]] = ...) -> None: ...
+
+class RlsConfig(_message.Message):
+    __slots__ = ("path", "version", "loaded_at_ms", "load_errors", "shadow_mode", "ratelimit_headers", "domains")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODE_FIELD_NUMBER: _ClassVar[int]
+    RATELIMIT_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    version: int
+    loaded_at_ms: int
+    load_errors: int
+    shadow_mode: bool
+    ratelimit_headers: bool
+    domains: _containers.RepeatedCompositeFieldContainer[RlsDomain]
+    def __init__(self, path: _Optional[str] = ..., version: _Optional[int] = ..., loaded_at_ms: _Optional[int] = ..., load_errors: _Optional[int] = ..., shadow_mode: _Optional[bool] = ..., ratelimit_headers: _Optional[bool] = ..., domains: _Optional[_Iterable[_Union[RlsDomain, _Mapping]]] = ...) -> None: ...

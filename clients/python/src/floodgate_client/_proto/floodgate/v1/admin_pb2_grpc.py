@@ -79,6 +79,11 @@ class AdminStub:
                 request_serializer=floodgate_dot_v1_dot_admin__pb2.GetEnvironmentRequest.SerializeToString,
                 response_deserializer=floodgate_dot_v1_dot_admin__pb2.Environment.FromString,
                 _registered_method=True)
+        self.GetRlsConfig = channel.unary_unary(
+                '/floodgate.v1.Admin/GetRlsConfig',
+                request_serializer=floodgate_dot_v1_dot_admin__pb2.GetRlsConfigRequest.SerializeToString,
+                response_deserializer=floodgate_dot_v1_dot_admin__pb2.RlsConfig.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -138,6 +143,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRlsConfig(self, request, context):
+        """The Envoy rate-limit rules in force (envoyproxy/ratelimit's /rlconfig).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +197,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetEnvironment,
                     request_deserializer=floodgate_dot_v1_dot_admin__pb2.GetEnvironmentRequest.FromString,
                     response_serializer=floodgate_dot_v1_dot_admin__pb2.Environment.SerializeToString,
+            ),
+            'GetRlsConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRlsConfig,
+                    request_deserializer=floodgate_dot_v1_dot_admin__pb2.GetRlsConfigRequest.FromString,
+                    response_serializer=floodgate_dot_v1_dot_admin__pb2.RlsConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +447,33 @@ class Admin:
             '/floodgate.v1.Admin/GetEnvironment',
             floodgate_dot_v1_dot_admin__pb2.GetEnvironmentRequest.SerializeToString,
             floodgate_dot_v1_dot_admin__pb2.Environment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRlsConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/floodgate.v1.Admin/GetRlsConfig',
+            floodgate_dot_v1_dot_admin__pb2.GetRlsConfigRequest.SerializeToString,
+            floodgate_dot_v1_dot_admin__pb2.RlsConfig.FromString,
             options,
             channel_credentials,
             insecure,
