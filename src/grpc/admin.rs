@@ -376,7 +376,6 @@ impl admin_server::Admin for AdminService {
     }
 
     async fn get_rls_config(&self, _: Request<pb::GetRlsConfigRequest>) -> Result<Response<pb::RlsConfig>, Status> {
-        let _timer = self.floodgate.timer("GetRlsConfig");
         Ok(Response::new(rls_config_to_pb(self.floodgate.rls_rules().view())))
     }
 }

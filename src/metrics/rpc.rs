@@ -17,7 +17,7 @@ use tonic::codegen::{Service, http};
 
 /// The RPCs whose latency is measured, as (gRPC service, method). The
 /// hot ones come first: a call finds its row by comparing names in order.
-pub const RPCS: [(&str, &str); 16] = [
+pub const RPCS: [(&str, &str); 17] = [
     ("floodgate.v1.Admission", "CheckCapacity"),
     ("floodgate.v1.Admission", "EnqueueAtomic"),
     ("envoy.service.ratelimit.v3.RateLimitService", "ShouldRateLimit"),
@@ -34,6 +34,7 @@ pub const RPCS: [(&str, &str); 16] = [
     ("floodgate.v1.Admin", "GetThrottlingStats"),
     ("floodgate.v1.Admin", "ListAlerts"),
     ("floodgate.v1.Admin", "GetEnvironment"),
+    ("floodgate.v1.Admin", "GetRlsConfig"),
 ];
 
 /// The canonical gRPC status code names, indexed by code.
