@@ -2,6 +2,8 @@
 //! backpressure (an immediate check and an atomic check-and-enqueue),
 //! rate limits by user type, and capacity computed from worker heartbeats.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod alerting;
 pub mod app;
 pub mod auth;

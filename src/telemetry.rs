@@ -19,7 +19,9 @@ use crate::rpc_trace::{CALL_TARGET, STORE_TARGET};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct TelemetryError {
+    /// The environment variable.
     pub variable: &'static str,
+    /// What is wrong and what is accepted.
     pub message: String,
 }
 
@@ -87,7 +89,9 @@ pub fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, Telemet
 /// anything starts.
 #[derive(Debug)]
 pub struct TelemetrySettings {
+    /// `FLOODGATE_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
     pub sampler: Sampler,
 }
 

@@ -28,9 +28,9 @@ const APP_JS: &str = include_str!("../../console/app.js");
 const STYLE_CSS: &str = include_str!("../../console/style.css");
 
 /// Minutes of the throttling chart (the issue's "last 1 h").
-pub const CHART_MINUTES: u64 = 60;
+pub(crate) const CHART_MINUTES: u64 = 60;
 /// Dead letters listed in the queues panel (newest first).
-pub const DEAD_LETTERS_SHOWN: usize = 20;
+pub(crate) const DEAD_LETTERS_SHOWN: usize = 20;
 
 /// Same-origin only: the page runs its own script and talks to its own host.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -79,7 +79,7 @@ struct SessionInfo {
 
 /// One worker process as the console lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessRow {
+pub(crate) struct ProcessRow {
     pub instance_id: String,
     pub process_id: String,
     /// The seed's group key (`chat_rest`).
@@ -97,7 +97,7 @@ pub struct ProcessRow {
 
 /// `GET /monitoring/processes`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessesView {
+pub(crate) struct ProcessesView {
     /// When the snapshot was read (the store's clock).
     pub observed_at_ms: Millis,
     pub stale_after_ms: Millis,
@@ -105,7 +105,7 @@ pub struct ProcessesView {
 }
 
 /// Every process of `snapshot`, classified as capacity classifies it.
-pub fn process_rows(snapshot: &Snapshot, timing: health::HealthTiming) -> Vec<ProcessRow> {
+pub(crate) fn process_rows(snapshot: &Snapshot, timing: health::HealthTiming) -> Vec<ProcessRow> {
     let mut rows: Vec<ProcessRow> = snapshot
         .processes
         .iter()
@@ -138,7 +138,7 @@ async fn processes(State(shim): State<Shim>) -> Json<ProcessesView> {
 
 /// One minute of decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct MinutePoint {
+pub(crate) struct MinutePoint {
     /// Start of the minute, ms since the epoch.
     pub minute_start_ms: Millis,
     pub admitted: u64,
@@ -150,7 +150,7 @@ pub struct MinutePoint {
 
 /// `GET /monitoring/throttling/minutes`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MinutesView {
+pub(crate) struct MinutesView {
     pub now_ms: Millis,
     /// Oldest first, one point per minute (zeros included) up to the current one.
     pub minutes: Vec<MinutePoint>,
@@ -159,7 +159,7 @@ pub struct MinutesView {
 /// The last `span` minutes up to `now_minute`, oldest first, every minute
 /// present (a minute without decisions is a zero point, so the chart's
 /// x axis is time).
-pub fn minute_series(view: &AnalyticsView, now_minute: u64, span: u64) -> Vec<MinutePoint> {
+pub(crate) fn minute_series(view: &AnalyticsView, now_minute: u64, span: u64) -> Vec<MinutePoint> {
     let by_minute: BTreeMap<u64, &Cells> = view.minutes.iter().map(|(m, c)| (*m, c)).collect();
     let empty: Cells = [0; CELLS];
     (0..span)
@@ -191,7 +191,7 @@ async fn throttling_minutes(State(shim): State<Shim>) -> Result<Json<MinutesView
 
 /// One circuit with its recovery timing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CircuitRecovery {
+pub(crate) struct CircuitRecovery {
     #[serde(flatten)]
     pub stats: BreakerStats,
     pub recovery_timeout_ms: Millis,
@@ -201,13 +201,13 @@ pub struct CircuitRecovery {
 
 /// `GET /monitoring/circuit-breakers/recovery`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecoveryView {
+pub(crate) struct RecoveryView {
     pub now_ms: Millis,
     pub circuits: BTreeMap<String, CircuitRecovery>,
 }
 
 /// Time left before an open circuit goes half-open by its timeout.
-pub fn half_open_in(stats: &BreakerStats, recovery_timeout_ms: Millis, now_ms: Millis) -> Option<Millis> {
+pub(crate) fn half_open_in(stats: &BreakerStats, recovery_timeout_ms: Millis, now_ms: Millis) -> Option<Millis> {
     match (stats.state, stats.opened_at) {
         (BreakerState::Open, Some(opened_at)) => {
             Some(opened_at.saturating_add(recovery_timeout_ms).saturating_sub(now_ms))
@@ -237,7 +237,7 @@ async fn circuit_recovery(State(shim): State<Shim>) -> Result<Json<RecoveryView>
 /// `GET /monitoring/queues`: depths, each class's oldest task age (read
 /// in the same store call as the depths) and the dead letters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QueuesView {
+pub(crate) struct QueuesView {
     /// When the ages were measured (floodgate's clock).
     pub now_ms: Millis,
     /// Waiting tasks per user type (`anonymous`, `registered`, `privileged`).

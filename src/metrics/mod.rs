@@ -122,19 +122,27 @@ impl Default for Metrics {
 pub struct Gauges {
     /// System total capacity T.
     pub capacity_system: u64,
+    /// Tasks admitted and not yet completed.
     pub load: u64,
+    /// Load over the system total.
     pub pressure_ratio: f64,
     /// Load over capacity, 0–1 (0 with no capacity and no load).
     pub utilization_ratio: f64,
+    /// Waiting tasks per user type, indexed by `UserType::index`.
     pub queue_depth: [u64; 3],
+    /// Tasks leased and not yet completed.
     pub leased: u64,
+    /// Dead-lettered tasks.
     pub dead_letters: u64,
     /// (circuit, 0 closed / 1 half-open / 2 open)
     pub circuits: Vec<(String, u8)>,
     /// (group, health, count)
     pub processes: Vec<(String, String, u64)>,
+    /// HEALTHY or DEGRADED chat REST processes.
     pub healthy_chat_rest_processes: u64,
+    /// Healthy chat REST processes over expected (0–1).
     pub process_health_ratio: f64,
+    /// Expected chat REST processes missing.
     pub process_deficit: i64,
     /// (window, share of requests refused, 0–1)
     pub throttle_ratios: Vec<(String, f64)>,

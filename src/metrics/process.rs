@@ -8,7 +8,7 @@ const USER_HZ: f64 = 100.0;
 
 /// One reading of this process.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     pub cpu_seconds: f64,
     pub resident_memory_bytes: u64,
     pub open_fds: u64,
@@ -18,7 +18,7 @@ pub struct ProcessStats {
 }
 
 /// This process now, or None where /proc is not there to read.
-pub fn read() -> Option<ProcessStats> {
+pub(crate) fn read() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let (cpu_seconds, start_ticks) = parse_stat(&stat)?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -311,21 +311,30 @@ impl RlsRules {
 /// The debug view of the loaded rules.
 #[derive(Debug, Clone, Serialize)]
 pub struct RulesView {
+    /// The YAML file or directory watched, if any.
     pub path: Option<String>,
+    /// Successful loads since start.
     pub version: u64,
+    /// When the rules in force were loaded (ms since the epoch).
     pub loaded_at_ms: u64,
+    /// Files refused since start.
     pub load_errors: u64,
+    /// Global shadow mode.
     pub shadow_mode: bool,
+    /// Whether `RateLimit-*` response headers are added.
     pub ratelimit_headers: bool,
+    /// The loaded domains.
     pub domains: Vec<DomainView>,
 }
 
 /// One domain of the debug view.
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainView {
+    /// The domain's name.
     pub domain: String,
     /// The YAML file, or the TOML config file's `[rls]` table.
     pub source: String,
+    /// The domain's rules.
     pub rules: Vec<RuleView>,
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::RlsRules;
 
 /// How often the path is re-read without a notification.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Lets a burst of writes (an editor, a `kubectl apply`) settle before reading.
 const SETTLE: Duration = Duration::from_millis(50);
 

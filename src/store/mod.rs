@@ -25,14 +25,18 @@ pub use memory::MemoryStore;
 /// judged against the same clock that stamped the heartbeats.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessView {
+    /// Every live process record.
     pub records: Vec<ProcessRecord>,
+    /// The store's clock when they were read.
     pub now_ms: Millis,
 }
 
 /// A chat task to enqueue if the limit allows.
 #[derive(Debug, Clone)]
 pub struct NewTask {
+    /// The task's class (its queue).
     pub user_type: UserType,
+    /// The chat task, handed to a worker as is.
     pub payload: Vec<u8>,
     /// When set, a second enqueue with the same key returns the first answer.
     pub idempotency_key: Option<String>,
@@ -44,17 +48,36 @@ pub struct NewTask {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnqueueOutcome {
     /// Counted and queued; `load` is the load including this task.
-    Admitted { task_id: String, queue_position: u64, load: u64 },
+    Admitted {
+        /// The new task.
+        task_id: String,
+        /// Tasks ahead of it in its queue.
+        queue_position: u64,
+        /// The load with this task.
+        load: u64,
+    },
     /// The idempotency key was seen: the first answer, nothing enqueued.
-    Duplicate { task_id: String, queue_position: u64, load: u64 },
+    Duplicate {
+        /// The task the first call admitted.
+        task_id: String,
+        /// Tasks ahead of it in its queue.
+        queue_position: u64,
+        /// The load now.
+        load: u64,
+    },
     /// `load` had reached the limit; nothing changed.
-    Refused { load: u64 },
+    Refused {
+        /// The load that was at the limit.
+        load: u64,
+    },
 }
 
 /// What a worker asks for.
 #[derive(Debug, Clone)]
 pub struct LeaseRequest {
+    /// Most tasks to hand out.
     pub max_tasks: u32,
+    /// How long the worker holds them.
     pub lease_ms: Millis,
     /// Deliveries after which an expired lease dead-letters its task.
     pub max_deliveries: u32,
@@ -63,22 +86,34 @@ pub struct LeaseRequest {
 /// A task handed to a worker until `lease_expires_at_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedTask {
+    /// The task.
     pub task_id: String,
+    /// This delivery's lease; completing or extending needs it.
     pub lease_id: String,
+    /// The chat task as enqueued.
     pub payload: Vec<u8>,
+    /// The task's class.
     pub user_type: UserType,
+    /// When it was admitted.
     pub enqueued_at_ms: Millis,
+    /// Deliveries so far, this one included.
     pub delivery_count: u32,
+    /// When the lease ends unless extended.
     pub lease_expires_at_ms: Millis,
 }
 
 /// A task that exhausted its deliveries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
+    /// The task.
     pub task_id: String,
+    /// The task's class.
     pub user_type: UserType,
+    /// When it was admitted.
     pub enqueued_at_ms: Millis,
+    /// Deliveries it had.
     pub delivery_count: u32,
+    /// When it was dead-lettered.
     pub dead_at_ms: Millis,
 }
 
@@ -96,7 +131,9 @@ pub const DEAD_LETTERS_KEPT: usize = 10_000;
 pub struct QueueStats {
     /// Waiting tasks per user type, indexed by [`UserType::index`].
     pub queued: [u64; 3],
+    /// Tasks leased and not yet completed.
     pub leased: u64,
+    /// Dead-lettered tasks kept.
     pub dead_letters: u64,
     /// When the task at the head of each queue (the next leased, the
     /// longest waiting) was enqueued, indexed like `queued`; None when empty.
@@ -146,6 +183,7 @@ pub struct AnalyticsView {
 /// The runtime config version stored for every replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredConfig {
+    /// The version, increasing with every update.
     pub version: u64,
     /// The runtime config as JSON.
     pub json: String,
@@ -177,7 +215,9 @@ impl<'a> RateKey<'a> {
 /// clock reading they were decided at (Redis TIME on a shared store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateBatch {
+    /// One outcome per check, in order.
     pub outcomes: Vec<GcraOutcome>,
+    /// The store's clock, µs.
     pub now_us: u64,
 }
 
@@ -287,7 +327,9 @@ pub trait Store: Send + Sync + 'static {
 /// hot path pays no boxing; every variant implements [`Store`].
 #[allow(clippy::large_enum_variant)] // one per process, never moved on the hot path
 pub enum AnyStore {
+    /// The embedded store.
     Memory(MemoryStore),
+    /// The Redis store.
     Redis(RedisStore),
 }
 

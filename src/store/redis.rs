@@ -63,6 +63,7 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Bound on every command.
     pub timeout: Duration,
+    /// Whose clock decides: the store's (Redis TIME) or the caller's.
     pub time: TimeSource,
     /// CA and client certificate for `rediss…` URLs.
     pub tls: RedisTlsFiles,

@@ -29,10 +29,12 @@ pub struct DomainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DescriptorConfig {
+    /// The descriptor entry's key this rule matches.
     pub key: String,
     /// Without a value the rule matches any value, and each value is counted apart.
     #[serde(default)]
     pub value: Option<String>,
+    /// The limit at this level (absent: only nested descriptors limit).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
     /// Counted and reported, never refused.
@@ -51,13 +53,16 @@ pub struct DescriptorConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
+    /// The unit `requests_per_unit` counts over.
     #[serde(default)]
     pub unit: Option<Unit>,
+    /// Requests allowed per unit; 0 refuses every request.
     #[serde(default)]
     pub requests_per_unit: Option<u32>,
     /// Requests an idle counter allows at once; `requests_per_unit` when unset.
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Never limited (takes no unit or count).
     #[serde(default)]
     pub unlimited: bool,
     /// Reported as `current_limit.name`; what `replaces` refers to.
@@ -72,6 +77,7 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Replace {
+    /// The `name` of the limit to drop.
     pub name: String,
 }
 
@@ -80,12 +86,16 @@ pub struct Replace {
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
     // envoyproxy/ratelimit reads units in any case; its files use both.
+    /// Per second.
     #[serde(alias = "SECOND")]
     Second,
+    /// Per minute.
     #[serde(alias = "MINUTE")]
     Minute,
+    /// Per hour.
     #[serde(alias = "HOUR")]
     Hour,
+    /// Per day.
     #[serde(alias = "DAY")]
     Day,
 }
@@ -115,7 +125,9 @@ impl Unit {
 /// A rejected field (config or request) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
+    /// The key path, e.g. `descriptors[0].rate_limit.unit`.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -43,20 +43,30 @@ pub use config::*;
 /// the part of over let through in shadow mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
+    /// Hits the rule saw.
     pub hits: u32,
+    /// Hits over the limit.
     pub over_limit: u32,
+    /// Hits within the limit but above 80 % of it.
     pub near_limit: u32,
+    /// Hits within the limit.
     pub within_limit: u32,
+    /// Hits over the limit let through in shadow mode.
     pub shadow_mode: u32,
 }
 
 /// A rule's counters, added to on the request path without locks.
 #[derive(Debug, Default)]
 pub struct RuleStats {
+    /// See [`Tally::hits`].
     pub hits: AtomicU64,
+    /// See [`Tally::over_limit`].
     pub over_limit: AtomicU64,
+    /// See [`Tally::near_limit`].
     pub near_limit: AtomicU64,
+    /// See [`Tally::within_limit`].
     pub within_limit: AtomicU64,
+    /// See [`Tally::shadow_mode`].
     pub shadow_mode: AtomicU64,
 }
 
@@ -100,10 +110,15 @@ impl Eq for StatsHandle {}
 /// `requests_per_unit` is 0, envoyproxy/ratelimit's block-list idiom).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rate {
+    /// The unit the count is over.
     pub unit: Unit,
+    /// Requests allowed per unit; 0 refuses every request.
     pub requests_per_unit: u32,
+    /// Requests an idle counter allows at once.
     pub burst: u32,
+    /// Counted and reported, never refused.
     pub shadow_mode: bool,
+    /// Reported as `current_limit.name`; what `replaces` refers to.
     pub name: String,
     /// envoyproxy/ratelimit's stats key without the domain: `key_value`
     /// or `key` per level, joined by dots (`key1_value1.subkey1`).
@@ -112,6 +127,7 @@ pub struct Rate {
     pub detailed_metric: bool,
     /// Names of the limits this one removes from the same request.
     pub replaces: Vec<String>,
+    /// The rule's counters.
     pub stats: StatsHandle,
 }
 
@@ -131,7 +147,9 @@ impl Rate {
 /// What a matched rule says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
+    /// Never limited.
     Unlimited,
+    /// Counted with GCRA (or refusing everything).
     Rate(Rate),
 }
 
@@ -213,13 +231,19 @@ pub struct PlanOptions {
 /// One rule as the debug view lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleView {
+    /// The domain the rule belongs to.
     pub domain: String,
+    /// envoyproxy/ratelimit's stats key without the domain.
     pub stats_key: String,
     /// `10/minute`, `unlimited`, `0/second`.
     pub limit: String,
+    /// The limit's name (empty when unnamed).
     pub name: String,
+    /// Counted and reported, never refused.
     pub shadow_mode: bool,
+    /// The request's values go into the stats key.
     pub detailed_metric: bool,
+    /// Names of the limits this one removes from the same request.
     pub replaces: Vec<String>,
 }
 
@@ -583,14 +607,18 @@ pub fn counter_key(domain: &str, entries: &[Entry]) -> String {
 /// One descriptor entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The entry's key.
     pub key: String,
+    /// The entry's value.
     pub value: String,
 }
 
 /// `ShouldRateLimit`'s request in domain terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RlsRequest {
+    /// The rules' domain.
     pub domain: String,
+    /// The descriptors, each a list of entries.
     pub descriptors: Vec<Vec<Entry>>,
     /// 0 means 1.
     pub hits_addend: u32,
@@ -604,9 +632,17 @@ pub enum Planned<'r> {
     /// The matching rule is `unlimited`: OK, nothing counted.
     Unlimited,
     /// Counted with GCRA under `counter`.
-    Limited { rate: &'r Rate, counter: String },
+    Limited {
+        /// The matching rule.
+        rate: &'r Rate,
+        /// The store key the request is counted under.
+        counter: String,
+    },
     /// The matching rule has `requests_per_unit: 0`: over the limit, nothing counted.
-    RefusesAll { rate: &'r Rate },
+    RefusesAll {
+        /// The matching rule.
+        rate: &'r Rate,
+    },
     /// The matching rule's limit is named in another matched rule's
     /// `replaces`: OK, nothing counted.
     Replaced,
@@ -632,9 +668,13 @@ impl<'r> Planned<'r> {
 pub struct AdmissionEntries {
     /// Which descriptor of the request it is.
     pub index: usize,
+    /// Who the request is for.
     pub user_type: UserType,
+    /// Whom the rate limit counts.
     pub subject: String,
+    /// The route asked for (admin routes bypass for privileged users).
     pub route: String,
+    /// Which frontend entry point asked.
     pub transport: Transport,
 }
 
@@ -671,7 +711,9 @@ impl AdmissionEntries {
 /// A validated request: one [`Planned`] per descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan<'r> {
+    /// One plan per descriptor, in order.
     pub descriptors: Vec<Planned<'r>>,
+    /// The Level-1 entries, when a descriptor carries `user_type`.
     pub admission: Option<AdmissionEntries>,
     /// `hits_addend`, 0 made 1.
     pub hits: u32,
@@ -713,7 +755,9 @@ impl Plan<'_> {
 /// One GCRA check of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check {
+    /// The rule's GCRA parameters.
     pub spacing: Spacing,
+    /// Hits this request takes.
     pub cost: u32,
     /// Whether this check being limited refuses the request (not in shadow mode).
     pub enforce: bool,
@@ -758,22 +802,29 @@ pub fn kept<'c>(checks: impl IntoIterator<Item = &'c Check>, outcomes: &[GcraOut
 /// A descriptor's (and the request's) code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// Within the limit (or no limit).
     Ok,
+    /// Over the limit.
     OverLimit,
 }
 
 /// The limit reported as `current_limit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedLimit {
+    /// The limit's name.
     pub name: String,
+    /// Requests allowed per unit.
     pub requests_per_unit: u32,
+    /// The unit.
     pub unit: Unit,
 }
 
 /// One descriptor's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// Within or over the limit.
     pub code: Code,
+    /// The matched rule's limit (absent without one).
     pub current_limit: Option<ReportedLimit>,
     /// Requests the counter still allows right now.
     pub limit_remaining: u32,
@@ -786,7 +837,9 @@ pub struct Status {
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
+    /// OVER_LIMIT when any enforced descriptor is over its limit.
     pub overall: Code,
+    /// One status per descriptor, in order.
     pub statuses: Vec<Status>,
     /// Added to Envoy's response when over the limit: `retry-after`
     /// (seconds; not when the request can never pass) and
@@ -818,9 +871,11 @@ pub fn counter_state(outcome: GcraOutcome, check: &Check, now_us: u64, kept: boo
 /// Level 1's part of an answer.
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionOutcome<'v> {
+    /// Level 1's verdict.
     pub verdict: &'v Verdict,
     /// The user type's rate limit, when Level 1 checked it.
     pub rate: Option<RateLimit>,
+    /// The request's user type.
     pub user_type: UserType,
 }
 

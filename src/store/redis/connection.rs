@@ -32,6 +32,7 @@ pub struct RedisTlsFiles {
     pub ca: Option<PathBuf>,
     /// Client certificate chain and key, for servers that require mutual TLS.
     pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key.
     pub client_key: Option<PathBuf>,
 }
 
@@ -66,9 +67,19 @@ impl RedisTlsFiles {
 #[derive(Clone, PartialEq, Eq)]
 pub enum RedisUrl {
     /// One node; the URL as the crate reads it.
-    Single { url: String, tls: bool },
+    Single {
+        /// The URL as the crate reads it.
+        url: String,
+        /// `rediss://`.
+        tls: bool,
+    },
     /// Seed nodes of a Cluster, each as a one-node URL (credentials included).
-    Cluster { nodes: Vec<String>, tls: bool },
+    Cluster {
+        /// Seed node URLs.
+        nodes: Vec<String>,
+        /// `rediss-cluster://`.
+        tls: bool,
+    },
     /// Sentinels that name the master of `service`.
     Sentinel(SentinelUrl),
 }
@@ -76,15 +87,21 @@ pub enum RedisUrl {
 /// `redis+sentinel://[user:password@]host:port[,host:port…]/service[/db][?sentinel_username=…&sentinel_password=…]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SentinelUrl {
+    /// Sentinel addresses.
     pub sentinels: Vec<(String, u16)>,
+    /// The master's service name.
     pub service: String,
+    /// The database number on the master.
     pub db: i64,
     /// Credentials for the master (from the URL's user info).
     pub username: Option<String>,
+    /// The master's password.
     pub password: Option<String>,
     /// Credentials for the Sentinels themselves (query parameters).
     pub sentinel_username: Option<String>,
+    /// The Sentinels' password.
     pub sentinel_password: Option<String>,
+    /// TLS to the master and the Sentinels.
     pub tls: bool,
 }
 

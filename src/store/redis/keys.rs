@@ -83,7 +83,7 @@ impl Keys {
 /// The key layout's version, part of every key name: a deployment upgraded
 /// from a layout without it (every key in the `{floodgate}` slot) starts
 /// clean instead of reading keys it would now look for elsewhere.
-pub const LAYOUT: &str = "v2";
+pub(crate) const LAYOUT: &str = "v2";
 
 /// The Cluster slot of a key (its hash tag's CRC16), to group the calls
 /// of one batch by slot.

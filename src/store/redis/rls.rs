@@ -142,7 +142,7 @@ impl RedisStore {
 
 /// The replies of several requests in one script call, split by their
 /// check counts.
-pub fn decode_rls_many(value: &Value, sizes: &[usize]) -> StoreResult<Vec<RateBatch>> {
+pub(crate) fn decode_rls_many(value: &Value, sizes: &[usize]) -> StoreResult<Vec<RateBatch>> {
     let items = array("rls", value)?;
     if items.len() != sizes.iter().map(|n| 1 + 2 * n).sum::<usize>() {
         return Err(protocol("rls", value));
