@@ -104,13 +104,25 @@ fn subjects_by_owner(cluster: &Cluster, node: &Node, on: bool, n: usize) -> Vec<
 }
 
 /// `floodgate_store_errors_total{operation="rate_limit"}` of a floodgate.
+/// A scrape reads the admission state from the store, so right after a
+/// failover it may answer 503 while the cluster client refreshes its
+/// topology; the scrape is retried for up to ten seconds.
 async fn rate_limit_store_errors(server: &Server) -> u64 {
-    let metrics = common::http::get(server.http, "/metrics", Some(ADMIN)).await.body;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("floodgate_store_errors_total{operation=\"rate_limit\"} "))
-        .and_then(|n| n.parse().ok())
-        .expect("the rate_limit store error counter")
+    let mut last = None;
+    for _ in 0..100 {
+        let reply = common::http::get(server.http, "/metrics", Some(ADMIN)).await;
+        let count = reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("floodgate_store_errors_total{operation=\"rate_limit\"} "))
+            .and_then(|n| n.parse().ok());
+        if let (200, Some(count)) = (reply.status, count) {
+            return count;
+        }
+        last = Some((reply.status, reply.body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no rate_limit store error counter in ten seconds of scrapes; the last answer: {last:?}");
 }
 
 /// A primary that serves rate-limit keys (not the admission slot) is
