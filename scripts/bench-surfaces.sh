@@ -45,29 +45,29 @@ ratio() { python3 -c "print(f'{$(rps "$1")/$(rps "$2"):.2f}×')"; }
 header() { echo; echo "$1"; echo; echo "| run | req/s | p50 µs | p99 µs | admitted | refused (429+503+circuit) | errors |"; echo "|---|---|---|---|---|---|---|"; }
 
 # An operator's browser tab and a Prometheus: the console's JSON every 2 s,
-# /metrics every second, for as long as the poller lives (on core 1).
-poll_surfaces() {
-  local n=0
-  while true; do
-    taskset -c 1 curl -s -o /dev/null "http://$http/metrics" || true
-    if (( n % 2 == 0 )); then
-      for route in /monitoring/system /debug/capacity-calculation /admin/circuit-breakers /monitoring/throttling /monitoring/alerts /monitoring/processes /monitoring/throttling/minutes; do
-        taskset -c 1 curl -s -o /dev/null "http://$http$route" || true
-      done
-    fi
-    n=$((n + 1))
-    sleep 1
-  done
-}
+# /metrics every second, over keep-alive connections from one process (on
+# core 1 with the load generator), for as long as the poller lives.
+poll_surfaces() { exec taskset -c 1 python3 scripts/poll-surfaces.py "$http"; }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); ${secs}s per run, one connection"
 
 header "## CheckCapacity (memory, c=64): console polling + /metrics every second vs left alone (one server, alternating ×3)"
 start_server surfaces
+# Each row also gives the server's CPU µs per CheckCapacity (from
+# /proc/PID/stat; the polls' own cost is included in the polled rows), which
+# the host's noise moves far less than req/s.
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+timed() { # label mode -> row with server CPU µs/req; sets $line
+  local t0 t1 req
+  t0=$(cpu_ticks "$pid"); line=$(once "$2"); t1=$(cpu_ticks "$pid")
+  req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+  row "$1 (server CPU $(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($req,1),1))") µs/req)" "$line"
+}
 for i in 1 2 3; do
-  a=$(once check); row "left alone #$i" "$a"
+  timed "left alone #$i" check; a=$line
   poll_surfaces & poller=$!
-  b=$(once check); row "console + scrape #$i" "$b"
+  timed "console + scrape #$i" check; b=$line
   kill $poller; wait $poller 2>/dev/null || true
   echo "| polled / alone #$i | $(ratio "$b" "$a") | | | | | |"
 done
@@ -85,8 +85,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_TRACES_SAMPLER=parentbased_trace
   start_server traced; on_addr=$addr; on_pid=$pid
 traced_calls=0
 for i in 1 2 3; do
-  addr=$off_addr; a=$(once check); row "tracing off #$i" "$a"
-  addr=$on_addr; b=$(once check); row "1 % sampled #$i" "$b"
+  addr=$off_addr pid=$off_pid; timed "tracing off #$i" check; a=$line
+  addr=$on_addr pid=$on_pid; timed "1 % sampled #$i" check; b=$line
   traced_calls=$((traced_calls + $(sed -E 's/.*admitted=([0-9]+) rate_limited=([0-9]+) backpressure=([0-9]+) circuit_open=([0-9]+).*/\1+\2+\3+\4/' <<<"$b")))
   echo "| sampled / off #$i | $(ratio "$b" "$a") | | | | | |"
 done
