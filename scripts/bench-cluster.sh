@@ -104,7 +104,8 @@ measured() { # label ports mode [loadgen args] -> one table row
   local label=$1 ports=$2; shift 2
   for p in $ports; do redis-cli -p "$p" config resetstat >/dev/null; done
   local t0 t1 line req calls usec
-  t0=$(cpu_ticks "$fpid"); line=$(load "$@"); t1=$(cpu_ticks "$fpid")
+  # No warm-up: the counters cover exactly the requests counted.
+  t0=$(cpu_ticks "$fpid"); line=$(load "$@" --warmup 0); t1=$(cpu_ticks "$fpid")
   read -r calls usec < <(script_calls "$ports")
   req=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
   python3 - "$label" "$line" "$req" "$t0" "$t1" "$hz" "$calls" "$usec" <<'PY'
