@@ -357,7 +357,8 @@ impl Cluster {
 
     /// `masters` primaries with `replicas` replicas each, every replica in
     /// sync. Failover after a primary dies takes a few seconds
-    /// (`cluster-node-timeout` 2 s).
+    /// (`cluster-node-timeout` 2 s); meanwhile the other primaries keep
+    /// serving their slots (`cluster-require-full-coverage no`).
     pub fn start_with_replicas(masters: usize, replicas: usize, tls: Option<&TlsFiles>) -> Cluster {
         let n = masters * (1 + replicas);
         let nodes: Vec<Node> = (0..n)
@@ -372,6 +373,11 @@ impl Cluster {
                     free_port().to_string(),
                     "--cluster-node-timeout".into(),
                     "2000".into(),
+                    // Keep serving the covered slots while one primary fails
+                    // over (Redis's default, yes, refuses every key of every
+                    // shard then: CLUSTERDOWN); docs/scaling.md asks for it.
+                    "--cluster-require-full-coverage".into(),
+                    "no".into(),
                 ];
                 if tls.is_some() {
                     args.extend(["--tls-cluster".into(), "yes".into()]);
