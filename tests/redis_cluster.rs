@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::redis::{Cluster, Node};
+use common::redis::{Cluster, Node, wait_until};
 use common::*;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::UserType as CoreUserType;
 use floodgate::core::gcra::{GcraOutcome, RateLimit};
 use floodgate::store::{RedisOptions, RedisStore, Store, TimeSource};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
+use tonic::Code;
 
 /// A store on the cluster; calls may take seconds on a loaded 2-core
 /// machine running six Redis nodes, so the timeout is generous.
@@ -248,4 +249,69 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
     }
     let missing: Vec<_> = admitted.difference(&delivered).collect();
     assert!(missing.is_empty(), "{} admitted tasks not delivered: {missing:?}", missing.len());
+}
+
+/// The node on `port`.
+fn node(cluster: &Cluster, port: u16) -> &Node {
+    cluster.nodes.iter().find(|n| n.port == port).expect("a node of this cluster")
+}
+
+/// The replica of the primary on `port`.
+fn replica_of(cluster: &Cluster, port: u16) -> &Node {
+    let port = port.to_string();
+    cluster
+        .nodes
+        .iter()
+        .find(|n| n.role() == "slave" && n.info("replication", "master_port").as_deref() == Some(port.as_str()))
+        .expect("every primary has a replica")
+}
+
+/// `redis_min_replicas = 1` on the Cluster: an admission is on the replica
+/// of the admission slot's primary when EnqueueAtomic answers; a replica
+/// lost on a rate-limit shard changes nothing; the admission primary's
+/// replica lost makes EnqueueAtomic fail closed. Regression: the cluster
+/// client sent WAIT to every primary and answered the fewest replicas, so
+/// a replica lost on any shard failed every admission.
+#[tokio::test]
+async fn admissions_wait_for_the_admission_primarys_replica_on_the_cluster() {
+    let mut cluster = Cluster::start_with_replicas(3, 1, None);
+    let admission_port = cluster.owner("{floodgate}").port;
+    let other_port =
+        cluster.primaries().iter().map(|n| n.port).find(|p| *p != admission_port).expect("a second primary");
+    let (admission_replica, other_replica) =
+        (replica_of(&cluster, admission_port).port, replica_of(&cluster, other_port).port);
+
+    let mut s = settings(Profile::Production, "concurrent_per_process = 1000");
+    s.store = StoreUrl::Redis(cluster.url());
+    s.redis_timeout_ms = 10_000;
+    s.redis_min_replicas = 1;
+    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+
+    for i in 0..3 {
+        let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("r-{i}"))).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit);
+        let id = r.into_inner().task_id;
+        // No waiting here: WAIT already made sure.
+        let on_replica = node(&cluster, admission_replica).cli_readonly(&["HEXISTS", "{floodgate}:v2:task_meta", &id]);
+        assert_eq!(on_replica, "1", "{id} not on the admission primary's replica when admitted");
+    }
+
+    cluster.nodes.iter_mut().find(|n| n.port == other_replica).unwrap().kill();
+    wait_until(20, "the rate-limit primary to notice", || {
+        node(&cluster, other_port).info("replication", "connected_slaves").as_deref() == Some("0")
+    });
+    let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, "other-shard-unreplicated")).await.unwrap();
+    assert_eq!(r.get_ref().decision(), Decision::Admit, "a replica lost on another shard fails no admission");
+
+    cluster.nodes.iter_mut().find(|n| n.port == admission_replica).unwrap().kill();
+    wait_until(20, "the admission primary to notice", || {
+        node(&cluster, admission_port).info("replication", "connected_slaves").as_deref() == Some("0")
+    });
+    let err = c.admission.enqueue_atomic(enqueue(UserType::Registered, "unreplicated")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    // Level 1 does not wait for replicas.
+    let check = c.admission.check_capacity(check(UserType::Registered, "unreplicated")).await.unwrap();
+    assert_eq!(check.get_ref().decision(), Decision::Admit);
 }

@@ -303,6 +303,23 @@ impl Node {
         cli_at(self.port, self.tls.as_ref(), args)
     }
 
+    /// `redis-cli` on a Cluster replica after `READONLY` on the same
+    /// connection, so that it answers for its primary's slots instead of
+    /// redirecting (MOVED); the last command's answer.
+    pub fn cli_readonly(&self, args: &[&str]) -> String {
+        use std::io::Write;
+        let mut command = redis_cli();
+        command.args(self.tls.as_ref().map(TlsFiles::cli_args).unwrap_or_default());
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command.spawn().expect("redis-cli runs (Debian's redis-tools package)");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        writeln!(stdin, "READONLY\n{}", args.join(" ")).expect("redis-cli reads its commands");
+        drop(stdin);
+        let out = child.wait_with_output().expect("redis-cli ends");
+        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_owned()
+    }
+
     /// One field of an `INFO` section, e.g. `info("replication", "role")`.
     pub fn info(&self, section: &str, field: &str) -> Option<String> {
         self.cli(&["INFO", section])
