@@ -452,3 +452,37 @@ common::on_both_stores!(
     privileged_admin_routes_bypass_rate_limits_but_chat_does_not,
     bad_input_names_the_field_and_changes_nothing,
 );
+
+/// The server's side of every gRPC connection has `TCP_NODELAY` on.
+/// Regression: the tonic builder's `tcp_nodelay(true)` does not apply to a
+/// listener the app binds itself, so Nagle's algorithm held a response
+/// written while an earlier one was unacknowledged until the client's
+/// delayed ACK (40 ms on Linux): the Redis worker cycle's old p99 tail
+/// (BENCHMARKS.md). The server runs in this process, so its sockets are
+/// among this process's file descriptors.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn accepted_grpc_connections_have_tcp_nodelay() {
+    use std::os::fd::BorrowedFd;
+
+    let server = start(Profile::Development, "").await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let mut accepted = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // SAFETY: the descriptor is only duplicated; one closed meanwhile
+        // makes the duplication fail, which skips it.
+        let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else { continue };
+        let socket = std::net::TcpStream::from(owned);
+        // The server's end of a connection: our port locally, a peer (the
+        // listener has none; the client's end has another local port).
+        if socket.local_addr().is_ok_and(|a| a.port() == server.grpc.port()) && socket.peer_addr().is_ok() {
+            accepted.push((fd, socket.nodelay().unwrap()));
+        }
+    }
+    assert!(!accepted.is_empty(), "the client's connection is among this process's sockets");
+    for (fd, nodelay) in accepted {
+        assert!(nodelay, "accepted gRPC socket (fd {fd}) has Nagle's algorithm on");
+    }
+}

@@ -27,6 +27,7 @@ use super::{
 mod batcher;
 mod batches;
 pub mod connection;
+mod coverage;
 mod decode;
 mod keys;
 mod link;
@@ -160,6 +161,11 @@ impl RedisStore {
             }
             _ => link.clone(),
         };
+        // That is only true if Redis itself keeps serving the other shards
+        // (see `coverage`); a Cluster that would not is named in the log.
+        if let Connection::Cluster(cluster) = &link.connection {
+            tokio::spawn(coverage::warn_if_full_coverage_required(cluster.clone(), options.timeout));
+        }
         let scripts = Scripts::new();
         let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
         tokio::spawn(batch_gcra(rate_link.clone(), script(include_str!("lua/gcra.lua")), calls));

@@ -303,6 +303,23 @@ impl Node {
         cli_at(self.port, self.tls.as_ref(), args)
     }
 
+    /// `redis-cli` on a Cluster replica after `READONLY` on the same
+    /// connection, so that it answers for its primary's slots instead of
+    /// redirecting (MOVED); the last command's answer.
+    pub fn cli_readonly(&self, args: &[&str]) -> String {
+        use std::io::Write;
+        let mut command = redis_cli();
+        command.args(self.tls.as_ref().map(TlsFiles::cli_args).unwrap_or_default());
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command.spawn().expect("redis-cli runs (Debian's redis-tools package)");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        writeln!(stdin, "READONLY\n{}", args.join(" ")).expect("redis-cli reads its commands");
+        drop(stdin);
+        let out = child.wait_with_output().expect("redis-cli ends");
+        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_owned()
+    }
+
     /// One field of an `INFO` section, e.g. `info("replication", "role")`.
     pub fn info(&self, section: &str, field: &str) -> Option<String> {
         self.cli(&["INFO", section])
@@ -357,7 +374,8 @@ impl Cluster {
 
     /// `masters` primaries with `replicas` replicas each, every replica in
     /// sync. Failover after a primary dies takes a few seconds
-    /// (`cluster-node-timeout` 2 s).
+    /// (`cluster-node-timeout` 2 s); meanwhile the other primaries keep
+    /// serving their slots (`cluster-require-full-coverage no`).
     pub fn start_with_replicas(masters: usize, replicas: usize, tls: Option<&TlsFiles>) -> Cluster {
         let n = masters * (1 + replicas);
         let nodes: Vec<Node> = (0..n)
@@ -372,6 +390,11 @@ impl Cluster {
                     free_port().to_string(),
                     "--cluster-node-timeout".into(),
                     "2000".into(),
+                    // Keep serving the covered slots while one primary fails
+                    // over (Redis's default, yes, refuses every key of every
+                    // shard then: CLUSTERDOWN); docs/scaling.md asks for it.
+                    "--cluster-require-full-coverage".into(),
+                    "no".into(),
                 ];
                 if tls.is_some() {
                     args.extend(["--tls-cluster".into(), "yes".into()]);

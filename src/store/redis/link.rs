@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::Value;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 use super::connection::Connection;
 use super::{RedisOptions, TimeSource};
@@ -96,7 +97,9 @@ impl Link {
 
     /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
     /// With `replicas`, the call also waits (WAIT, half the timeout) until
-    /// that many replicas hold its writes, and fails if they don't.
+    /// that many replicas hold its writes, and fails if they don't. Such a
+    /// link runs admission scripts only: on a Cluster WAIT asks the primary
+    /// of the admission slot (`options.prefix`'s hash tag).
     pub(super) async fn run(&self, invocation: redis::ScriptInvocation<'_>) -> StoreResult<Value> {
         let mut connection = self.connection.clone();
         let replicas = self.replicas;
@@ -104,7 +107,22 @@ impl Link {
         self.bounded(async move {
             let value = invocation.invoke_async::<Value>(&mut connection).await?;
             if replicas > 0 {
-                let acked: u32 = redis::cmd("WAIT").arg(replicas).arg(wait_ms).query_async(&mut connection).await?;
+                let wait = redis::cmd("WAIT").arg(replicas).arg(wait_ms).clone();
+                let acked: u32 = match &mut connection {
+                    // The cluster client would send WAIT to every primary
+                    // and answer the fewest replicas: a replica lost on a
+                    // rate-limit shard would fail admissions. Only the
+                    // admission slot's primary holds this call's writes
+                    // (and counts them per connection, the one that sent
+                    // them), so WAIT goes to it alone.
+                    Connection::Cluster(cluster) => {
+                        let route = Route::with_key(&self.options.prefix, SlotAddr::Master);
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                        let reply = cluster.route_command(wait, routing).await?;
+                        redis::from_redis_value(reply)?
+                    }
+                    one_node => wait.query_async(one_node).await?,
+                };
                 if acked < replicas {
                     return Err(redis::RedisError::from((
                         redis::ErrorKind::Io,
