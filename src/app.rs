@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Server;
@@ -199,7 +200,11 @@ impl App {
             Some(tls) => Box::pin(
                 axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
             ),
-            None => Box::pin(axum::serve(http, router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future()),
+            None => Box::pin(
+                axum::serve(http.tap_io(no_delay), router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            ),
         };
 
         // In-flight calls finish, but a client that never lets its
@@ -230,6 +235,14 @@ impl App {
 /// incoming stream: with Nagle on, a response written while an earlier one
 /// on the connection was unacknowledged waited for the client's delayed ACK
 /// (40 ms on Linux), the Redis worker cycle's old p99 tail (BENCHMARKS.md).
+/// The HTTP shim's connections get `TCP_NODELAY` too: a JSON answer
+/// must not wait for a delayed ACK either.
+pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

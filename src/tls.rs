@@ -129,7 +129,7 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let (stream, addr) = match self.tcp.accept().await {
+            let (mut stream, addr) = match self.tcp.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::debug!(error = %e, "accept failed");
@@ -137,6 +137,7 @@ impl axum::serve::Listener for TlsListener {
                     continue;
                 }
             };
+            crate::app::no_delay(&mut stream);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => return (tls, addr),
                 Ok(Err(e)) => tracing::debug!(error = %e, peer = %addr, "TLS handshake failed"),

@@ -453,21 +453,44 @@ common::on_both_stores!(
     bad_input_names_the_field_and_changes_nothing,
 );
 
-/// The server's side of every gRPC connection has `TCP_NODELAY` on.
-/// Regression: the tonic builder's `tcp_nodelay(true)` does not apply to a
-/// listener the app binds itself, so Nagle's algorithm held a response
+/// The server's side of every gRPC and HTTP connection has `TCP_NODELAY`
+/// on. Regression: the tonic builder's `tcp_nodelay(true)` does not apply
+/// to a listener the app binds itself, so Nagle's algorithm held a response
 /// written while an earlier one was unacknowledged until the client's
 /// delayed ACK (40 ms on Linux): the Redis worker cycle's old p99 tail
 /// (BENCHMARKS.md). The server runs in this process, so its sockets are
 /// among this process's file descriptors.
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn accepted_grpc_connections_have_tcp_nodelay() {
-    use std::os::fd::BorrowedFd;
+async fn accepted_connections_have_tcp_nodelay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let server = start(Profile::Development, "").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // An HTTP connection kept open after one answer.
+    let mut http = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    http.write_all(b"GET /ui/session HTTP/1.1\r\nHost: floodgate\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 12];
+    http.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    for (listener, port) in [("gRPC", server.grpc.port()), ("HTTP", server.http.port())] {
+        let accepted = accepted_sockets(port);
+        assert!(!accepted.is_empty(), "the {listener} client's connection is among this process's sockets");
+        for (fd, nodelay) in accepted {
+            assert!(nodelay, "accepted {listener} socket (fd {fd}) has Nagle's algorithm on");
+        }
+    }
+}
+
+/// (fd, TCP_NODELAY) of the server's end of each connection to `port` in
+/// this process: our port locally and a peer (the listener has none; a
+/// client's end has another local port).
+#[cfg(target_os = "linux")]
+fn accepted_sockets(port: u16) -> Vec<(i32, bool)> {
+    use std::os::fd::BorrowedFd;
+
     let mut accepted = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
@@ -475,14 +498,9 @@ async fn accepted_grpc_connections_have_tcp_nodelay() {
         // makes the duplication fail, which skips it.
         let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else { continue };
         let socket = std::net::TcpStream::from(owned);
-        // The server's end of a connection: our port locally, a peer (the
-        // listener has none; the client's end has another local port).
-        if socket.local_addr().is_ok_and(|a| a.port() == server.grpc.port()) && socket.peer_addr().is_ok() {
+        if socket.local_addr().is_ok_and(|a| a.port() == port) && socket.peer_addr().is_ok() {
             accepted.push((fd, socket.nodelay().unwrap()));
         }
     }
-    assert!(!accepted.is_empty(), "the client's connection is among this process's sockets");
-    for (fd, nodelay) in accepted {
-        assert!(nodelay, "accepted gRPC socket (fd {fd}) has Nagle's algorithm on");
-    }
+    accepted
 }
