@@ -3,8 +3,10 @@
 //! free of a global lock.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
+
+use smallvec::SmallVec;
 
 use crate::core::UserType;
 use crate::core::gcra::{self, GcraOutcome, RateLimit};
@@ -22,21 +24,25 @@ type Shard = HashMap<Box<str>, u64>;
 /// Arrival times per (user type, subject), in 64 shards per user type, and
 /// per Envoy descriptor counter in 64 more.
 pub struct RateTable {
-    shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
-    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+    /// Picks a key's shard. The shards' maps keep std's SipHash (the keys
+    /// are callers' subjects and values, so a map must not be floodable);
+    /// a shard is one of 64 whatever the key, and a fast seeded hash
+    /// (foldhash) there saves a second SipHash per key and request.
+    shard_hasher: foldhash::fast::RandomState,
 }
 
 impl Default for RateTable {
     fn default() -> Self {
         RateTable {
             shards: (0..SHARDS * GROUPS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shard_hasher: foldhash::fast::RandomState::default(),
         }
     }
 }
 
 impl RateTable {
-    fn shard(&self, user_type: UserType, subject: &str) -> &Mutex<HashMap<Box<str>, u64>> {
+    fn shard(&self, user_type: UserType, subject: &str) -> &Mutex<Shard> {
         &self.shards[self.shard_index(RateKey::User(user_type, subject))]
     }
 
@@ -45,7 +51,7 @@ impl RateTable {
             RateKey::User(user_type, subject) => (user_type.index(), subject),
             RateKey::Descriptor(counter) => (UserType::ALL.len(), counter),
         };
-        group * SHARDS + (self.hasher.hash_one(name) as usize) % SHARDS
+        group * SHARDS + (self.shard_hasher.hash_one(name) as usize) % SHARDS
     }
 
     /// One request's checks decided together (`core::rls::decide_all`):
@@ -60,12 +66,13 @@ impl RateTable {
             let outcome = step(&mut shard, key.name(), decide, |outcome| rls::kept([check], &[outcome], dry_run));
             return vec![outcome];
         }
-        let located: Vec<((usize, &str), Check)> =
+        // On the stack for the usual few descriptors: no allocation but the outcomes.
+        let located: SmallVec<[((usize, &str), Check); 4]> =
             checks.iter().map(|(key, check)| ((self.shard_index(*key), key.name()), *check)).collect();
-        let mut order: Vec<usize> = located.iter().map(|((shard, _), _)| *shard).collect();
+        let mut order: SmallVec<[usize; 4]> = located.iter().map(|((shard, _), _)| *shard).collect();
         order.sort_unstable();
         order.dedup();
-        let mut held: Vec<(usize, MutexGuard<'_, Shard>)> =
+        let mut held: SmallVec<[(usize, MutexGuard<'_, Shard>); 4]> =
             order.into_iter().map(|i| (i, lock(&self.shards[i]))).collect();
         // Every shard in `located` is in `held`, which is sorted.
         let position = |held: &[(usize, MutexGuard<'_, Shard>)], shard: usize| {
