@@ -392,7 +392,7 @@ impl Rules {
         if request.hits_addend > MAX_HITS_ADDEND {
             return Err(invalid("hits_addend", format!("must be at most {MAX_HITS_ADDEND}")));
         }
-        let mut descriptors = Vec::with_capacity(request.descriptors.len());
+        let mut descriptors = SmallVec::with_capacity(request.descriptors.len());
         let mut admission = None;
         let mut replacing = false;
         for (i, entries) in request.descriptors.iter().enumerate() {
@@ -718,8 +718,8 @@ impl AdmissionEntries {
 /// A validated request: one [`Planned`] per descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan<'r> {
-    /// One plan per descriptor, in order.
-    pub descriptors: Vec<Planned<'r>>,
+    /// One plan per descriptor, in order (on the stack for up to four).
+    pub descriptors: SmallVec<[Planned<'r>; 4]>,
     /// The Level-1 entries, when a descriptor carries `user_type`.
     pub admission: Option<AdmissionEntries>,
     /// `hits_addend`, 0 made 1.
