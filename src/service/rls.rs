@@ -1,5 +1,7 @@
 //! Envoy's `ShouldRateLimit`: descriptor rules and Level 1 decided together.
 
+use smallvec::SmallVec;
+
 use super::Floodgate;
 use super::admission::{AdmissionRequest, LevelOne};
 use crate::core::Decision;
@@ -53,7 +55,7 @@ impl Floodgate {
         let (batch, store) = if checks.is_empty() {
             (RateBatch { outcomes: Vec::new(), now_us }, StoreOutcome::Skipped)
         } else {
-            let keyed: Vec<(RateKey<'_>, rls::Check)> = checks
+            let keyed: SmallVec<[(RateKey<'_>, rls::Check); 4]> = checks
                 .iter()
                 .map(|(i, check)| match (&plan.descriptors[*i], &admission) {
                     (rls::Planned::Limited { counter, .. }, _) => (RateKey::Descriptor(counter), *check),

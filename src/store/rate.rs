@@ -2,9 +2,12 @@
 //! fail-open fallback when a shared store is down. Sharding keeps Level 1
 //! free of a global lock.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use smallvec::SmallVec;
 
 use crate::core::UserType;
 use crate::core::gcra::{self, GcraOutcome, RateLimit};
@@ -17,35 +20,45 @@ const SHARDS: usize = 64;
 /// Shard groups: one per user type, then one for Envoy descriptor counters.
 const GROUPS: usize = UserType::ALL.len() + 1;
 
-type Shard = HashMap<Box<str>, u64>;
+/// One shard: (subject or counter, arrival time), found by the key's hash.
+type Shard = HashTable<(Box<str>, u64)>;
+
+/// A key located: its shard, its hash and its name.
+type Located<'a> = (usize, u64, &'a str);
 
 /// Arrival times per (user type, subject), in 64 shards per user type, and
 /// per Envoy descriptor counter in 64 more.
 pub struct RateTable {
-    shards: Vec<Mutex<HashMap<Box<str>, u64>>>,
+    shards: Vec<Mutex<Shard>>,
+    /// SipHash with a random key: the keys are callers' subjects and
+    /// values, so a shard must not be floodable. A key is hashed once per
+    /// request: the hash picks its shard and finds (and stores) its slot.
     hasher: RandomState,
 }
 
 impl Default for RateTable {
     fn default() -> Self {
         RateTable {
-            shards: (0..SHARDS * GROUPS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS * GROUPS).map(|_| Mutex::new(HashTable::new())).collect(),
             hasher: RandomState::new(),
         }
     }
 }
 
 impl RateTable {
-    fn shard(&self, user_type: UserType, subject: &str) -> &Mutex<HashMap<Box<str>, u64>> {
-        &self.shards[self.shard_index(RateKey::User(user_type, subject))]
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
     }
 
-    fn shard_index(&self, key: RateKey<'_>) -> usize {
+    fn locate<'k>(&self, key: RateKey<'k>) -> Located<'k> {
         let (group, name) = match key {
             RateKey::User(user_type, subject) => (user_type.index(), subject),
             RateKey::Descriptor(counter) => (UserType::ALL.len(), counter),
         };
-        group * SHARDS + (self.hasher.hash_one(name) as usize) % SHARDS
+        let hash = self.hash(name);
+        // Bits 32 and up pick the shard: the table's slot takes the low
+        // bits and its tags the top seven, so the three stay independent.
+        (group * SHARDS + (hash >> 32) as usize % SHARDS, hash, name)
     }
 
     /// One request's checks decided together (`core::rls::decide_all`):
@@ -55,17 +68,19 @@ impl RateTable {
     pub fn check_all(&self, checks: &[(RateKey<'_>, Check)], dry_run: bool, now_us: u64) -> Vec<GcraOutcome> {
         if let [(key, check)] = checks {
             // One check (the usual Envoy request): one shard, one lookup.
-            let mut shard = lock(&self.shards[self.shard_index(*key)]);
+            let (shard, hash, name) = self.locate(*key);
+            let mut shard = lock(&self.shards[shard]);
             let decide = |tat| gcra::check_spacing(tat, now_us, check.spacing, check.cost);
-            let outcome = step(&mut shard, key.name(), decide, |outcome| rls::kept([check], &[outcome], dry_run));
+            let outcome = self.step(&mut shard, hash, name, decide, |outcome| rls::kept([check], &[outcome], dry_run));
             return vec![outcome];
         }
-        let located: Vec<((usize, &str), Check)> =
-            checks.iter().map(|(key, check)| ((self.shard_index(*key), key.name()), *check)).collect();
-        let mut order: Vec<usize> = located.iter().map(|((shard, _), _)| *shard).collect();
+        // On the stack for the usual few descriptors: no allocation but the outcomes.
+        let located: SmallVec<[(Located<'_>, Check); 4]> =
+            checks.iter().map(|(key, check)| (self.locate(*key), *check)).collect();
+        let mut order: SmallVec<[usize; 4]> = located.iter().map(|((shard, _, _), _)| *shard).collect();
         order.sort_unstable();
         order.dedup();
-        let mut held: Vec<(usize, MutexGuard<'_, Shard>)> =
+        let mut held: SmallVec<[(usize, MutexGuard<'_, Shard>); 4]> =
             order.into_iter().map(|i| (i, lock(&self.shards[i]))).collect();
         // Every shard in `located` is in `held`, which is sorted.
         let position = |held: &[(usize, MutexGuard<'_, Shard>)], shard: usize| {
@@ -73,26 +88,66 @@ impl RateTable {
         };
         let (outcomes, writes) = rls::decide_all(
             &located,
-            |(shard, name)| held[position(&held, *shard)].1.get(*name).copied(),
+            |(shard, hash, name)| held[position(&held, *shard)].1.find(*hash, |(k, _)| **k == **name).map(|(_, t)| *t),
             now_us,
             dry_run,
         );
-        for ((shard, name), tat) in writes {
+        for ((shard, hash, name), tat) in writes {
             let at = position(&held, shard);
-            match held[at].1.get_mut(name) {
-                Some(stored) => *stored = tat,
-                None => {
-                    held[at].1.insert(name.into(), tat);
-                }
-            }
+            self.store(&mut held[at].1, hash, name, tat);
         }
         outcomes
     }
 
     /// One GCRA step; the key is written only when the request is allowed.
     pub fn check(&self, user_type: UserType, subject: &str, limit: RateLimit, cost: u32, now_us: u64) -> GcraOutcome {
-        let mut shard = lock(self.shard(user_type, subject));
-        step(&mut shard, subject, |tat| gcra::check(tat, now_us, limit, cost), |_| true)
+        let (shard, hash, name) = self.locate(RateKey::User(user_type, subject));
+        let mut shard = lock(&self.shards[shard]);
+        self.step(&mut shard, hash, name, |tat| gcra::check(tat, now_us, limit, cost), |_| true)
+    }
+
+    /// One GCRA step on one key with one probe of its shard: `decide` sees
+    /// the stored arrival time; an allowed outcome's new time is stored when
+    /// `keep` says so (the caller's rule: always for Level 1, `rls::kept`
+    /// for a request).
+    fn step(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        name: &str,
+        decide: impl FnOnce(Option<u64>) -> GcraOutcome,
+        keep: impl FnOnce(GcraOutcome) -> bool,
+    ) -> GcraOutcome {
+        match shard.entry(hash, |(k, _)| **k == *name, |(k, _)| self.hash(k)) {
+            Entry::Occupied(mut slot) => {
+                let outcome = decide(Some(slot.get().1));
+                if let GcraOutcome::Allowed { tat } = outcome
+                    && keep(outcome)
+                {
+                    slot.get_mut().1 = tat;
+                }
+                outcome
+            }
+            Entry::Vacant(slot) => {
+                let outcome = decide(None);
+                if let GcraOutcome::Allowed { tat } = outcome
+                    && keep(outcome)
+                {
+                    slot.insert((name.into(), tat));
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Stores `tat` as `name`'s arrival time.
+    fn store(&self, shard: &mut Shard, hash: u64, name: &str, tat: u64) {
+        match shard.find_mut(hash, |(k, _)| **k == *name) {
+            Some((_, stored)) => *stored = tat,
+            None => {
+                shard.insert_unique(hash, (name.into(), tat), |(k, _)| self.hash(k));
+            }
+        }
     }
 
     /// Keys currently held (tests: eviction frees memory).
@@ -105,36 +160,12 @@ impl RateTable {
     pub fn evict_idle(&self, now_us: u64) {
         for shard in &self.shards {
             let mut shard = lock(shard);
-            shard.retain(|_, tat| !gcra::is_idle(*tat, now_us));
+            shard.retain(|(_, tat)| !gcra::is_idle(*tat, now_us));
             if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
-                shard.shrink_to_fit();
+                shard.shrink_to_fit(|(k, _)| self.hash(k));
             }
         }
     }
-}
-
-/// One GCRA step on one key with one hash lookup: `decide` sees the stored
-/// arrival time; an allowed outcome's new time is stored when `keep` says
-/// so (the caller's rule: always for Level 1, `rls::kept` for a request).
-fn step(
-    shard: &mut Shard,
-    name: &str,
-    decide: impl FnOnce(Option<u64>) -> GcraOutcome,
-    keep: impl FnOnce(GcraOutcome) -> bool,
-) -> GcraOutcome {
-    let stored = shard.get_mut(name);
-    let outcome = decide(stored.as_deref().copied());
-    if let GcraOutcome::Allowed { tat } = outcome
-        && keep(outcome)
-    {
-        match stored {
-            Some(stored) => *stored = tat,
-            None => {
-                shard.insert(name.into(), tat);
-            }
-        }
-    }
-    outcome
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::admission::Verdict;
 use super::gcra::{self, GcraOutcome, RateLimit, Spacing};
@@ -153,18 +154,24 @@ pub enum Limit {
     Rate(Rate),
 }
 
+/// The rule tables: looked up with the request's keys and values on every
+/// request but only ever filled from the rule files, so a request cannot
+/// grow them and a fast seeded hash (foldhash) is enough; SipHash was a
+/// measurable share of a `ShouldRateLimit` (five look-ups per request).
+type RuleMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default, Clone)]
 struct Node {
     limit: Option<Limit>,
     /// The rule's stats key (empty for a domain's root).
     stats_key: String,
     /// Next-entry rules by key.
-    children: HashMap<String, KeyRules>,
+    children: RuleMap<KeyRules>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct KeyRules {
-    by_value: HashMap<String, Node>,
+    by_value: RuleMap<Node>,
     /// Values with `*`, tried in file order after the exact value.
     wildcards: Vec<(Pattern, Node)>,
     any_value: Option<Box<Node>>,
@@ -216,7 +223,7 @@ impl Pattern {
 /// The compiled descriptor rules of every domain.
 #[derive(Debug, Default, Clone)]
 pub struct Rules {
-    domains: HashMap<String, Node>,
+    domains: RuleMap<Node>,
 }
 
 /// Settings that apply to every rule of a request (not per rule).
@@ -271,7 +278,7 @@ impl Rules {
         stats: &mut StatsFor<'_>,
     ) -> Result<Rules, Vec<Invalid>> {
         let mut errors = Vec::new();
-        let mut compiled = HashMap::new();
+        let mut compiled = RuleMap::default();
         for (field, d) in domains {
             if d.domain.is_empty() || d.domain.len() > MAX_KEY_BYTES {
                 errors.push(invalid(join(field, "domain"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
@@ -385,7 +392,7 @@ impl Rules {
         if request.hits_addend > MAX_HITS_ADDEND {
             return Err(invalid("hits_addend", format!("must be at most {MAX_HITS_ADDEND}")));
         }
-        let mut descriptors = Vec::with_capacity(request.descriptors.len());
+        let mut descriptors = SmallVec::with_capacity(request.descriptors.len());
         let mut admission = None;
         let mut replacing = false;
         for (i, entries) in request.descriptors.iter().enumerate() {
@@ -484,7 +491,7 @@ impl Compiling<'_, '_, '_> {
             };
             let stats_key = join(parent_key, &own_key);
             let limit = self.limit(rule, &field, &stats_key);
-            let mut node = Node { limit, stats_key: stats_key.clone(), children: HashMap::new() };
+            let mut node = Node { limit, stats_key: stats_key.clone(), children: RuleMap::default() };
             self.children(&rule.descriptors, &mut node, &format!("{field}.descriptors"), &stats_key);
             let by_key = parent.children.entry(rule.key.clone()).or_default();
             let taken = match &rule.value {
@@ -711,8 +718,8 @@ impl AdmissionEntries {
 /// A validated request: one [`Planned`] per descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan<'r> {
-    /// One plan per descriptor, in order.
-    pub descriptors: Vec<Planned<'r>>,
+    /// One plan per descriptor, in order (on the stack for up to four).
+    pub descriptors: SmallVec<[Planned<'r>; 4]>,
     /// The Level-1 entries, when a descriptor carries `user_type`.
     pub admission: Option<AdmissionEntries>,
     /// `hits_addend`, 0 made 1.
@@ -726,8 +733,8 @@ impl Plan<'_> {
     /// in request order. `admission_rate` is the user type's limit when
     /// Level 1 reached its rate-limit step; Level 1 counts one request, as
     /// `CheckCapacity` does, whatever `hits_addend` says.
-    pub fn checks(&self, admission_rate: Option<RateLimit>) -> Vec<(usize, Check)> {
-        let mut checks = Vec::with_capacity(self.descriptors.len());
+    pub fn checks(&self, admission_rate: Option<RateLimit>) -> Checks {
+        let mut checks = Checks::new();
         for (i, planned) in self.descriptors.iter().enumerate() {
             match planned {
                 Planned::Limited { rate, .. } => checks.push((
@@ -752,6 +759,13 @@ impl Plan<'_> {
 
 // ---- the all-or-nothing decision of one request ----
 
+/// A request's GCRA checks, each with its descriptor's index: on the stack
+/// for the usual one to four descriptors (no allocation per request).
+pub type Checks = SmallVec<[(usize, Check); 4]>;
+
+/// The arrival times [`decide_all`] keeps, by key: on the stack for up to four.
+pub type Writes<K> = SmallVec<[(K, u64); 4]>;
+
 /// One GCRA check of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check {
@@ -774,8 +788,8 @@ pub fn decide_all<K: PartialEq + Clone>(
     stored: impl Fn(&K) -> Option<u64>,
     now_us: u64,
     dry_run: bool,
-) -> (Vec<GcraOutcome>, Vec<(K, u64)>) {
-    let mut pending: Vec<(K, u64)> = Vec::new();
+) -> (Vec<GcraOutcome>, Writes<K>) {
+    let mut pending: Writes<K> = Writes::new();
     let mut outcomes = Vec::with_capacity(checks.len());
     for (key, check) in checks {
         let tat = pending.iter().rev().find(|(k, _)| k == key).map(|(_, t)| *t).or_else(|| stored(key));
