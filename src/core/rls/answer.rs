@@ -53,7 +53,7 @@ pub struct Answer {
     pub statuses: Vec<Status>,
     /// Added to Envoy's response when over the limit: `retry-after`
     /// (seconds; not when the request can never pass) and
-    /// `x-floodgate-decision`; with [`PlanOptions::ratelimit_headers`],
+    /// `x-floodgate-decision`; with [`PlanOptions::ratelimit_headers`](super::PlanOptions::ratelimit_headers),
     /// `RateLimit-Limit`, `-Remaining` and `-Reset` on every answer.
     pub response_headers: Vec<(&'static str, String)>,
     /// What happened to the request, for analytics and metrics.
