@@ -49,7 +49,7 @@ pub(super) const SHARD_WITNESS: u64 = 1_000;
 /// before it died: then the first second of a whole-Cluster outage is
 /// taken for one shard's and the store circuit hears of it a second late.
 pub(super) fn shard_local(last_success: u64, now_ms: u64) -> bool {
-    last_success != 0 && now_ms + 1 <= last_success + SHARD_WITNESS
+    last_success != 0 && now_ms < last_success + SHARD_WITNESS
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
