@@ -18,6 +18,7 @@ use floodgate::core::UserType as CoreUserType;
 use floodgate::core::gcra::{GcraOutcome, RateLimit};
 use floodgate::store::{RedisOptions, RedisStore, Store, TimeSource};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
+use floodgate_client::rate_limit_request;
 use tonic::Code;
 
 /// A store on the cluster; calls may take seconds on a loaded 2-core
@@ -146,10 +147,11 @@ async fn rate_limiter_circuit(server: &Server) -> serde_json::Value {
 
 /// A primary that serves rate-limit keys (not the admission slot) is
 /// SIGKILLed while a floodgate admits tasks and answers Level 1 both for
-/// subjects on the other primaries (healthy) and on the dead one (doomed).
+/// subjects on the other primaries (healthy) and on the dead one (doomed),
+/// the doomed ones also through Envoy's ShouldRateLimit.
 /// Every admitted task is delivered; the healthy subjects never fail open;
-/// the doomed subjects fail open while their primary is down (each failure
-/// one shard's) and get store answers again once the Cluster has promoted
+/// the doomed subjects fail open (Envoy's: UNAVAILABLE) while their primary
+/// is down (each failure one shard's) and get store answers again once the Cluster has promoted
 /// its replica; and the `rate_limiter` circuit is never told of a failure,
 /// so it never opens for everyone.
 ///
@@ -255,6 +257,27 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
             }
         }));
     }
+    // Envoy's ShouldRateLimit with Level 1's descriptor for doomed
+    // subjects: the same store call path for RLS, failing as UNAVAILABLE.
+    let rls_unavailable = Arc::new(AtomicU64::new(0));
+    let mut envoy = connect(&server, Some(FRONTEND)).await.rate_limit();
+    {
+        let (mut envoy, stop, doomed, rls_unavailable) =
+            (envoy.clone(), stop.clone(), doomed.clone(), rls_unavailable.clone());
+        loops.push(tokio::spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let subject = doomed[i % doomed.len()].as_str();
+                let request = rate_limit_request("chat", &[&[("user_type", "registered"), ("subject", subject)]], 0);
+                if let Err(e) = envoy.should_rate_limit(request).await {
+                    assert_eq!(e.code(), Code::Unavailable, "{e}");
+                    rls_unavailable.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
     let counted = |n: u64| {
         let checks = checks.clone();
         async move {
@@ -293,10 +316,13 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
     let mut answered_by_the_store = false;
     for _ in 0..100 {
         let before = counter(&server, RATE_LIMIT_ERRORS).await;
+        let mut envoy_answered = true;
         for subject in &doomed {
             c.admission.check_capacity(check(UserType::Registered, subject)).await.unwrap();
+            let request = rate_limit_request("chat", &[&[("user_type", "registered"), ("subject", subject)]], 0);
+            envoy_answered &= envoy.should_rate_limit(request).await.is_ok();
         }
-        if counter(&server, RATE_LIMIT_ERRORS).await == before {
+        if envoy_answered && counter(&server, RATE_LIMIT_ERRORS).await == before {
             answered_by_the_store = true;
             break;
         }
@@ -315,11 +341,15 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
     let circuit = rate_limiter_circuit(&server).await;
     eprintln!(
         "healthy subjects: {fail_open} fail-open answers of {checked} checks ({checks_through_the_outage} \
-         during the outage); rate-limit store errors {errors}, one shard's {shard_errors}; rate_limiter {circuit}"
+         during the outage); rate-limit store errors {errors}, one shard's {shard_errors} (Envoy UNAVAILABLE \
+         {}); rate_limiter {circuit}",
+        rls_unavailable.load(Ordering::Relaxed)
     );
     assert!(checks_through_the_outage > 0, "the healthy subjects were answered during the outage");
     assert_eq!(fail_open, 0, "{fail_open} of {checked} checks of the healthy primaries' subjects failed open");
     assert!(errors > 0, "the doomed subjects failed open while their primary was down");
+    let rls_unavailable = rls_unavailable.load(Ordering::Relaxed);
+    assert!(rls_unavailable > 0, "Envoy's requests for the doomed subjects failed while their primary was down");
     assert_eq!(shard_errors, errors, "every rate-limit store error was one shard's");
     assert_eq!(circuit["failure_count"], 0, "rate_limiter was never told of a failure: {circuit}");
     assert_eq!(circuit["state"], "closed", "{circuit}");
