@@ -67,11 +67,12 @@ pub struct CircuitFeedback {
 
 /// The one rule: a store that answered succeeded and one that failed
 /// failed; one shard's failure gives no verdict (the whole store failing
-/// still opens the circuit: its errors are not one shard's). Backpressure succeeds on an admission, fails on an overload
-/// refusal (at the hard limit or with no capacity) and on a failed enqueue
-/// (it cannot take more work), and has no verdict otherwise: a 429, a
-/// refusal at a lower threshold, a circuit-open answer, a failed rate-limit
-/// store (Level 1 falls back to the local limiter) or a call that ended early.
+/// still opens the circuit: its errors are not one shard's). Backpressure
+/// succeeds on an admission, fails on an overload refusal (at the hard
+/// limit or with no capacity) and on a failed enqueue (it cannot take more
+/// work), and has no verdict otherwise: a 429, a refusal at a lower
+/// threshold, a circuit-open answer, a failed rate-limit store (Level 1
+/// falls back to the local limiter) or a call that ended early.
 pub fn feedback(call: Call) -> CircuitFeedback {
     let store = match call.store {
         StoreOutcome::Answered => Feedback::Success,

@@ -118,21 +118,30 @@ impl Link {
             let until = self.opened.elapsed() + self.down_window;
             self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
         }
-        match (&self.last_success, result) {
-            (None, result) => result,
-            (Some(last_success), result) => {
-                let now_ms = self.opened.elapsed().as_millis() as u64;
-                match result {
-                    Ok(value) => {
-                        last_success.fetch_max(now_ms + 1, Ordering::Relaxed);
-                        Ok(value)
-                    }
-                    Err(StoreError::Unavailable(e)) if shard_local(last_success.load(Ordering::Relaxed), now_ms) => {
-                        Err(StoreError::ShardUnavailable(e))
-                    }
-                    Err(e) => Err(e),
+        match &self.last_success {
+            Some(last_success) => self.witness(last_success, result),
+            None => result,
+        }
+    }
+
+    /// On a Cluster's rate-limit link: notes a success, or names a failure
+    /// one shard's when a call succeeded within [`SHARD_WITNESS`] before it.
+    fn witness<T>(&self, last_success: &AtomicU64, result: StoreResult<T>) -> StoreResult<T> {
+        let now_ms = self.opened.elapsed().as_millis() as u64;
+        match result {
+            Ok(value) => {
+                // A read first, not a read-modify-write per call: calls that
+                // finish within the same millisecond share one store. Two
+                // racing stores may set it back a millisecond; harmless.
+                if last_success.load(Ordering::Relaxed) <= now_ms {
+                    last_success.store(now_ms + 1, Ordering::Relaxed);
                 }
+                Ok(value)
             }
+            Err(StoreError::Unavailable(e)) if shard_local(last_success.load(Ordering::Relaxed), now_ms) => {
+                Err(StoreError::ShardUnavailable(e))
+            }
+            Err(e) => Err(e),
         }
     }
 
