@@ -186,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn one_unreachable_cluster_shard_is_answered_like_an_unreachable_store() {
+        let e = ServiceError::from(StoreError::ShardUnavailable("connection refused at 10.0.0.8".into()));
+        assert!(matches!(e, ServiceError::Unavailable(StoreError::ShardUnavailable(_))));
+        let (code, status, message, log) = answer(&e);
+        assert_eq!((code, status, log), (Code::Unavailable, 503, Log::Warn));
+        assert_eq!(message, "state store unavailable; retry later", "no store detail leaks");
+    }
+
+    #[test]
     fn an_unreadable_store_answer_is_internal_and_hides_its_detail() {
         let e = ServiceError::from(StoreError::Protocol("unexpected stats reply: Int(7)".into()));
         assert!(matches!(e, ServiceError::Internal(_)));

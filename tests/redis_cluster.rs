@@ -18,6 +18,7 @@ use floodgate::core::UserType as CoreUserType;
 use floodgate::core::gcra::{GcraOutcome, RateLimit};
 use floodgate::store::{RedisOptions, RedisStore, Store, TimeSource};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
+use floodgate_client::rate_limit_request;
 use tonic::Code;
 
 /// A store on the cluster; calls may take seconds on a loaded 2-core
@@ -104,18 +105,18 @@ fn subjects_by_owner(cluster: &Cluster, node: &Node, on: bool, n: usize) -> Vec<
         .collect()
 }
 
-/// `floodgate_store_errors_total{operation="rate_limit"}` of a floodgate.
+/// A counter of a floodgate's `/metrics`, by its series (name and labels).
 /// A scrape reads the admission state from the store, so right after a
 /// failover it may answer 503 while the cluster client refreshes its
 /// topology; the scrape is retried for up to ten seconds.
-async fn rate_limit_store_errors(server: &Server) -> u64 {
+async fn counter(server: &Server, series: &str) -> u64 {
     let mut last = None;
     for _ in 0..100 {
         let reply = common::http::get(server.http, "/metrics", Some(ADMIN)).await;
         let count = reply
             .body
             .lines()
-            .find_map(|l| l.strip_prefix("floodgate_store_errors_total{operation=\"rate_limit\"} "))
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|n| n.parse().ok());
         if let (200, Some(count)) = (reply.status, count) {
             return count;
@@ -123,18 +124,47 @@ async fn rate_limit_store_errors(server: &Server) -> u64 {
         last = Some((reply.status, reply.body));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no rate_limit store error counter in ten seconds of scrapes; the last answer: {last:?}");
+    panic!("no {series} in ten seconds of scrapes; the last answer: {last:?}");
+}
+
+const RATE_LIMIT_ERRORS: &str = "floodgate_store_errors_total{operation=\"rate_limit\"}";
+const RATE_LIMIT_SHARD_ERRORS: &str = "floodgate_store_shard_errors_total{operation=\"rate_limit\"}";
+
+/// The `rate_limiter` circuit as `/admin/circuit-breakers` shows it
+/// (retried like [`counter`]).
+async fn rate_limiter_circuit(server: &Server) -> serde_json::Value {
+    let mut last = None;
+    for _ in 0..100 {
+        let reply = common::http::get(server.http, "/admin/circuit-breakers", Some(ADMIN)).await;
+        if reply.status == 200 {
+            return reply.json()["circuits"]["rate_limiter"].clone();
+        }
+        last = Some((reply.status, reply.body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no circuit breakers in ten seconds; the last answer: {last:?}");
 }
 
 /// A primary that serves rate-limit keys (not the admission slot) is
-/// SIGKILLed while a floodgate admits tasks and answers Level 1 for
-/// subjects on the other primaries. Every admitted task is delivered, the
-/// dead primary's subjects get store answers again once the Cluster has
-/// promoted its replica, and the other primaries' subjects never fail
-/// open. Regression: with Redis's default `cluster-require-full-coverage
-/// yes` every node answered CLUSTERDOWN for every key between the primary
-/// being marked failed and its replica's promotion, and a few of the
-/// healthy subjects' calls (8 of about 5,000) failed open.
+/// SIGKILLed while a floodgate admits tasks and answers Level 1 both for
+/// subjects on the other primaries (healthy) and on the dead one (doomed),
+/// the doomed ones also through Envoy's ShouldRateLimit.
+/// Every admitted task is delivered; the healthy subjects never fail open;
+/// the doomed subjects fail open (Envoy's: UNAVAILABLE) while their primary
+/// is down (each failure one shard's) and get store answers again once the Cluster has promoted
+/// its replica; and the `rate_limiter` circuit is never told of a failure,
+/// so it never opens for everyone.
+///
+/// A fail-open answer is seen in the answer itself: every healthy subject
+/// used up its one request a minute in the store before the kill, so the
+/// store refuses it; the local limiter, which has never seen it, admits.
+///
+/// Regressions: with Redis's default `cluster-require-full-coverage yes`
+/// every node answered CLUSTERDOWN for every key between the primary being
+/// marked failed and its replica's promotion, and a few of the healthy
+/// subjects' calls (8 of about 5,000) failed open; and the doomed
+/// subjects' failures counted against `rate_limiter`, which opened after
+/// five of them and sent every subject to the local limiter.
 #[tokio::test]
 async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_own_keys() {
     let mut cluster = Cluster::start_with_replicas(3, 1, None);
@@ -145,18 +175,38 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
     let healthy = subjects_by_owner(&cluster, victim, false, 40);
     let doomed = subjects_by_owner(&cluster, victim, true, 5);
 
-    let mut s = settings(Profile::Production, "concurrent_per_process = 1000");
+    // Healthy subjects are anonymous (one a minute), doomed ones registered
+    // (not limited at this rate); production breakers open `rate_limiter` after five
+    // failures. No local shield: every check asks the store.
+    let runtime = "concurrent_per_process = 1000\n\
+                   [rate_limits.anonymous]\nper_minute = 1\nburst = 1\n\
+                   [rate_limits.registered]\nper_minute = 6000000\nburst = 1000\n";
+    let mut s = settings(Profile::Production, runtime);
     s.store = StoreUrl::Redis(cluster.url());
     s.redis_timeout_ms = 10_000;
+    s.local_shield_capacity = Some(0);
     let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     let direct = store(&cluster, TimeSource::Server).await;
     let limit = RateLimit { per_minute: 6_000_000, burst: 1_000 };
 
-    // Load: admissions and Level-1 checks of healthy subjects, until stopped.
+    // Each healthy subject's one request of the minute, taken in the store.
+    for subject in &healthy {
+        let r = c.admission.check_capacity(check(UserType::Anonymous, subject)).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit, "{subject}'s first request");
+        let r = c.admission.check_capacity(check(UserType::Anonymous, subject)).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::RateLimited, "{subject}'s second request");
+    }
+    // From here the store refuses every healthy subject for a minute; the
+    // healthy load stops sending after 50 s so that no token comes back
+    // while it runs (a bound on the load, not on what the test asserts).
+    let refused_until = std::time::Instant::now() + Duration::from_secs(50);
+
+    // Load: admissions, Level-1 checks of healthy subjects (any admitted
+    // one failed open) and of doomed subjects, until stopped.
     let stop = Arc::new(AtomicBool::new(false));
-    let checks = Arc::new(AtomicU64::new(0));
+    let (checks, healthy_admitted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let admitted = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut loops = Vec::new();
     for l in 0..4 {
@@ -176,17 +226,55 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
         }));
     }
     for l in 0..4 {
-        let (mut admission, stop, checks, healthy) =
-            (c.admission.clone(), stop.clone(), checks.clone(), healthy.clone());
+        let (mut admission, stop, checks, healthy_admitted, healthy) =
+            (c.admission.clone(), stop.clone(), checks.clone(), healthy_admitted.clone(), healthy.clone());
+        loops.push(tokio::spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) || std::time::Instant::now() > refused_until {
+                    return;
+                }
+                let subject = &healthy[(i * 4 + l) % healthy.len()];
+                let r = admission.check_capacity(check(UserType::Anonymous, subject)).await.unwrap();
+                if r.get_ref().decision() != Decision::RateLimited {
+                    healthy_admitted.fetch_add(1, Ordering::Relaxed);
+                }
+                checks.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for l in 0..2 {
+        let (mut admission, stop, doomed) = (c.admission.clone(), stop.clone(), doomed.clone());
         loops.push(tokio::spawn(async move {
             for i in 0.. {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let subject = &healthy[(i * 4 + l) % healthy.len()];
+                let subject = &doomed[(i * 2 + l) % doomed.len()];
+                // Answered, from the store or the local limiter (and
+                // refused as backpressure once the admissions fill the queue).
                 let r = admission.check_capacity(check(UserType::Registered, subject)).await.unwrap();
                 assert_ne!(r.get_ref().http_status, 0);
-                checks.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Envoy's ShouldRateLimit with Level 1's descriptor for doomed
+    // subjects: the same store call path for RLS, failing as UNAVAILABLE.
+    let rls_unavailable = Arc::new(AtomicU64::new(0));
+    let mut envoy = connect(&server, Some(FRONTEND)).await.rate_limit();
+    {
+        let (mut envoy, stop, doomed, rls_unavailable) =
+            (envoy.clone(), stop.clone(), doomed.clone(), rls_unavailable.clone());
+        loops.push(tokio::spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let subject = doomed[i % doomed.len()].as_str();
+                let request = rate_limit_request("chat", &[&[("user_type", "registered"), ("subject", subject)]], 0);
+                if let Err(e) = envoy.should_rate_limit(request).await {
+                    assert_eq!(e.code(), Code::Unavailable, "{e}");
+                    rls_unavailable.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -199,9 +287,10 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
         }
     };
     counted(200).await;
-    let errors_before_the_kill = rate_limit_store_errors(&server).await;
+    let errors_before_the_kill = counter(&server, RATE_LIMIT_ERRORS).await;
 
     cluster.nodes.iter_mut().find(|n| n.port == victim_port).unwrap().kill();
+    let checks_at_the_kill = checks.load(Ordering::Relaxed);
     // The dead primary's subjects fail (fail open at Level 1) until the
     // Cluster promotes its replica, then get store answers again.
     let mut failed = 0;
@@ -220,17 +309,51 @@ async fn a_primary_killed_under_load_loses_no_task_and_fails_open_only_for_its_o
     }
     assert!(failed > 0, "the dead primary's keys failed while it was down");
     assert!(recovered, "the dead primary's keys came back after the failover");
-    let after_failover = checks.load(Ordering::Relaxed);
-    counted(after_failover + 200).await;
+    let checks_through_the_outage = checks.load(Ordering::Relaxed) - checks_at_the_kill;
+    // Through the floodgate too: a round of doomed checks that adds no
+    // store error (its cluster client may take a moment longer to learn
+    // the new primary than `direct`'s did).
+    let mut answered_by_the_store = false;
+    for _ in 0..100 {
+        let before = counter(&server, RATE_LIMIT_ERRORS).await;
+        let mut envoy_answered = true;
+        for subject in &doomed {
+            c.admission.check_capacity(check(UserType::Registered, subject)).await.unwrap();
+            let request = rate_limit_request("chat", &[&[("user_type", "registered"), ("subject", subject)]], 0);
+            envoy_answered &= envoy.should_rate_limit(request).await.is_ok();
+        }
+        if envoy_answered && counter(&server, RATE_LIMIT_ERRORS).await == before {
+            answered_by_the_store = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for l in loops {
         l.await.unwrap();
     }
 
     assert_eq!(errors_before_the_kill, 0, "no store error before the kill");
-    let (errors, checked) = (rate_limit_store_errors(&server).await, checks.load(Ordering::Relaxed));
-    eprintln!("healthy primaries' subjects: {errors} fail-open answers of {checked} checks");
-    assert_eq!(errors, 0, "{errors} of {checked} checks of the healthy primaries' subjects failed open");
+    assert!(answered_by_the_store, "the doomed subjects get store answers again after the failover");
+    let (checked, fail_open) = (checks.load(Ordering::Relaxed), healthy_admitted.load(Ordering::Relaxed));
+    let (errors, shard_errors) =
+        (counter(&server, RATE_LIMIT_ERRORS).await, counter(&server, RATE_LIMIT_SHARD_ERRORS).await);
+    let circuit = rate_limiter_circuit(&server).await;
+    eprintln!(
+        "healthy subjects: {fail_open} fail-open answers of {checked} checks ({checks_through_the_outage} \
+         during the outage); rate-limit store errors {errors}, one shard's {shard_errors} (Envoy UNAVAILABLE \
+         {}); rate_limiter {circuit}",
+        rls_unavailable.load(Ordering::Relaxed)
+    );
+    assert!(checks_through_the_outage > 0, "the healthy subjects were answered during the outage");
+    assert_eq!(fail_open, 0, "{fail_open} of {checked} checks of the healthy primaries' subjects failed open");
+    assert!(errors > 0, "the doomed subjects failed open while their primary was down");
+    let rls_unavailable = rls_unavailable.load(Ordering::Relaxed);
+    assert!(rls_unavailable > 0, "Envoy's requests for the doomed subjects failed while their primary was down");
+    assert_eq!(shard_errors, errors, "every rate-limit store error was one shard's");
+    assert_eq!(circuit["failure_count"], 0, "rate_limiter was never told of a failure: {circuit}");
+    assert_eq!(circuit["state"], "closed", "{circuit}");
+    assert_eq!(circuit["opened_at"], serde_json::Value::Null, "{circuit}");
     let admitted: HashSet<String> = admitted.lock().unwrap().iter().cloned().collect();
     assert!(admitted.len() > 20, "the load ran ({} admitted)", admitted.len());
     let mut delivered = HashSet::new();

@@ -652,6 +652,54 @@ async fn with_redis_down_level_one_fails_open_level_two_closed_and_both_recover(
     assert_eq!(r.decision(), Decision::Admit);
 }
 
+/// The `rate_limiter` circuit as `/admin/circuit-breakers` shows it; the
+/// document reads the other replicas' views from the store, so a store
+/// that has just come back may take a few tries.
+async fn rate_limiter_circuit(server: &Server) -> serde_json::Value {
+    for _ in 0..100 {
+        let reply = common::http::get(server.http, "/admin/circuit-breakers", Some(ADMIN)).await;
+        if reply.status == 200 {
+            return reply.json()["circuits"]["rate_limiter"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no circuit breakers document in ten seconds");
+}
+
+/// Issue 15: one dead Cluster shard no longer counts against
+/// `rate_limiter`, but a dead store still does. Every rate-limit call
+/// failing opens the circuit (production: five failures), and the requests
+/// after it fail open without asking the store.
+#[tokio::test]
+async fn with_the_whole_store_down_rate_limit_failures_open_the_rate_limiter_circuit() {
+    let mut redis = RedisServer::start();
+    let mut s = settings(Profile::Production, "");
+    s.store = StoreUrl::Redis(redis.url());
+    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let r = c.admission.check_capacity(check(UserType::Registered, "before")).await.unwrap().into_inner();
+    assert_eq!(r.decision(), Decision::Admit);
+    assert_eq!(rate_limiter_circuit(&server).await["failure_count"], 0);
+
+    redis.kill();
+    for i in 0..10 {
+        let r = c.admission.check_capacity(check(UserType::Registered, &format!("u{i}"))).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit, "fail open");
+    }
+    // Read once the store is back: the metrics and the admin document
+    // read the store too. The circuit stays open for its recovery timeout
+    // (production: 30 s), and no rate-limit call ran since.
+    redis.restart();
+    let circuit = rate_limiter_circuit(&server).await;
+    let metrics = common::http::get(server.http, "/metrics", Some(ADMIN)).await.body;
+    assert!(metrics.contains("floodgate_store_errors_total{operation=\"rate_limit\"} 5\n"), "{metrics}");
+    assert!(metrics.contains("floodgate_store_shard_errors_total{operation=\"rate_limit\"} 0\n"), "{metrics}");
+    // Opened at the fifth failure (its lifetime count); the calls after
+    // it skipped the store.
+    assert_eq!((circuit["state"].as_str(), circuit["failure_count"].as_u64()), (Some("open"), Some(5)), "{circuit}");
+}
+
 // ---- round trips: one script call per decision ----
 
 #[tokio::test]

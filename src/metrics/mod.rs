@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::core::analytics::{self, CELLS};
 use crate::core::{Decision, Transport, UserType};
+use crate::store::StoreError;
 pub use rpc::{BOUNDS_NS, GRPC_CODES, RPCS, RpcDurations, RpcMetricsLayer};
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
@@ -52,6 +53,8 @@ pub struct Metrics {
     decisions: [[Counter; CELLS]; 2],
     rpc: RpcDurations,
     store_errors: [Counter; STORE_OPERATIONS.len()],
+    /// The rate-limit store errors of one Cluster shard (a part of `store_errors`).
+    store_shard_errors: Counter,
     /// Envoy `ShouldRateLimit` answers: OK, OVER_LIMIT.
     rls_answers: [Counter; 2],
     /// Descriptors over their limit in shadow mode (let through).
@@ -105,6 +108,13 @@ impl Default for Metrics {
         );
         let (store_errors, samples) = counters("operation", STORE_OPERATIONS);
         registry.register("floodgate_store_errors", "State store errors by operation", samples);
+        let (store_shard_errors, samples) = counters("operation", ["rate_limit"]);
+        let [store_shard_errors] = store_shard_errors;
+        registry.register(
+            "floodgate_store_shard_errors",
+            "State store errors of one Redis Cluster shard while the others answered (also counted in floodgate_store_errors_total); they leave the store circuit closed",
+            samples,
+        );
         let (rls_answers, samples) = counters("code", ["ok", "over_limit"]);
         registry.register("floodgate_rls_answers", "Envoy ShouldRateLimit answers by overall code", samples);
         let rls_shadow_over_limit = Counter::default();
@@ -113,7 +123,7 @@ impl Default for Metrics {
             "Envoy descriptors over their limit in shadow mode (let through)",
             rls_shadow_over_limit.clone(),
         );
-        Metrics { registry, decisions, rpc, store_errors, rls_answers, rls_shadow_over_limit }
+        Metrics { registry, decisions, rpc, store_errors, store_shard_errors, rls_answers, rls_shadow_over_limit }
     }
 }
 
@@ -282,10 +292,14 @@ impl Metrics {
         }
     }
 
-    /// Counts a store error.
-    pub fn store_error(&self, operation: &str) {
+    /// Counts a store error of `operation`, and apart as well when it was
+    /// one Cluster shard's.
+    pub fn store_error(&self, operation: &str, error: &StoreError) {
         if let Some(i) = STORE_OPERATIONS.iter().position(|o| *o == operation) {
             self.store_errors[i].inc();
+        }
+        if error.is_shard_local() {
+            self.store_shard_errors.inc();
         }
     }
 

@@ -95,7 +95,7 @@ impl Floodgate {
 
     async fn flush_analytics(&self, now: Millis) -> Result<(), ServiceError> {
         self.recorder.flush(self.store(), now).await.map_err(|e| {
-            self.metrics.store_error("analytics");
+            self.metrics.store_error("analytics", &e);
             ServiceError::from(e)
         })
     }

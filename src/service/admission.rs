@@ -181,7 +181,8 @@ impl Floodgate {
 
     /// The store's GCRA step behind the `rate_limiter` circuit; the local
     /// limiter when the store fails or the circuit is open (fail open). The
-    /// circuit's permit joins `permits`.
+    /// circuit's permit joins `permits`. A failure of one Cluster shard
+    /// fails open the same way but is no verdict on the store (`ShardFailed`).
     async fn rate_limit<'a>(
         &'a self,
         user_type: UserType,
@@ -205,9 +206,10 @@ impl Floodgate {
                     return (outcome, StoreOutcome::Answered);
                 }
                 Err(e) => {
-                    self.metrics.store_error("rate_limit");
+                    self.metrics.store_error("rate_limit", &e);
                     tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
-                    return (self.fallback_rates.check(user_type, subject, limit, 1, now_us), StoreOutcome::Failed);
+                    let failed = if e.is_shard_local() { StoreOutcome::ShardFailed } else { StoreOutcome::Failed };
+                    return (self.fallback_rates.check(user_type, subject, limit, 1, now_us), failed);
                 }
             }
         }
@@ -272,7 +274,7 @@ impl Floodgate {
             Ok(outcome) => outcome,
             Err(e) => {
                 permits.settle(Call { step: StoreStep::Enqueue, store: StoreOutcome::Failed, decided: None }, now);
-                self.metrics.store_error("enqueue");
+                self.metrics.store_error("enqueue", &e);
                 return Err(e.into());
             }
         };

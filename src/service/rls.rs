@@ -78,11 +78,10 @@ impl Floodgate {
                         (batch, StoreOutcome::Answered)
                     }
                     Err(e) => {
-                        self.metrics.store_error("rate_limit");
-                        permits.settle(
-                            Call { step: StoreStep::RateLimit, store: StoreOutcome::Failed, decided: None },
-                            now,
-                        );
+                        self.metrics.store_error("rate_limit", &e);
+                        // One Cluster shard's failure is no verdict on the store.
+                        let store = if e.is_shard_local() { StoreOutcome::ShardFailed } else { StoreOutcome::Failed };
+                        permits.settle(Call { step: StoreStep::RateLimit, store, decided: None }, now);
                         return Err(e.into());
                     }
                 }

@@ -159,6 +159,12 @@ pub enum StoreError {
     /// The store could not be reached or timed out; retrying may work.
     #[error("state store unavailable: {0}")]
     Unavailable(String),
+    /// One shard of a Redis Cluster could not be reached or timed out
+    /// while another shard answered within the last second: the keys of
+    /// that shard fail, the store as a whole does not. Only a Cluster's
+    /// rate-limit calls (Level 1, Envoy RLS) say so; retrying may work.
+    #[error("state store shard unavailable: {0}")]
+    ShardUnavailable(String),
     /// The store answered something floodgate cannot read.
     #[error("state store answered unexpectedly: {0}")]
     Protocol(String),
@@ -167,7 +173,12 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::ShardUnavailable(_))
+    }
+
+    /// Whether only one shard's keys failed (the store as a whole answers).
+    pub fn is_shard_local(&self) -> bool {
+        matches!(self, StoreError::ShardUnavailable(_))
     }
 }
 

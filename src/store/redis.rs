@@ -155,10 +155,10 @@ impl RedisStore {
         let enqueue_link = if options.min_replicas > 0 { open(options.min_replicas)? } else { link.clone() };
         // On a Cluster, rate-limit calls share the connection but not the
         // short-circuit: a failing primary fails only the keys it serves.
+        // A failure while other primaries answer is one shard's (see
+        // `Link::last_success`): it fails open without a verdict on the store.
         let rate_link = match url {
-            RedisUrl::Cluster { .. } => {
-                Arc::new(Link::new(link.connection.clone(), options.clone(), 0, Duration::ZERO))
-            }
+            RedisUrl::Cluster { .. } => Arc::new(Link::sharded_rate_limits(link.connection.clone(), options.clone())),
             _ => link.clone(),
         };
         // That is only true if Redis itself keeps serving the other shards

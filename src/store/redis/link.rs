@@ -29,10 +29,28 @@ pub(super) struct Link {
     /// zero for rate-limit calls on a Cluster, whose keys live on every
     /// primary: one primary down must not fail the keys of the others.
     pub(super) down_window: Duration,
+    /// On a Cluster's rate-limit link only: when a call last succeeded (ms
+    /// since the store was opened, plus one; 0 = never). A failure within
+    /// [`SHARD_WITNESS`] of it is one shard's ([`StoreError::ShardUnavailable`]):
+    /// another primary answered, so the store as a whole is up. One node
+    /// (standalone, Sentinel) has no such witness: its failure is the store's.
+    pub(super) last_success: Option<AtomicU64>,
 }
 
 /// How long a failure short-circuits further calls (one node's worth of keys).
 pub(super) const DOWN_WINDOW: Duration = Duration::from_millis(500);
+
+/// How recent a success must be for a failure to count as one shard's (ms).
+pub(super) const SHARD_WITNESS: u64 = 1_000;
+
+/// Whether a failure at `now_ms` is one shard's: a call succeeded at most
+/// [`SHARD_WITNESS`] before it (`last_success` is that instant plus one,
+/// 0 for never). The success may have been on the failing shard itself just
+/// before it died: then the first second of a whole-Cluster outage is
+/// taken for one shard's and the store circuit hears of it a second late.
+pub(super) fn shard_local(last_success: u64, now_ms: u64) -> bool {
+    last_success != 0 && now_ms < last_success + SHARD_WITNESS
+}
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -48,7 +66,15 @@ impl Link {
             opened: std::time::Instant::now(),
             replicas,
             down_window,
+            last_success: None,
         }
+    }
+
+    /// The rate-limit link of a Cluster: no short-circuit (one primary down
+    /// must not fail the keys of the others), and failures while other
+    /// shards answer are told apart ([`StoreError::ShardUnavailable`]).
+    pub(super) fn sharded_rate_limits(connection: Connection, options: RedisOptions) -> Link {
+        Link { last_success: Some(AtomicU64::new(0)), ..Link::new(connection, options, 0, Duration::ZERO) }
     }
 
     pub(super) fn now_arg(&self, now: u64) -> String {
@@ -92,7 +118,31 @@ impl Link {
             let until = self.opened.elapsed() + self.down_window;
             self.down_until_ms.store(until.as_millis() as u64, Ordering::Relaxed);
         }
-        result
+        match &self.last_success {
+            Some(last_success) => self.witness(last_success, result),
+            None => result,
+        }
+    }
+
+    /// On a Cluster's rate-limit link: notes a success, or names a failure
+    /// one shard's when a call succeeded within [`SHARD_WITNESS`] before it.
+    fn witness<T>(&self, last_success: &AtomicU64, result: StoreResult<T>) -> StoreResult<T> {
+        let now_ms = self.opened.elapsed().as_millis() as u64;
+        match result {
+            Ok(value) => {
+                // A read first, not a read-modify-write per call: calls that
+                // finish within the same millisecond share one store. Two
+                // racing stores may set it back a millisecond; harmless.
+                if last_success.load(Ordering::Relaxed) <= now_ms {
+                    last_success.store(now_ms + 1, Ordering::Relaxed);
+                }
+                Ok(value)
+            }
+            Err(StoreError::Unavailable(e)) if shard_local(last_success.load(Ordering::Relaxed), now_ms) => {
+                Err(StoreError::ShardUnavailable(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a prepared script invocation (one EVALSHA), bounded by the timeout.
@@ -140,5 +190,22 @@ impl Link {
     pub(super) async fn query<T: redis::FromRedisValue>(&self, pipeline: &redis::Pipeline) -> StoreResult<T> {
         let mut connection = self.connection.clone();
         self.bounded(pipeline.query_async(&mut connection)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_one_shards_only_within_a_second_of_a_success() {
+        assert!(!shard_local(0, 0), "nothing ever answered: the store's failure");
+        assert!(!shard_local(0, 5_000));
+        // A success at 2 000 ms is stored as 2 001.
+        assert!(shard_local(2_001, 2_000), "a failure at the same instant");
+        assert!(shard_local(2_001, 2_500));
+        assert!(shard_local(2_001, 3_000), "exactly a second later");
+        assert!(!shard_local(2_001, 3_001), "more than a second later: the store's failure");
+        assert!(!shard_local(2_001, 60_000));
     }
 }
