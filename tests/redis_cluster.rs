@@ -438,3 +438,56 @@ async fn admissions_wait_for_the_admission_primarys_replica_on_the_cluster() {
     let check = c.admission.check_capacity(check(UserType::Registered, "unreplicated")).await.unwrap();
     assert_eq!(check.get_ref().decision(), Decision::Admit);
 }
+
+/// A primary that hangs (SIGSTOP: its connections stay open and nothing
+/// comes back) while checks for its subjects keep arriving, each in a batch
+/// of its own: a check for a subject on another primary is answered by the
+/// store while every one of them is still waiting. The store timeout is
+/// long (30 s), so the hung checks cannot have ended when the healthy one
+/// is answered; before the fix, a batch held one of the batcher's
+/// in-flight places until its slowest shard answered, and forty hung
+/// batches left the healthy check queued behind them.
+#[tokio::test]
+async fn a_hung_primary_does_not_hold_up_the_other_shards() {
+    let cluster = Cluster::start(3, None);
+    let admission_port = cluster.owner("{floodgate}").port;
+    let victim = cluster.primaries().into_iter().find(|n| n.port != admission_port).expect("a second primary");
+    let healthy = subjects_by_owner(&cluster, victim, false, 1).remove(0);
+    let doomed = subjects_by_owner(&cluster, victim, true, 40);
+
+    // The healthy subject is anonymous (one a minute): once its request is
+    // used, only the store can answer RateLimited; a fail-open admits.
+    let mut s = settings(Profile::Production, "[rate_limits.anonymous]\nper_minute = 1\nburst = 1\n");
+    s.store = StoreUrl::Redis(cluster.url());
+    s.redis_timeout_ms = 30_000;
+    s.local_shield_capacity = Some(0);
+    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    for expected in [Decision::Admit, Decision::RateLimited] {
+        let r = c.admission.check_capacity(check(UserType::Anonymous, &healthy)).await.unwrap();
+        assert_eq!(r.get_ref().decision(), expected);
+    }
+
+    victim.pause();
+    // Each doomed check is in flight (its script call sent to the hung
+    // primary) before the next one is sent, so each is a batch of its own.
+    let ended = Arc::new(AtomicU64::new(0));
+    let mut hung = Vec::new();
+    for subject in &doomed {
+        let (mut admission, ended, subject) = (c.admission.clone(), ended.clone(), subject.clone());
+        hung.push(tokio::spawn(async move {
+            let _ = admission.check_capacity(check(UserType::Registered, &subject)).await;
+            ended.fetch_add(1, Ordering::Relaxed);
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = c.admission.check_capacity(check(UserType::Anonymous, &healthy)).await.unwrap();
+    assert_eq!(ended.load(Ordering::Relaxed), 0, "the hung primary's checks were still waiting");
+    assert_eq!(r.get_ref().decision(), Decision::RateLimited, "the healthy subject's answer came from the store");
+
+    victim.resume();
+    for h in hung {
+        h.await.unwrap();
+    }
+}

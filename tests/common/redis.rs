@@ -351,6 +351,23 @@ impl Node {
             let _ = child.wait();
         }
     }
+
+    /// SIGSTOP: the node keeps its connections open and answers nothing
+    /// (a hung primary), until [`Node::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running node").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl Drop for Node {

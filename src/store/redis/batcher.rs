@@ -56,6 +56,13 @@ impl<R, O> Batcher<R, O> {
 /// split by slot, one script call per slot, all sent at once (the cluster
 /// client routes each to its primary): a script may only touch one slot's
 /// keys. Requests of one key share its slot, so they keep their order.
+/// Those per-slot calls (rate-limit keys spread over the primaries) do not
+/// take in-flight places: a hung primary would hold every place until the
+/// timeout and queue the healthy primaries' calls behind it (test
+/// `a_hung_primary_does_not_hold_up_the_other_shards`). On a Cluster almost
+/// every such call is one decision anyway (docs/scaling.md), so the places
+/// bought no batching there; a caller waits for its answer, so what is in
+/// flight stays bounded by the callers and the timeout.
 pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
     link: Arc<Link>,
     script: Script,
@@ -66,17 +73,18 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
     decode: impl Fn(&Value, &[R]) -> StoreResult<Vec<O>>,
 ) {
     let (link, script, build, decode) = (&link, &script, &build, &decode);
+    // Each in-flight future says whether it holds a place.
     let mut in_flight = futures_util::stream::FuturesUnordered::new();
-    // On a Cluster a batch is many small calls to several primaries, one
-    // of which may be failing over: more batches in flight keep the
-    // healthy primaries' keys moving behind a slow one.
-    let most_in_flight = if link.sharded() { 8 * IN_FLIGHT } else { IN_FLIGHT };
+    let mut places = 0;
     loop {
         let first = tokio::select! {
             // Answer finished batches first: their callers are waiting.
             biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
-            call = calls.recv(), if in_flight.len() < most_in_flight => match call {
+            Some(held) = in_flight.next(), if !in_flight.is_empty() => {
+                places -= usize::from(held);
+                continue;
+            }
+            call = calls.recv(), if places < IN_FLIGHT => match call {
                 Some(call) => call,
                 None => break,
             },
@@ -88,8 +96,7 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                 Err(_) => break,
             }
         }
-        let groups = if link.sharded() { by_slot(batch, |q| slot(&q.request)) } else { vec![batch] };
-        let calls = groups.into_iter().map(move |group| async move {
+        let run = move |group: Vec<Queued<R, O>>| async move {
             let (requests, replies): (Vec<R>, Vec<_>) = group.into_iter().map(|q| (q.request, q.reply)).unzip();
             let mut invocation = script.prepare_invoke();
             build(&mut invocation, &requests);
@@ -106,10 +113,22 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                     }
                 }
             }
-        });
-        in_flight.push(async move {
-            futures_util::future::join_all(calls).await;
-        });
+        };
+        if link.sharded() && batch.iter().all(|q| slot(&q.request).is_some()) {
+            for group in by_slot(batch, |q| slot(&q.request)) {
+                in_flight.push(futures_util::future::Either::Left(async move {
+                    run(group).await;
+                    false
+                }));
+            }
+        } else {
+            // One slot (one node, or the admission slot): one call.
+            places += 1;
+            in_flight.push(futures_util::future::Either::Right(async move {
+                run(batch).await;
+                true
+            }));
+        }
     }
     while in_flight.next().await.is_some() {}
 }
