@@ -44,6 +44,14 @@ pub enum StoreOutcome {
     Skipped,
 }
 
+impl StoreOutcome {
+    /// How a failed store step ended: one Redis Cluster shard's failure
+    /// (the others answer) or the store's.
+    pub fn failed(shard_local: bool) -> StoreOutcome {
+        if shard_local { StoreOutcome::ShardFailed } else { StoreOutcome::Failed }
+    }
+}
+
 /// One finished call, as the circuits see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Call {

@@ -208,7 +208,7 @@ impl Floodgate {
                 Err(e) => {
                     self.metrics.store_error("rate_limit", &e);
                     tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
-                    let failed = if e.is_shard_local() { StoreOutcome::ShardFailed } else { StoreOutcome::Failed };
+                    let failed = StoreOutcome::failed(e.is_shard_local());
                     return (self.fallback_rates.check(user_type, subject, limit, 1, now_us), failed);
                 }
             }
@@ -273,7 +273,8 @@ impl Floodgate {
         let outcome = match self.store.enqueue(task, limit, now).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                permits.settle(Call { step: StoreStep::Enqueue, store: StoreOutcome::Failed, decided: None }, now);
+                let store = StoreOutcome::failed(e.is_shard_local());
+                permits.settle(Call { step: StoreStep::Enqueue, store, decided: None }, now);
                 self.metrics.store_error("enqueue", &e);
                 return Err(e.into());
             }

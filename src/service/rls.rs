@@ -79,8 +79,7 @@ impl Floodgate {
                     }
                     Err(e) => {
                         self.metrics.store_error("rate_limit", &e);
-                        // One Cluster shard's failure is no verdict on the store.
-                        let store = if e.is_shard_local() { StoreOutcome::ShardFailed } else { StoreOutcome::Failed };
+                        let store = StoreOutcome::failed(e.is_shard_local());
                         permits.settle(Call { step: StoreStep::RateLimit, store, decided: None }, now);
                         return Err(e.into());
                     }

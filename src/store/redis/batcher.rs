@@ -89,6 +89,9 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                 None => break,
             },
         };
+        // A batcher serves one kind of request: its first says whether its
+        // keys spread over the primaries or live in the admission slot.
+        let spread = link.sharded() && slot(&first.request).is_some();
         let mut batch = vec![first];
         while batch.len() < max {
             match calls.try_recv() {
@@ -96,7 +99,8 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                 Err(_) => break,
             }
         }
-        let run = move |group: Vec<Queued<R, O>>| async move {
+        // One script call for `group`; the future answers whether it held a place.
+        let run = move |group: Vec<Queued<R, O>>, holds_place: bool| async move {
             let (requests, replies): (Vec<R>, Vec<_>) = group.into_iter().map(|q| (q.request, q.reply)).unzip();
             let mut invocation = script.prepare_invoke();
             build(&mut invocation, &requests);
@@ -113,21 +117,16 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
                     }
                 }
             }
+            holds_place
         };
-        if link.sharded() && batch.iter().all(|q| slot(&q.request).is_some()) {
+        if spread {
             for group in by_slot(batch, |q| slot(&q.request)) {
-                in_flight.push(futures_util::future::Either::Left(async move {
-                    run(group).await;
-                    false
-                }));
+                in_flight.push(run(group, false));
             }
         } else {
-            // One slot (one node, or the admission slot): one call.
+            // One slot (one node, or the admission slot): one call, one place.
             places += 1;
-            in_flight.push(futures_util::future::Either::Right(async move {
-                run(batch).await;
-                true
-            }));
+            in_flight.push(run(batch, true));
         }
     }
     while in_flight.next().await.is_some() {}

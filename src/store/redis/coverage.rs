@@ -13,6 +13,8 @@ use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
+use super::decode::text;
+
 /// The Redis setting that decides the blast radius of one dead primary.
 pub(super) const SETTING: &str = "cluster-require-full-coverage";
 
@@ -37,14 +39,6 @@ pub(super) fn requiring_full_coverage(reply: &Value) -> Option<Vec<String>> {
     }
     requiring.sort();
     Some(requiring)
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// Asks every primary for the setting (once, bounded by `timeout`) and
