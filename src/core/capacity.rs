@@ -102,8 +102,19 @@ impl CapacityCalculation {
         self.instances.iter().map(|i| i.healthy_processes).sum()
     }
 
-    fn sum(&self, field: impl Fn(&InstanceCapacity) -> u64) -> u64 {
-        self.instances.iter().map(field).sum()
+    /// Step 3 summed over instances.
+    pub fn total_concurrent(&self) -> u64 {
+        self.instances.iter().map(|i| i.total_concurrent).sum()
+    }
+
+    /// Step 4 summed over instances.
+    pub fn effective(&self) -> u64 {
+        self.instances.iter().map(|i| i.effective).sum()
+    }
+
+    /// Step 5 summed over instances.
+    pub fn queue_capacity(&self) -> u64 {
+        self.instances.iter().map(|i| i.queue_capacity).sum()
     }
 
     /// The seed's `step_1_config` … `step_8_system_total` sentences.
@@ -121,9 +132,9 @@ impl CapacityCalculation {
         [
             format!("{} concurrent per process", c.concurrent_per_process),
             format!("{} healthy chat REST processes", self.healthy_processes()),
-            format!("{} total concurrent capacity", self.sum(|i| i.total_concurrent)),
-            format!("{} effective (after {}% buffer)", self.sum(|i| i.effective), format_percent(c.capacity_buffer)),
-            format!("{} queue capacity ({}x multiplier)", self.sum(|i| i.queue_capacity), c.queue_multiplier),
+            format!("{} total concurrent capacity", self.total_concurrent()),
+            format!("{} effective (after {}% buffer)", self.effective(), format_percent(c.capacity_buffer)),
+            format!("{} queue capacity ({}x multiplier)", self.queue_capacity(), c.queue_multiplier),
             format!("{per_instance} total capacity per instance"),
             format!("{} instances detected", self.instances.len()),
             format!("{} total system capacity", self.system_total),
