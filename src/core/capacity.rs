@@ -186,6 +186,18 @@ pub fn pressure_ratio(load: u64, system_total: u64) -> f64 {
     if system_total == 0 { 1.0 } else { load as f64 / system_total as f64 }
 }
 
+/// Load over the system total `T` (above 1 when over-full); with no
+/// capacity, 1 when anything is loaded and 0 otherwise.
+pub fn utilization(load: u64, system_total: u64) -> f64 {
+    if system_total == 0 { f64::from(u8::from(load > 0)) } else { load as f64 / system_total as f64 }
+}
+
+/// [`utilization`] in percent (what the alert threshold reads), computed as
+/// `L × 100 / T` so that a whole percentage stays whole.
+pub fn utilization_percent(load: u64, system_total: u64) -> f64 {
+    if system_total == 0 { 100.0 * utilization(load, 0) } else { load as f64 * 100.0 / system_total as f64 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +271,14 @@ mod tests {
     fn no_capacity_means_full_pressure() {
         assert_eq!(pressure_ratio(0, 0), 1.0);
         assert_eq!(pressure_ratio(7, 14), 0.5);
+    }
+
+    #[test]
+    fn utilization_is_load_over_capacity_and_full_without_capacity() {
+        assert_eq!((utilization(7, 14), utilization_percent(7, 14)), (0.5, 50.0));
+        assert_eq!(utilization_percent(9, 10), 90.0, "exactly 90, not above it");
+        assert_eq!((utilization(0, 0), utilization_percent(0, 0)), (0.0, 0.0));
+        assert_eq!((utilization(3, 0), utilization_percent(3, 0)), (1.0, 100.0));
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Floodgate {
         let inputs = AlertInputs {
             open_circuits: self.breakers.open_circuits(),
             healthy_chat_rest_processes: facts.snapshot.calculation.healthy_processes(),
-            utilization_percent: percent(load, total),
+            utilization_percent: capacity::utilization_percent(load, total),
             throttle_rate_15m: last_15.throttle_rate,
             throttle_rate_1h: last_hour.throttle_rate,
             requests_15m: last_15.total_requests,
@@ -485,7 +485,7 @@ impl Floodgate {
             capacity_system: total,
             load,
             pressure_ratio: capacity::pressure_ratio(load, total),
-            utilization_ratio: if total == 0 { f64::from(u8::from(load > 0)) } else { load as f64 / total as f64 },
+            utilization_ratio: capacity::utilization(load, total),
             queue_depth: facts.stats.queued,
             leased: facts.stats.leased,
             dead_letters: facts.stats.dead_letters,
