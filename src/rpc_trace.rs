@@ -200,6 +200,26 @@ enum CallKind {
     Http,
 }
 
+/// A SERVER call span named `$name` with the fields every call span
+/// declares: the OpenTelemetry name and kind, and the status and ids that
+/// [`CallKind::record`] and the trace join fill in later (a span can only
+/// record fields it was built with), around the call kind's own `$fields`
+/// (each ending in a comma), in the order the span always had.
+macro_rules! call_span {
+    ($name:literal, $otel_name:expr, $($fields:tt)*) => {
+        tracing::info_span!(
+            target: CALL_TARGET,
+            $name,
+            otel.name = $otel_name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            $($fields)*
+            trace_id = Empty,
+            span_id = Empty,
+        )
+    };
+}
+
 impl CallKind {
     fn of<B>(request: &http::Request<B>) -> CallKind {
         let grpc = request
@@ -215,20 +235,15 @@ impl CallKind {
             CallKind::Grpc => {
                 let name = path.trim_start_matches('/');
                 let (service, method) = name.split_once('/').unwrap_or((name, ""));
-                tracing::info_span!(
-                    target: CALL_TARGET,
+                call_span!(
                     "rpc",
-                    otel.name = name,
-                    otel.kind = "server",
-                    otel.status_code = Empty,
+                    name,
                     rpc.system = "grpc",
                     rpc.service = service,
                     rpc.method = method,
                     rpc.grpc.status_code = Empty,
                     floodgate.decision = Empty,
                     floodgate.user_type = Empty,
-                    trace_id = Empty,
-                    span_id = Empty,
                 )
             }
             CallKind::Http => {
@@ -239,12 +254,9 @@ impl CallKind {
                     Some(route) => format!("{method} {route}"),
                     None => method.to_owned(),
                 };
-                tracing::info_span!(
-                    target: CALL_TARGET,
+                call_span!(
                     "http",
-                    otel.name = name,
-                    otel.kind = "server",
-                    otel.status_code = Empty,
+                    name,
                     http.request.method = method,
                     http.route = route,
                     url.path = path,
@@ -252,8 +264,6 @@ impl CallKind {
                     network.protocol.version = protocol_version(request.version()),
                     http.response.status_code = Empty,
                     "error.type" = Empty,
-                    trace_id = Empty,
-                    span_id = Empty,
                 )
             }
         }

@@ -142,19 +142,16 @@ async fn system_total(c: &mut Clients) -> u64 {
 }
 
 async fn silent_processes_go_stale_and_leave_capacity(backend: Backend) {
-    let server = start_on(backend, Profile::Production, "heartbeat_interval_ms = 50\nstale_after_ms = 300").await;
+    // Production: stale_after 15 s, judged on the manual clock (the
+    // scripts' too), so the instant is exact, not slept for.
+    let (server, clock) = manual_server(backend, "").await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     assert_eq!(system_total(&mut c).await, 14);
-    let mut total = 14;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        total = system_total(&mut c).await;
-        if total == 0 {
-            break;
-        }
-    }
-    assert_eq!(total, 0, "a process silent for stale_after must leave the capacity");
+    clock.advance_ms(14_999);
+    assert_eq!(system_total(&mut c).await, 14, "heard from within stale_after");
+    clock.advance_ms(1);
+    assert_eq!(system_total(&mut c).await, 0, "a process silent for stale_after must leave the capacity");
     let refused = admit(&mut c, UserType::Privileged, "nobody-home").await;
     assert_eq!(refused.decision(), Decision::Backpressure);
     assert_eq!(refused.reason, "no healthy chat REST processes");

@@ -86,7 +86,9 @@ async fn overload_refusals_open_the_circuit_and_it_recovers_through_half_open() 
 
 #[tokio::test]
 async fn an_idempotent_retry_gets_its_first_answer_while_the_circuit_is_open() {
-    let server = start(Profile::Production, FAST_BREAKER).await;
+    // The clock stands still: the circuit cannot half-open behind the test's back.
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(settings(Profile::Production, FAST_BREAKER), clock).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     let mut first = enqueue(UserType::Registered, "retry-me");
@@ -291,21 +293,15 @@ async fn wait_for_alert(c: &mut Clients, severity: &str, code: &str) {
 
 #[tokio::test]
 async fn alerts_follow_the_seed_conditions() {
-    let server =
-        start(Profile::Production, "heartbeat_interval_ms = 50\nstale_after_ms = 400\nprocesses_per_instance = 2")
-            .await;
+    // Staleness is judged on floodgate's clock: the process goes stale when
+    // the test moves the clock, never because a loaded machine was slow.
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(settings(Profile::Production, "processes_per_instance = 2"), clock.clone()).await;
     let mut c = clients(&server).await;
     wait_for_alert(&mut c, "critical", "no_healthy_chat_rest_processes").await;
 
-    // One process of the two expected, heartbeating: a deficit warning, and the critical clears.
-    let beating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (mut workers, flag) = (c.workers.clone(), beating.clone());
-    let heartbeats = tokio::spawn(async move {
-        while flag.load(std::sync::atomic::Ordering::SeqCst) {
-            workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    // One process of the two expected: a deficit warning, and the critical clears.
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     wait_for(&mut c, "deficit without the critical", |codes| {
         has(codes, "warning", "process_deficit") && !has(codes, "critical", "no_healthy_chat_rest_processes")
     })
@@ -322,8 +318,8 @@ async fn alerts_follow_the_seed_conditions() {
     c.admin.update_config(pb::ConfigChange { concurrent_per_process: Some(6), ..Default::default() }).await.unwrap();
     wait_for_alert(&mut c, "info", "config_applied").await;
 
-    beating.store(false, std::sync::atomic::Ordering::SeqCst);
-    heartbeats.await.unwrap();
-    // Every worker's heartbeats stop: critical again.
+    // The worker's heartbeats stop: silent for stale_after (production: 15 s), it is stale and
+    // the critical is back.
+    clock.advance_ms(15_000);
     wait_for_alert(&mut c, "critical", "no_healthy_chat_rest_processes").await;
 }

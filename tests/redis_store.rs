@@ -366,13 +366,25 @@ async fn both_stores_follow_the_core_lease_rules() {
 const BIG: &str = "concurrent_per_process = 50";
 
 async fn replicas(url: &str, n: usize) -> Vec<Server> {
+    replicas_on(url, n, std::sync::Arc::new(floodgate::clock::SystemClock), TimeSource::Server).await
+}
+
+/// `n` replicas sharing the Redis at `url`, on `clock`; the scripts read
+/// `time` (the caller's time, to share a manual clock with the replicas).
+async fn replicas_on(
+    url: &str,
+    n: usize,
+    clock: std::sync::Arc<dyn floodgate::clock::Clock>,
+    time: TimeSource,
+) -> Vec<Server> {
     let mut servers = Vec::new();
     for _ in 0..n {
         let mut s = settings(Profile::Production, BIG);
         s.store = StoreUrl::Redis(url.to_owned());
+        s.redis_time = time;
         // A thousand calls at once on a loaded 2-core machine (six nodes on a Cluster).
         s.redis_timeout_ms = 10_000;
-        servers.push(start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await);
+        servers.push(start_with(s, clock.clone()).await);
     }
     servers
 }
@@ -479,7 +491,10 @@ async fn the_last_slot_goes_to_exactly_one(url: &str, rounds: usize) {
 #[tokio::test]
 async fn a_dead_workers_leases_come_back_to_another_worker() {
     let redis = RedisServer::start();
-    let servers = replicas(&redis.url(), 2).await;
+    // Both replicas and the scripts on one manual clock: the leases expire
+    // when the test moves it, not after a real wait.
+    let clock = std::sync::Arc::new(floodgate::clock::ManualClock::at_ms(1_800_000_000_000));
+    let servers = replicas_on(&redis.url(), 2, clock.clone(), TimeSource::Caller).await;
     let (mut a, mut b) = (clients(&servers[0]).await, clients(&servers[1]).await);
     a.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     wait_for_capacity(&servers, 140).await;
@@ -500,11 +515,10 @@ async fn a_dead_workers_leases_come_back_to_another_worker() {
         let held = doomed.workers().lease_tasks(lease(100, 300)).await.unwrap().into_inner().tasks;
         assert_eq!(held.len(), 10);
     }
+    clock.advance_ms(300); // the leases' expiry instant
     let mut recovered = HashSet::new();
     while recovered.len() < 10 {
-        let mut request = lease(100, 30_000);
-        request.wait_ms = 2_000;
-        let tasks = b.workers.lease_tasks(request).await.unwrap().into_inner().tasks;
+        let tasks = b.workers.lease_tasks(lease(100, 30_000)).await.unwrap().into_inner().tasks;
         assert!(!tasks.is_empty(), "expired leases must come back");
         for t in tasks {
             assert_eq!(t.delivery_count, 2);

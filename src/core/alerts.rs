@@ -44,7 +44,7 @@ pub struct AlertInputs {
     pub open_circuits: Vec<String>,
     /// HEALTHY or DEGRADED chat REST processes.
     pub healthy_chat_rest_processes: u64,
-    /// Load over capacity, percent (100 when there is no capacity).
+    /// Load over capacity, percent (`capacity::utilization_percent`).
     pub utilization_percent: f64,
     /// Throttle rate over the last 15 minutes and the last hour, percent.
     pub throttle_rate_15m: f64,

@@ -16,8 +16,10 @@ pub const CELLS: usize = 4 * 3 * 3;
 pub const HISTORY_MINUTES: u64 = 24 * 60;
 /// The reported windows, in minutes.
 pub const WINDOWS: [(&str, u64); 5] = [("1h", 60), ("3h", 180), ("6h", 360), ("12h", 720), ("24h", 1_440)];
-/// Sessions tracked per hour bucket and reported per window.
+/// Sessions tracked per hour bucket.
 pub const TOP_SESSIONS: usize = 100;
+/// Sessions reported per window (`top_sessions`).
+pub const WINDOW_TOP_SESSIONS: usize = 10;
 
 /// Counts of one minute (or of a sum of minutes).
 pub type Cells = [u64; CELLS];
@@ -229,14 +231,19 @@ pub struct PeriodStats {
     pub top_sessions: Vec<ThrottledSession>,
 }
 
+/// Requests counted, and of them the refused (429 and 503): every
+/// decision but an admission.
+fn requests_and_refusals(cells: &Cells) -> (u64, u64) {
+    let total = sum_where(cells, |_, _, _| true);
+    (total, total - sum_where(cells, |d, _, _| d == 0))
+}
+
 /// Turns a window's counts into the seed's numbers.
 pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -> PeriodStats {
-    let total_requests = sum_where(cells, |_, _, _| true);
-    let admitted = sum_where(cells, |d, _, _| d == 0);
+    let (total_requests, total_throttled) = requests_and_refusals(cells);
     let rate_limit_429 = sum_where(cells, |d, _, _| d == 1);
     let backpressure_503 = sum_where(cells, |d, _, _| d == 2);
     let circuit_open_503 = sum_where(cells, |d, _, _| d == 3);
-    let total_throttled = total_requests - admitted;
     let hours = span_minutes as f64 / 60.0;
     let throughput_per_hour_by_user_type = UserType::ALL
         .iter()
@@ -265,15 +272,29 @@ pub fn period_stats(cells: &Cells, span_minutes: u64, top: Vec<(String, u64)>) -
 
 /// The share of a window's requests refused (429 and 503), 0–1; 0 without requests.
 pub fn throttle_ratio(cells: &Cells) -> f64 {
-    let total = sum_where(cells, |_, _, _| true);
-    let throttled = sum_where(cells, |d, _, _| d != 0);
+    let (total, throttled) = requests_and_refusals(cells);
     if total == 0 { 0.0 } else { throttled as f64 / total as f64 }
 }
 
+/// The first hour bucket whose heavy hitters count for the `span` minutes
+/// ending with `now_minute`: every hour with a minute in the window.
+pub fn first_hour(now_minute: u64, span: u64) -> u64 {
+    now_minute.saturating_sub(span.saturating_sub(1)) / 60
+}
+
+/// The most throttled sessions of the `span` minutes ending with
+/// `now_minute`, from a store's per-hour heavy hitters: the one rule for
+/// which hours a window's `top_sessions` come from.
+pub fn window_top(top_by_hour: &[(u64, Vec<(String, u64)>)], now_minute: u64, span: u64) -> Vec<(String, u64)> {
+    let first = first_hour(now_minute, span);
+    let hours = top_by_hour.iter().filter(|(hour, _)| *hour >= first).map(|(_, top)| top);
+    merge_top(hours, WINDOW_TOP_SESSIONS)
+}
+
 /// Merges per-hour heavy hitters into one ranking.
-pub fn merge_top(hours: &[Vec<(String, u64)>], n: usize) -> Vec<(String, u64)> {
+pub fn merge_top<'a>(hours: impl IntoIterator<Item = &'a Vec<(String, u64)>>, n: usize) -> Vec<(String, u64)> {
     let mut merged: HashMap<&str, u64> = HashMap::new();
-    for (k, c) in hours.iter().flatten() {
+    for (k, c) in hours.into_iter().flatten() {
         *merged.entry(k).or_default() += c;
     }
     let mut all: Vec<_> = merged.into_iter().map(|(k, c)| (k.to_owned(), c)).collect();
@@ -361,6 +382,18 @@ mod tests {
         assert_eq!(stats.throughput_per_hour_by_user_type["registered"], 2.0);
         assert_eq!(stats.throughput_per_hour_by_transport["websocket"], 1.0 / 3.0);
         assert_eq!(stats.top_sessions, [ThrottledSession { session_id: "s".into(), throttled: 3 }]);
+    }
+
+    #[test]
+    fn a_window_takes_the_heavy_hitters_of_every_hour_it_touches() {
+        let top = |n| vec![("s".to_owned(), n)];
+        let by_hour = [(0, top(1)), (1, top(10)), (2, top(100))];
+        // Minute 179 is the last of hour 2; 60 minutes back reach minute 120 (hour 2).
+        assert_eq!(first_hour(179, 60), 2);
+        assert_eq!(window_top(&by_hour, 179, 60), [("s".to_owned(), 100)]);
+        // One more minute reaches into hour 1.
+        assert_eq!(window_top(&by_hour, 179, 61), [("s".to_owned(), 110)]);
+        assert_eq!(window_top(&by_hour, 179, 1_440), [("s".to_owned(), 111)], "no hour before the epoch");
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub struct BreakerStats {
     pub opened_at: Option<Millis>,
 }
 
+/// Time left before an open circuit goes half-open by its recovery
+/// timeout (0 when due), for the console's countdown; None unless open.
+/// [`Breaker::tick`] makes the transition itself.
+pub fn half_open_in(stats: &BreakerStats, recovery_timeout_ms: Millis, now_ms: Millis) -> Option<Millis> {
+    match (stats.state, stats.opened_at) {
+        (BreakerState::Open, Some(opened_at)) => {
+            Some(opened_at.saturating_add(recovery_timeout_ms).saturating_sub(now_ms))
+        }
+        _ => None,
+    }
+}
+
 /// What a circuit admits: per-state data lives in the state's variant, so
 /// a closed circuit has no `opened_at` and only a half-open one counts probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,8 +102,19 @@ impl CapacityCalculation {
         self.instances.iter().map(|i| i.healthy_processes).sum()
     }
 
-    fn sum(&self, field: impl Fn(&InstanceCapacity) -> u64) -> u64 {
-        self.instances.iter().map(field).sum()
+    /// Step 3 summed over instances.
+    pub fn total_concurrent(&self) -> u64 {
+        self.instances.iter().map(|i| i.total_concurrent).sum()
+    }
+
+    /// Step 4 summed over instances.
+    pub fn effective(&self) -> u64 {
+        self.instances.iter().map(|i| i.effective).sum()
+    }
+
+    /// Step 5 summed over instances.
+    pub fn queue_capacity(&self) -> u64 {
+        self.instances.iter().map(|i| i.queue_capacity).sum()
     }
 
     /// The seed's `step_1_config` … `step_8_system_total` sentences.
@@ -121,9 +132,9 @@ impl CapacityCalculation {
         [
             format!("{} concurrent per process", c.concurrent_per_process),
             format!("{} healthy chat REST processes", self.healthy_processes()),
-            format!("{} total concurrent capacity", self.sum(|i| i.total_concurrent)),
-            format!("{} effective (after {}% buffer)", self.sum(|i| i.effective), format_percent(c.capacity_buffer)),
-            format!("{} queue capacity ({}x multiplier)", self.sum(|i| i.queue_capacity), c.queue_multiplier),
+            format!("{} total concurrent capacity", self.total_concurrent()),
+            format!("{} effective (after {}% buffer)", self.effective(), format_percent(c.capacity_buffer)),
+            format!("{} queue capacity ({}x multiplier)", self.queue_capacity(), c.queue_multiplier),
             format!("{per_instance} total capacity per instance"),
             format!("{} instances detected", self.instances.len()),
             format!("{} total system capacity", self.system_total),
@@ -173,6 +184,18 @@ impl Limits {
 /// `L / T`, or 1.0 when there is no capacity at all.
 pub fn pressure_ratio(load: u64, system_total: u64) -> f64 {
     if system_total == 0 { 1.0 } else { load as f64 / system_total as f64 }
+}
+
+/// Load over the system total `T` (above 1 when over-full); with no
+/// capacity, 1 when anything is loaded and 0 otherwise.
+pub fn utilization(load: u64, system_total: u64) -> f64 {
+    if system_total == 0 { f64::from(u8::from(load > 0)) } else { load as f64 / system_total as f64 }
+}
+
+/// [`utilization`] in percent (what the alert threshold reads), computed as
+/// `L × 100 / T` so that a whole percentage stays whole.
+pub fn utilization_percent(load: u64, system_total: u64) -> f64 {
+    if system_total == 0 { 100.0 * utilization(load, 0) } else { load as f64 * 100.0 / system_total as f64 }
 }
 
 #[cfg(test)]
@@ -248,6 +271,14 @@ mod tests {
     fn no_capacity_means_full_pressure() {
         assert_eq!(pressure_ratio(0, 0), 1.0);
         assert_eq!(pressure_ratio(7, 14), 0.5);
+    }
+
+    #[test]
+    fn utilization_is_load_over_capacity_and_full_without_capacity() {
+        assert_eq!((utilization(7, 14), utilization_percent(7, 14)), (0.5, 50.0));
+        assert_eq!(utilization_percent(9, 10), 90.0, "exactly 90, not above it");
+        assert_eq!((utilization(0, 0), utilization_percent(0, 0)), (0.0, 0.0));
+        assert_eq!((utilization(3, 0), utilization_percent(3, 0)), (1.0, 100.0));
     }
 
     #[test]

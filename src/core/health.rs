@@ -76,10 +76,16 @@ pub struct ProcessRecord {
     pub last_seen_ms: Millis,
 }
 
+/// Whether processes of this service type and name are chat REST
+/// processes (the only kind that makes capacity).
+pub fn is_chat_rest(service_type: &str, service_name: &str) -> bool {
+    service_type == CHAT_SERVICE_TYPE && service_name == CHAT_SERVICE_NAME
+}
+
 impl ProcessRecord {
     /// Whether this is a chat REST process (the only kind that makes capacity).
     pub fn is_chat_rest(&self) -> bool {
-        self.service_type == CHAT_SERVICE_TYPE && self.service_name == CHAT_SERVICE_NAME
+        is_chat_rest(&self.service_type, &self.service_name)
     }
 
     /// The seed's service-group key, e.g. `chat_rest`.

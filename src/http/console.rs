@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{HttpError, Shim};
 use crate::core::analytics::{self, CELLS, Cells};
-use crate::core::breaker::{BreakerState, BreakerStats};
+use crate::core::breaker::{BreakerStats, half_open_in};
 use crate::core::health::{self, ProcessStatus};
 use crate::core::{Millis, UserType};
 use crate::protection::Circuit;
@@ -206,16 +206,6 @@ pub(crate) struct RecoveryView {
     pub circuits: BTreeMap<String, CircuitRecovery>,
 }
 
-/// Time left before an open circuit goes half-open by its timeout.
-pub(crate) fn half_open_in(stats: &BreakerStats, recovery_timeout_ms: Millis, now_ms: Millis) -> Option<Millis> {
-    match (stats.state, stats.opened_at) {
-        (BreakerState::Open, Some(opened_at)) => {
-            Some(opened_at.saturating_add(recovery_timeout_ms).saturating_sub(now_ms))
-        }
-        _ => None,
-    }
-}
-
 /// The cluster's breaker view (as `/admin/circuit-breakers`) with each
 /// circuit's recovery timeout and time to half-open.
 async fn circuit_recovery(State(shim): State<Shim>) -> Result<Json<RecoveryView>, HttpError> {
@@ -278,6 +268,7 @@ async fn runtime_config(State(shim): State<Shim>) -> Json<serde_json::Value> {
 mod tests {
     use super::*;
     use crate::core::analytics::cell;
+    use crate::core::breaker::BreakerState;
     use crate::core::{Decision, Transport};
 
     fn cells(entries: &[(Decision, UserType, u64)]) -> Cells {

@@ -135,8 +135,8 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Http
             });
         }
     }
-    serde_json::from_slice(body)
-        .map_err(|e| HttpError { status: StatusCode::BAD_REQUEST, message: format!("body: not valid JSON: {e}") })
+    // Bad input, answered by its class like any other.
+    serde_json::from_slice(body).map_err(|e| ServiceError::invalid("body", format!("not valid JSON: {e}")).into())
 }
 
 async fn validate_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {

@@ -84,10 +84,7 @@ impl Floodgate {
             .iter()
             .map(|(name, span)| {
                 let cells = analytics::window_sum(&view.minutes, now_minute, *span);
-                let first_hour = now_minute.saturating_sub(span - 1) / 60;
-                let hours: Vec<_> =
-                    view.top_by_hour.iter().filter(|(h, _)| *h >= first_hour).map(|(_, top)| top.clone()).collect();
-                let top = analytics::merge_top(&hours, 10);
+                let top = analytics::window_top(&view.top_by_hour, now_minute, *span);
                 ((*name).to_owned(), analytics::period_stats(&cells, *span, top))
             })
             .collect())
@@ -379,7 +376,7 @@ impl Floodgate {
         let inputs = AlertInputs {
             open_circuits: self.breakers.open_circuits(),
             healthy_chat_rest_processes: facts.snapshot.calculation.healthy_processes(),
-            utilization_percent: percent(load, total),
+            utilization_percent: capacity::utilization_percent(load, total),
             throttle_rate_15m: last_15.throttle_rate,
             throttle_rate_1h: last_hour.throttle_rate,
             requests_15m: last_15.total_requests,
@@ -488,7 +485,7 @@ impl Floodgate {
             capacity_system: total,
             load,
             pressure_ratio: capacity::pressure_ratio(load, total),
-            utilization_ratio: if total == 0 { f64::from(u8::from(load > 0)) } else { load as f64 / total as f64 },
+            utilization_ratio: capacity::utilization(load, total),
             queue_depth: facts.stats.queued,
             leased: facts.stats.leased,
             dead_letters: facts.stats.dead_letters,
@@ -576,8 +573,7 @@ impl Floodgate {
                 let counts = groups
                     .into_iter()
                     .map(|((service_type, service_name), healthy_processes)| GroupCount {
-                        is_chat_rest: service_type == health::CHAT_SERVICE_TYPE
-                            && service_name == health::CHAT_SERVICE_NAME,
+                        is_chat_rest: health::is_chat_rest(&service_type, &service_name),
                         service_type,
                         service_name,
                         healthy_processes,
@@ -597,7 +593,6 @@ impl Floodgate {
             "step_7_instances",
             "step_8_system_total",
         ];
-        let sum = |f: fn(&capacity::InstanceCapacity) -> u64| calc.instances.iter().map(f).sum();
         CapacityReport {
             configuration: CapacityConfigurationView {
                 concurrent_per_process: calc.config.concurrent_per_process,
@@ -612,9 +607,9 @@ impl Floodgate {
             calculations_breakdown: names.iter().map(|n| n.to_string()).zip(steps).collect(),
             totals: CapacityTotals {
                 healthy_chat_rest_processes: calc.healthy_processes(),
-                total_concurrent: sum(|i| i.total_concurrent),
-                effective: sum(|i| i.effective),
-                queue_capacity: sum(|i| i.queue_capacity),
+                total_concurrent: calc.total_concurrent(),
+                effective: calc.effective(),
+                queue_capacity: calc.queue_capacity(),
                 total_per_instance: calc.instances.iter().map(|i| i.total).collect(),
                 instances: calc.instances.len() as u64,
                 system_total: calc.system_total,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::admission::admits;
-use crate::core::analytics::{Cells, HISTORY_MINUTES, MinuteRing, SpaceSaving, TOP_SESSIONS};
+use crate::core::analytics::{self, Cells, HISTORY_MINUTES, MinuteRing, SpaceSaving, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::health::{self, ProcessRecord};
 use crate::core::lease::{self, Expiry};
@@ -329,7 +329,7 @@ impl Store for MemoryStore {
             .filter_map(|m| a.minutes.get(m).map(|cells| (m, *cells)))
             .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
             .collect();
-        let first_hour = now_minute.saturating_sub(span_minutes.saturating_sub(1)) / 60;
+        let first_hour = analytics::first_hour(now_minute, span_minutes);
         let top_by_hour = a
             .top_by_hour
             .iter()

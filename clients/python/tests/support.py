@@ -115,6 +115,17 @@ class LineReader:
         return await asyncio.to_thread(self.wait_for, pattern, timeout)
 
 
+def terminate(process: subprocess.Popen[str], timeout: float = 30) -> int:
+    """SIGTERM, then the exit code; SIGKILL (-9) if it is still running after ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 @dataclass
 class Floodgate:
     """One running floodgate process."""
@@ -131,14 +142,7 @@ class Floodgate:
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (floodgate exits 0)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return -9
+        return terminate(self.process)
 
     def log_tail(self, n: int = 30) -> str:
         try:

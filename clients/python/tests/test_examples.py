@@ -22,7 +22,7 @@ import httpx
 import pytest
 import socketio
 
-from support import EXAMPLES, PACKAGE_ROOT, TOKENS, LineReader
+from support import EXAMPLES, PACKAGE_ROOT, TOKENS, LineReader, terminate
 
 UVICORN_RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
@@ -69,13 +69,7 @@ class Example:
         self.output = LineReader(self.process.stdout, sink=log)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return terminate(self.process)
 
 
 @pytest.fixture

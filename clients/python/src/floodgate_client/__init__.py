@@ -10,52 +10,14 @@
 
 __version__ = "0.1.0"
 
-from floodgate_client.client import DEFAULT_TARGET, FloodgateClient, RetryPolicy  # noqa: E402
-from floodgate_client.models import (  # noqa: E402
-    AdmissionResult,
-    CapacityCalculation,
-    DeadlineExceededError,
-    Decision,
-    EnqueueResult,
-    FailedPreconditionError,
-    FloodgateError,
-    HeartbeatResult,
-    Identity,
-    InvalidArgumentError,
-    LeasedTask,
-    PermissionDeniedError,
-    ProcessStatus,
-    Transport,
-    UnauthenticatedError,
-    UnavailableError,
-    UserType,
-    retry_after_seconds,
-)
-from floodgate_client.worker import HeartbeatLoop, TaskWorker  # noqa: E402
+# Each module's __all__ is the one list of what it exports; the package
+# re-exports all of them.
+from floodgate_client import client, models, worker  # noqa: E402
+from floodgate_client.client import *  # noqa: E402, F403
+from floodgate_client.models import *  # noqa: E402, F403
+from floodgate_client.worker import *  # noqa: E402, F403
 
-__all__ = [
-    "DEFAULT_TARGET",
-    "AdmissionResult",
-    "CapacityCalculation",
-    "DeadlineExceededError",
-    "Decision",
-    "EnqueueResult",
-    "FailedPreconditionError",
-    "FloodgateClient",
-    "FloodgateError",
-    "HeartbeatLoop",
-    "HeartbeatResult",
-    "Identity",
-    "InvalidArgumentError",
-    "LeasedTask",
-    "PermissionDeniedError",
-    "ProcessStatus",
-    "RetryPolicy",
-    "TaskWorker",
-    "Transport",
-    "UnauthenticatedError",
-    "UnavailableError",
-    "UserType",
-    "__version__",
-    "retry_after_seconds",
-]
+__all__ = ["__version__"]
+__all__ += client.__all__
+__all__ += models.__all__
+__all__ += worker.__all__

@@ -101,6 +101,31 @@ class RetryPolicy:
         return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry_policy}]})
 
 
+def _admission_fields(
+    user_type: UserType | int, subject: str, session_id: str, transport: Transport | int, route: str, request_id: str
+) -> dict[str, Any]:
+    """The request fields both admission levels share (``AdmissionRequest`` on the server)."""
+    return {
+        "user_type": cast("common_pb2.UserType", int(user_type)),
+        "subject": subject,
+        "session_id": session_id,
+        "transport": cast("common_pb2.Transport", int(transport)),
+        "route": route,
+        "request_id": request_id,
+    }
+
+
+def _decision_fields(r: Any) -> dict[str, Any]:
+    """The answer fields both admission levels share (the server's ``Verdict``)."""
+    return {
+        "decision": _enum(Decision, r.decision),
+        "http_status": r.http_status,
+        "retry_after_ms": r.retry_after_ms,
+        "reason": r.reason,
+        "pressure_ratio": r.pressure_ratio,
+    }
+
+
 class FloodgateClient:
     """An asyncio client of floodgate.
 
@@ -240,21 +265,10 @@ class FloodgateClient:
     ) -> AdmissionResult:
         """Level 1: rate limit, then immediate backpressure. Reserves nothing; retried on UNAVAILABLE."""
         request = admission_pb2.CheckCapacityRequest(
-            user_type=cast("common_pb2.UserType", int(user_type)),
-            subject=subject,
-            session_id=session_id,
-            transport=cast("common_pb2.Transport", int(transport)),
-            route=route,
-            request_id=request_id,
+            **_admission_fields(user_type, subject, session_id, transport, route, request_id)
         )
         r = await self._call("admission", "CheckCapacity", request, timeout=timeout)
-        return AdmissionResult(
-            decision=_enum(Decision, r.decision),
-            http_status=r.http_status,
-            retry_after_ms=r.retry_after_ms,
-            reason=r.reason,
-            pressure_ratio=r.pressure_ratio,
-        )
+        return AdmissionResult(**_decision_fields(r))
 
     async def enqueue_atomic(
         self,
@@ -279,22 +293,13 @@ class FloodgateClient:
         if idempotency_key is None and generate_idempotency_key:
             idempotency_key = uuid.uuid4().hex
         request = admission_pb2.EnqueueAtomicRequest(
-            user_type=cast("common_pb2.UserType", int(user_type)),
-            subject=subject,
-            session_id=session_id,
-            transport=cast("common_pb2.Transport", int(transport)),
-            route=route,
-            request_id=request_id,
+            **_admission_fields(user_type, subject, session_id, transport, route, request_id),
             payload=payload,
             idempotency_key=idempotency_key or "",
         )
         r = await self._call("admission", "EnqueueAtomic", request, timeout=timeout, keyed=bool(idempotency_key))
         return EnqueueResult(
-            decision=_enum(Decision, r.decision),
-            http_status=r.http_status,
-            retry_after_ms=r.retry_after_ms,
-            reason=r.reason,
-            pressure_ratio=r.pressure_ratio,
+            **_decision_fields(r),
             task_id=r.task_id or None,
             queue_position=r.queue_position,
             idempotency_key=idempotency_key or None,

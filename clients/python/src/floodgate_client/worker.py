@@ -19,7 +19,7 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Union
+from typing import Any, Self, Union
 
 from floodgate_client.client import FloodgateClient
 from floodgate_client.models import (
@@ -47,7 +47,30 @@ async def _value(source: Any) -> Any:
     return value
 
 
-class HeartbeatLoop:
+class _ProcessLoop:
+    """A background loop on behalf of one worker process: who it is, and
+    ``async with`` running it (:meth:`start` on entry, :meth:`stop` on exit)."""
+
+    def __init__(self, client: FloodgateClient, instance_id: str, process_id: str) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self.process_id = process_id
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class HeartbeatLoop(_ProcessLoop):
     """Sends ``Heartbeat`` for one worker process from a background task.
 
     ``capacity``, ``load`` and ``status`` are numbers or callables (sync or
@@ -79,9 +102,7 @@ class HeartbeatLoop:
     ) -> None:
         if not 0 <= jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
-        self.client = client
-        self.instance_id = instance_id
-        self.process_id = process_id
+        super().__init__(client, instance_id, process_id)
         self.service_type = service_type
         self.service_name = service_name
         self._capacity = capacity
@@ -171,18 +192,11 @@ class HeartbeatLoop:
             except FloodgateError as e:
                 log.warning("final heartbeat of %s/%s failed: %s", self.instance_id, self.process_id, e)
 
-    async def __aenter__(self) -> HeartbeatLoop:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
 
 Handler = Callable[[LeasedTask], Awaitable[object]]
 
 
-class TaskWorker:
+class TaskWorker(_ProcessLoop):
     """Leases chat tasks, runs ``handler`` on each, and completes them.
 
     Up to ``concurrency`` tasks run at once; the worker leases only as many
@@ -213,10 +227,8 @@ class TaskWorker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.client = client
+        super().__init__(client, instance_id, process_id)
         self.handler = handler
-        self.instance_id = instance_id
-        self.process_id = process_id
         self.concurrency = concurrency
         self.lease_ms = lease_ms
         self.wait_ms = wait_ms
@@ -327,10 +339,3 @@ class TaskWorker:
                 t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-
-    async def __aenter__(self) -> TaskWorker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
