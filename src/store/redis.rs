@@ -367,7 +367,8 @@ impl Store for RedisStore {
     async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
         let span = span_minutes.clamp(1, HISTORY_MINUTES);
         let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
-        let hours: Vec<u64> = (0..=span / 60).filter_map(|back| (now_minute / 60).checked_sub(back)).collect();
+        // Newest first, as the minutes: every hour with a minute in the window.
+        let hours: Vec<u64> = (crate::core::analytics::first_hour(now_minute, span)..=now_minute / 60).rev().collect();
         let mut pipe = redis::pipe();
         for minute in &minutes {
             pipe.hgetall(self.keys.minute_stats(*minute));
