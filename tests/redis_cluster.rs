@@ -491,3 +491,59 @@ async fn a_hung_primary_does_not_hold_up_the_other_shards() {
         h.await.unwrap();
     }
 }
+
+/// A hung primary's own keys wait for the store timeout once per short
+/// circuit window, not once each: after one of its calls fails while the
+/// other primaries answer, further calls for any of its slots fail open at
+/// once (no script call sent to it) until the window has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_primarys_keys_fail_open_at_once_after_one_timeout() {
+    let cluster = Cluster::start(3, None);
+    let admission_port = cluster.owner("{floodgate}").port;
+    let victim = cluster.primaries().into_iter().find(|n| n.port != admission_port).expect("a second primary");
+    let healthy = subjects_by_owner(&cluster, victim, false, 1).remove(0);
+    let doomed = subjects_by_owner(&cluster, victim, true, 21);
+
+    let mut s = settings(Profile::Production, "[rate_limits.anonymous]\nper_minute = 1\nburst = 1\n");
+    s.store = StoreUrl::Redis(cluster.url());
+    s.redis_timeout_ms = 1_000;
+    s.local_shield_capacity = Some(0);
+    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    // One of the doomed subjects answered normally: its primary is known.
+    let r = c.admission.check_capacity(check(UserType::Registered, &doomed[0])).await.unwrap();
+    assert_eq!(r.get_ref().decision(), Decision::Admit);
+
+    // The other primaries keep answering throughout (the healthy subject's
+    // store-made RateLimited), so the victim's failure is one shard's.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (mut admission, stop, healthy) = (c.admission.clone(), stop.clone(), healthy.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = admission.check_capacity(check(UserType::Anonymous, &healthy)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let shard_errors = "floodgate_store_shard_errors_total{operation=\"rate_limit\"}";
+    let before = counter(&server, shard_errors).await;
+    victim.cli(&["CONFIG", "RESETSTAT"]);
+    victim.pause();
+    // The first call waits for the timeout; the next twenty, sent one after
+    // the other, find the primary short-circuited.
+    for subject in &doomed[1..] {
+        let r = c.admission.check_capacity(check(UserType::Registered, subject)).await.unwrap();
+        assert_eq!(r.get_ref().decision(), Decision::Admit, "a shard's failure fails open");
+    }
+    victim.resume();
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+
+    assert_eq!(counter(&server, shard_errors).await - before, 20, "every doomed call failed as one shard's");
+    // Calls sent while it was paused ran when it resumed: the first one,
+    // and a probe for each window a slow machine let pass (at most a few).
+    let reached = victim.calls("evalsha");
+    assert!((1..=5).contains(&reached), "{reached} of 20 calls were sent to the hung primary");
+}

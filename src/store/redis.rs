@@ -32,6 +32,7 @@ mod decode;
 mod keys;
 mod link;
 mod rls;
+mod shards;
 
 use batcher::Batcher;
 use batches::{

@@ -72,7 +72,7 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
     build: impl Fn(&mut redis::ScriptInvocation<'_>, &[R]),
     decode: impl Fn(&Value, &[R]) -> StoreResult<Vec<O>>,
 ) {
-    let (link, script, build, decode) = (&link, &script, &build, &decode);
+    let (link, script, slot, build, decode) = (&link, &script, &slot, &build, &decode);
     // Each in-flight future says whether it holds a place.
     let mut in_flight = futures_util::stream::FuturesUnordered::new();
     let mut places = 0;
@@ -104,8 +104,10 @@ pub(super) async fn serve_batches<R: Send + 'static, O: Send + 'static>(
             let (requests, replies): (Vec<R>, Vec<_>) = group.into_iter().map(|q| (q.request, q.reply)).unzip();
             let mut invocation = script.prepare_invoke();
             build(&mut invocation, &requests);
+            // Spread calls are one slot's each: its primary may be short-circuited.
+            let in_slot = if holds_place { None } else { requests.first().and_then(slot) };
             // A caller that gave up is not waiting for its answer.
-            match link.run(invocation).await.and_then(|value| decode(&value, &requests)) {
+            match link.run_in(in_slot, invocation).await.and_then(|value| decode(&value, &requests)) {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(Ok(outcome));

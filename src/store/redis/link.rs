@@ -2,13 +2,15 @@
 //! each call, the short-circuit while Redis is failing, and WAIT for
 //! replicas where admissions must reach them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::Value;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 
 use super::connection::Connection;
+use super::shards::ShardGate;
 use super::{RedisOptions, TimeSource};
 use crate::store::{StoreError, StoreResult};
 
@@ -35,6 +37,9 @@ pub(super) struct Link {
     /// another primary answered, so the store as a whole is up. One node
     /// (standalone, Sentinel) has no such witness: its failure is the store's.
     pub(super) last_success: Option<AtomicU64>,
+    /// On a Cluster's rate-limit link only: the per-primary short-circuit
+    /// ([`ShardGate`]) that `run_in` consults.
+    pub(super) gate: Option<Arc<ShardGate>>,
 }
 
 /// How long a failure short-circuits further calls (one node's worth of keys).
@@ -67,14 +72,25 @@ impl Link {
             replicas,
             down_window,
             last_success: None,
+            gate: None,
         }
     }
 
     /// The rate-limit link of a Cluster: no short-circuit (one primary down
     /// must not fail the keys of the others), and failures while other
     /// shards answer are told apart ([`StoreError::ShardUnavailable`]).
+    /// A primary whose call failed so is short-circuited on its own
+    /// ([`ShardGate`]); the slot map is read here, from a task.
     pub(super) fn sharded_rate_limits(connection: Connection, options: RedisOptions) -> Link {
-        Link { last_success: Some(AtomicU64::new(0)), ..Link::new(connection, options, 0, Duration::ZERO) }
+        let gate = Arc::new(ShardGate::default());
+        if let Connection::Cluster(cluster) = &connection {
+            gate.refresh(cluster.clone(), options.timeout);
+        }
+        Link {
+            last_success: Some(AtomicU64::new(0)),
+            gate: Some(gate),
+            ..Link::new(connection, options, 0, Duration::ZERO)
+        }
     }
 
     pub(super) fn now_arg(&self, now: u64) -> String {
@@ -184,6 +200,33 @@ impl Link {
             Ok(value)
         })
         .await
+    }
+
+    /// Runs a script invocation whose keys live in `slot`: on a Cluster's
+    /// rate-limit link, fails at once while the slot's primary is
+    /// short-circuited, and short-circuits it (reading the slot map again
+    /// when the slot's primary is not known) when the call fails as one
+    /// shard's ([`StoreError::ShardUnavailable`]).
+    pub(super) async fn run_in(
+        &self,
+        slot: Option<Slot>,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> StoreResult<Value> {
+        let (Some(gate), Some(slot)) = (&self.gate, slot) else { return self.run(invocation).await };
+        let since_open = || self.opened.elapsed().as_millis() as u64;
+        if gate.is_down(slot, since_open()) {
+            return Err(StoreError::ShardUnavailable(format!(
+                "this key's primary failed within the last {DOWN_WINDOW:?}; retrying shortly"
+            )));
+        }
+        let result = self.run(invocation).await;
+        if matches!(result, Err(StoreError::ShardUnavailable(_)))
+            && !gate.failed(slot, since_open())
+            && let Connection::Cluster(cluster) = &self.connection
+        {
+            gate.refresh(cluster.clone(), self.options.timeout);
+        }
+        result
     }
 
     /// Runs a pipeline (one round trip), bounded by the timeout.

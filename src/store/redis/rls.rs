@@ -109,10 +109,11 @@ impl RedisStore {
                     now: call.now.clone(),
                     slot: None,
                 };
+                let slot = slots[part[0]];
                 async move {
                     let mut invocation = self.scripts.rls.prepare_invoke();
                     add_call(&mut invocation, &part_call);
-                    let value = self.rate_link.run(invocation).await?;
+                    let value = self.rate_link.run_in(Some(slot), invocation).await?;
                     decode_rls_many(&value, &[part_call.checks.len()]).map(|mut one| one.remove(0))
                 }
             }))
