@@ -8,8 +8,8 @@
 //! (a failover moves slots to the promoted replica).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::Value;
@@ -18,65 +18,71 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
 use super::decode::{int, text};
 use super::link::DOWN_WINDOW;
-use crate::sync::lock;
 
 /// Which primary serves each slot, and which primaries are short-circuited.
 #[derive(Default)]
 pub(super) struct ShardGate {
-    /// Slot → index into `primaries`; empty until `CLUSTER SLOTS` answered.
-    owners: RwLock<HashMap<Slot, usize>>,
-    /// Each primary's address and the instant (ms since the link opened)
-    /// until which its calls fail at once (0 = not short-circuited).
-    primaries: Mutex<Vec<(String, u64)>>,
+    /// Empty until `CLUSTER SLOTS` answered; replaced whole on a new read.
+    map: RwLock<SlotMap>,
     /// A `CLUSTER SLOTS` read is under way.
     refreshing: AtomicBool,
 }
 
+/// Slot → primary, and each primary's short-circuit.
+#[derive(Default)]
+struct SlotMap {
+    /// Slot → index into `primaries`.
+    owners: HashMap<Slot, usize>,
+    /// Each primary's address and the instant (ms since the link opened)
+    /// until which its calls fail at once (0 = not short-circuited).
+    primaries: Vec<(String, AtomicU64)>,
+}
+
+impl SlotMap {
+    fn primary(&self, slot: Slot) -> Option<&AtomicU64> {
+        self.owners.get(&slot).map(|&i| &self.primaries[i].1)
+    }
+}
+
 impl ShardGate {
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, SlotMap> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether `slot`'s primary failed within the last [`DOWN_WINDOW`].
     pub(super) fn is_down(&self, slot: Slot, now_ms: u64) -> bool {
-        let Some(&primary) = self.owners.read().unwrap_or_else(|e| e.into_inner()).get(&slot) else {
-            return false;
-        };
-        lock(&self.primaries).get(primary).is_some_and(|(_, until)| now_ms < *until)
+        self.map().primary(slot).is_some_and(|until| now_ms < until.load(Ordering::Relaxed))
     }
 
     /// Short-circuits `slot`'s primary for [`DOWN_WINDOW`] from `now_ms`;
     /// false when the slot's primary is not known (yet).
     pub(super) fn failed(&self, slot: Slot, now_ms: u64) -> bool {
-        let Some(&primary) = self.owners.read().unwrap_or_else(|e| e.into_inner()).get(&slot) else {
-            return false;
-        };
-        match lock(&self.primaries).get_mut(primary) {
-            Some((_, until)) => {
-                *until = now_ms + DOWN_WINDOW.as_millis() as u64;
-                true
-            }
-            None => false,
-        }
+        let map = self.map();
+        let Some(until) = map.primary(slot) else { return false };
+        until.store(now_ms + DOWN_WINDOW.as_millis() as u64, Ordering::Relaxed);
+        true
     }
 
     /// Takes a new slot map; a primary that keeps its address keeps its
     /// short-circuit.
     fn set_slots(&self, ranges: Vec<(u16, u16, String)>) {
-        let mut primaries = lock(&self.primaries);
-        let mut owners = HashMap::with_capacity(usize::from(SLOTS));
-        let mut kept = Vec::new();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = SlotMap { owners: HashMap::with_capacity(usize::from(SLOTS)), primaries: Vec::new() };
         for (start, end, address) in ranges {
-            let index = match kept.iter().position(|(a, _): &(String, u64)| *a == address) {
+            let index = match next.primaries.iter().position(|(a, _)| *a == address) {
                 Some(index) => index,
                 None => {
-                    let until = primaries.iter().find(|(a, _)| *a == address).map_or(0, |(_, until)| *until);
-                    kept.push((address, until));
-                    kept.len() - 1
+                    let until = map.primaries.iter().find(|(a, _)| *a == address);
+                    let until = until.map_or(0, |(_, until)| until.load(Ordering::Relaxed));
+                    next.primaries.push((address, AtomicU64::new(until)));
+                    next.primaries.len() - 1
                 }
             };
             for number in start..=end.min(SLOTS - 1) {
-                owners.extend(Slot::new(number).map(|slot| (slot, index)));
+                next.owners.extend(Slot::new(number).map(|slot| (slot, index)));
             }
         }
-        *self.owners.write().unwrap_or_else(|e| e.into_inner()) = owners;
-        *primaries = kept;
+        *map = next;
     }
 
     /// Reads `CLUSTER SLOTS` (from any node, bounded by `timeout`) into the
