@@ -45,11 +45,11 @@ fn rules_dir() -> std::path::PathBuf {
     dir
 }
 
-fn entry(key: &str, value: &str) -> Entry {
-    Entry { key: key.to_owned(), value: value.to_owned() }
+fn entry<'a>(key: &'a str, value: &'a str) -> Entry<'a> {
+    Entry { key, value }
 }
 
-async fn time(floodgate: &Floodgate, label: &str, requests: &[RlsRequest]) {
+async fn time(floodgate: &Floodgate, label: &str, requests: &[RlsRequest<'_>]) {
     for round in 1..=3 {
         let started = Instant::now();
         for n in 0..CALLS {
@@ -68,20 +68,21 @@ async fn main() {
     settings.rls_options = RlsOptions { path: Some(dir.clone()), ..RlsOptions::default() };
     let floodgate = Floodgate::new(AnyStore::Memory(MemoryStore::new()), &settings, Arc::new(SystemClock));
     floodgate.rls_rules().reload().expect("the rules load");
-    let rules: Vec<RlsRequest> = (0..SUBJECTS)
-        .map(|n| RlsRequest {
-            domain: "d5".into(),
-            descriptors: vec![vec![entry("remote_address", &format!("s{n}"))], vec![entry("path", "/api/v7/chat")]],
-            hits_addend: 0,
+    let subjects: Vec<String> = (0..SUBJECTS).map(|n| format!("s{n}")).collect();
+    let rules: Vec<RlsRequest<'_>> = subjects
+        .iter()
+        .map(|subject| {
+            RlsRequest::new("d5", 0)
+                .with_descriptor([entry("remote_address", subject)])
+                .with_descriptor([entry("path", "/api/v7/chat")])
         })
         .collect();
     // The user_type descriptor alone (Level 1 through Envoy's API): its
     // rate-limit step runs, capacity is 0 here so Level 1 refuses it after.
-    let user_type: Vec<RlsRequest> = (0..SUBJECTS)
-        .map(|n| RlsRequest {
-            domain: "chat".into(),
-            descriptors: vec![vec![entry("user_type", "registered"), entry("subject", &format!("s{n}"))]],
-            hits_addend: 0,
+    let user_type: Vec<RlsRequest<'_>> = subjects
+        .iter()
+        .map(|subject| {
+            RlsRequest::new("chat", 0).with_descriptor([entry("user_type", "registered"), entry("subject", subject)])
         })
         .collect();
     time(&floodgate, "1,000 rules, 2 descriptors", &rules).await;
