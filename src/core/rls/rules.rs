@@ -344,25 +344,20 @@ impl Rules {
     /// its key alone; only the rule reached by the last entry counts. None
     /// when nothing matches (unknown domain too).
     pub fn find(&self, domain: &str, entries: &[Entry<'_>]) -> Option<&Limit> {
-        let mut node = self.domains.get(domain)?;
-        for entry in entries {
-            let rules = node.children.get(entry.key)?;
-            node = rules
-                .by_value
-                .get(entry.value)
-                .or_else(|| rules.wildcards.iter().find(|(p, _)| p.matches(entry.value)).map(|(_, n)| n))
-                .or(rules.any_value.as_deref())?;
-        }
-        node.limit.as_ref()
+        find_in(self.domains.get(domain)?, entries)
     }
 
     /// [`Rules::plan_with`] with the default options.
-    pub fn plan<'r>(&'r self, request: &RlsRequest<'_>) -> Result<Plan<'r>, Invalid> {
+    pub fn plan<'r, 'q>(&'r self, request: &RlsRequest<'q>) -> Result<Plan<'r, 'q>, Invalid> {
         self.plan_with(request, PlanOptions::default())
     }
 
     /// Validates a request and decides, per descriptor, what it needs.
-    pub fn plan_with<'r>(&'r self, request: &RlsRequest<'_>, options: PlanOptions) -> Result<Plan<'r>, Invalid> {
+    pub fn plan_with<'r, 'q>(
+        &'r self,
+        request: &RlsRequest<'q>,
+        options: PlanOptions,
+    ) -> Result<Plan<'r, 'q>, Invalid> {
         if request.domain.is_empty() || request.domain.len() > MAX_KEY_BYTES {
             return Err(invalid("domain", format!("must be 1..={MAX_KEY_BYTES} bytes")));
         }
@@ -372,6 +367,7 @@ impl Rules {
         if request.hits_addend > MAX_HITS_ADDEND {
             return Err(invalid("hits_addend", format!("must be at most {MAX_HITS_ADDEND}")));
         }
+        let root = self.domains.get(request.domain);
         let mut descriptors = SmallVec::with_capacity(request.descriptor_count());
         let mut admission = None;
         let mut replacing = false;
@@ -399,7 +395,7 @@ impl Rules {
                 descriptors.push(Planned::Admission);
                 continue;
             }
-            descriptors.push(match self.find(request.domain, entries) {
+            descriptors.push(match root.and_then(|root| find_in(root, entries)) {
                 None => Planned::NoRule,
                 Some(Limit::Unlimited) => Planned::Unlimited,
                 Some(Limit::Rate(rate)) => {
@@ -407,7 +403,7 @@ impl Rules {
                     if rate.refuses_all() {
                         Planned::RefusesAll { rate }
                     } else {
-                        Planned::Limited { rate, counter: counter_key(request.domain, entries) }
+                        Planned::Limited { rate, counter: request.counter(i) }
                     }
                 }
             });
@@ -419,9 +415,22 @@ impl Rules {
     }
 }
 
+/// [`Rules::find`] from a domain's root (looked up once per request).
+fn find_in<'n>(mut node: &'n Node, entries: &[Entry<'_>]) -> Option<&'n Limit> {
+    for entry in entries {
+        let rules = node.children.get(entry.key)?;
+        node = rules
+            .by_value
+            .get(entry.value)
+            .or_else(|| rules.wildcards.iter().find(|(p, _)| p.matches(entry.value)).map(|(_, n)| n))
+            .or(rules.any_value.as_deref())?;
+    }
+    node.limit.as_ref()
+}
+
 /// envoyproxy/ratelimit's `replaces`: a limit named by another matched
 /// limit of the same request is not applied.
-fn drop_replaced(descriptors: &mut [Planned<'_>]) {
+fn drop_replaced(descriptors: &mut [Planned<'_, '_>]) {
     let replaced: Vec<String> =
         descriptors.iter().filter_map(Planned::rate).flat_map(|r| r.replaces.iter().cloned()).collect();
     for planned in descriptors.iter_mut() {
@@ -563,22 +572,8 @@ pub fn counter_key(domain: &str, entries: &[Entry<'_>]) -> String {
     let mut key = String::with_capacity(
         domain.len() + entries.iter().map(|e| e.key.len() + e.value.len() + 8).sum::<usize>() + 4,
     );
-    // Digits written by hand: `write!` costs the formatting machinery on
-    // every request.
     let mut push = |part: &str| {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = part.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        key.extend(digits[at..].iter().map(|d| char::from(*d)));
-        key.push(':');
+        key.extend(counter_prefix(part.len()).map(char::from));
         key.push_str(part);
     };
     push(domain);
@@ -587,4 +582,21 @@ pub fn counter_key(domain: &str, entries: &[Entry<'_>]) -> String {
         push(entry.value);
     }
     key
+}
+
+/// The `{len}:` before each part of a counter key, as ASCII bytes. Digits
+/// written by hand: `write!` costs the formatting machinery on every request.
+pub fn counter_prefix(len: usize) -> impl Iterator<Item = u8> {
+    let mut head = [b':'; 21];
+    let mut at = head.len() - 1;
+    let mut n = len;
+    loop {
+        at -= 1;
+        head[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    head.into_iter().skip(at)
 }
