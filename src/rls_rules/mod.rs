@@ -195,7 +195,7 @@ impl RlsRules {
     }
 
     /// Adds each matched rule's tally of one answered request to its counters.
-    pub fn record(&self, request: &RlsRequest<'_>, plan: &Plan<'_, '_>, answer: &Answer) {
+    pub fn record(&self, request: &RlsRequest<'_>, plan: &Plan<'_>, answer: &Answer) {
         let rows = plan.descriptors.iter().zip(&answer.statuses).zip(request.descriptors());
         for ((planned, status), entries) in rows {
             let Some(rate) = planned.rate() else { continue };

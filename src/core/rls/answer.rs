@@ -107,7 +107,7 @@ pub(super) fn near_limit(hits: u32, remaining: u64, check: &Check, kept: bool) -
 /// `user_type` descriptor. The worst descriptor wins: any enforcing
 /// descriptor over its limit, or a Level 1 refusal, makes it OVER_LIMIT.
 pub fn answer(
-    plan: &Plan<'_, '_>,
+    plan: &Plan<'_>,
     checks: &[(usize, Check)],
     outcomes: &[GcraOutcome],
     now_us: u64,

@@ -1,13 +1,11 @@
 //! A request in domain terms, its plan (what each descriptor needs) and
 //! the all-or-nothing GCRA decision of one request.
 
-use std::borrow::Cow;
-
 use smallvec::SmallVec;
 
 use super::USER_TYPE_KEY;
 use super::config::{Invalid, invalid};
-use super::rules::{PlanOptions, Rate, counter_key};
+use super::rules::{PlanOptions, Rate};
 use crate::core::gcra::{self, GcraOutcome, RateLimit, Spacing};
 use crate::core::{Transport, UserType};
 
@@ -35,8 +33,6 @@ pub struct RlsRequest<'a> {
     entries: SmallVec<[Entry<'a>; 4]>,
     /// Where each descriptor's entries end in `entries`.
     ends: SmallVec<[usize; 4]>,
-    /// Each descriptor's counter key, when the caller laid it out already.
-    counters: SmallVec<[Option<&'a str>; 4]>,
 }
 
 impl<'a> RlsRequest<'a> {
@@ -47,27 +43,8 @@ impl<'a> RlsRequest<'a> {
 
     /// Adds a descriptor of `entries` after the others.
     pub fn push_descriptor(&mut self, entries: impl IntoIterator<Item = Entry<'a>>) {
-        self.push_counted_descriptor(entries, None);
-    }
-
-    /// Adds a descriptor of `entries` whose [`counter_key`] the caller
-    /// already holds (the wire reader lays the texts out as counter keys,
-    /// so that a request needs no allocation for them).
-    pub fn push_counted_descriptor(&mut self, entries: impl IntoIterator<Item = Entry<'a>>, counter: Option<&'a str>) {
         self.entries.extend(entries);
         self.ends.push(self.entries.len());
-        self.counters.push(counter);
-    }
-
-    /// Descriptor `index`'s counter key: [`counter_key`] of the domain and
-    /// its entries (the one given with it, else made now).
-    pub fn counter(&self, index: usize) -> Cow<'a, str> {
-        if let Some(Some(counter)) = self.counters.get(index) {
-            return Cow::Borrowed(*counter);
-        }
-        let start = index.checked_sub(1).and_then(|i| self.ends.get(i)).copied().unwrap_or(0);
-        let end = self.ends.get(index).copied().unwrap_or(start);
-        Cow::Owned(counter_key(self.domain, self.entries.get(start..end).unwrap_or_default()))
     }
 
     /// The request with a descriptor of `entries` added.
@@ -94,7 +71,7 @@ impl<'a> RlsRequest<'a> {
 
 /// What one descriptor needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Planned<'r, 'q> {
+pub enum Planned<'r> {
     /// No rule matches (or the domain is unknown): OK, nothing counted.
     NoRule,
     /// The matching rule is `unlimited`: OK, nothing counted.
@@ -103,9 +80,8 @@ pub enum Planned<'r, 'q> {
     Limited {
         /// The matching rule.
         rate: &'r Rate,
-        /// The store key the request is counted under (borrowed from the
-        /// request when it came with it).
-        counter: Cow<'q, str>,
+        /// The store key the request is counted under.
+        counter: String,
     },
     /// The matching rule has `requests_per_unit: 0`: over the limit, nothing counted.
     RefusesAll {
@@ -119,7 +95,7 @@ pub enum Planned<'r, 'q> {
     Admission,
 }
 
-impl<'r> Planned<'r, '_> {
+impl<'r> Planned<'r> {
     /// The matched rule's rate, for limited and refusing rules.
     pub fn rate(&self) -> Option<&'r Rate> {
         match self {
@@ -179,9 +155,9 @@ impl AdmissionEntries {
 
 /// A validated request: one [`Planned`] per descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan<'r, 'q> {
+pub struct Plan<'r> {
     /// One plan per descriptor, in order (on the stack for up to four).
-    pub descriptors: SmallVec<[Planned<'r, 'q>; 4]>,
+    pub descriptors: SmallVec<[Planned<'r>; 4]>,
     /// The Level-1 entries, when a descriptor carries `user_type`.
     pub admission: Option<AdmissionEntries>,
     /// `hits_addend`, 0 made 1.
@@ -190,7 +166,7 @@ pub struct Plan<'r, 'q> {
     pub options: PlanOptions,
 }
 
-impl Plan<'_, '_> {
+impl Plan<'_> {
     /// The GCRA checks the request needs, each with its descriptor's index,
     /// in request order. `admission_rate` is the user type's limit when
     /// Level 1 reached its rate-limit step; Level 1 counts one request, as

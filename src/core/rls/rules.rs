@@ -348,16 +348,12 @@ impl Rules {
     }
 
     /// [`Rules::plan_with`] with the default options.
-    pub fn plan<'r, 'q>(&'r self, request: &RlsRequest<'q>) -> Result<Plan<'r, 'q>, Invalid> {
+    pub fn plan<'r>(&'r self, request: &RlsRequest<'_>) -> Result<Plan<'r>, Invalid> {
         self.plan_with(request, PlanOptions::default())
     }
 
     /// Validates a request and decides, per descriptor, what it needs.
-    pub fn plan_with<'r, 'q>(
-        &'r self,
-        request: &RlsRequest<'q>,
-        options: PlanOptions,
-    ) -> Result<Plan<'r, 'q>, Invalid> {
+    pub fn plan_with<'r>(&'r self, request: &RlsRequest<'_>, options: PlanOptions) -> Result<Plan<'r>, Invalid> {
         if request.domain.is_empty() || request.domain.len() > MAX_KEY_BYTES {
             return Err(invalid("domain", format!("must be 1..={MAX_KEY_BYTES} bytes")));
         }
@@ -403,7 +399,7 @@ impl Rules {
                     if rate.refuses_all() {
                         Planned::RefusesAll { rate }
                     } else {
-                        Planned::Limited { rate, counter: request.counter(i) }
+                        Planned::Limited { rate, counter: counter_key(request.domain, entries) }
                     }
                 }
             });
@@ -430,7 +426,7 @@ fn find_in<'n>(mut node: &'n Node, entries: &[Entry<'_>]) -> Option<&'n Limit> {
 
 /// envoyproxy/ratelimit's `replaces`: a limit named by another matched
 /// limit of the same request is not applied.
-fn drop_replaced(descriptors: &mut [Planned<'_, '_>]) {
+fn drop_replaced(descriptors: &mut [Planned<'_>]) {
     let replaced: Vec<String> =
         descriptors.iter().filter_map(Planned::rate).flat_map(|r| r.replaces.iter().cloned()).collect();
     for planned in descriptors.iter_mut() {
@@ -572,8 +568,22 @@ pub fn counter_key(domain: &str, entries: &[Entry<'_>]) -> String {
     let mut key = String::with_capacity(
         domain.len() + entries.iter().map(|e| e.key.len() + e.value.len() + 8).sum::<usize>() + 4,
     );
+    // Digits written by hand: `write!` costs the formatting machinery on
+    // every request.
     let mut push = |part: &str| {
-        key.extend(counter_prefix(part.len()).map(char::from));
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = part.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        key.extend(digits[at..].iter().map(|d| char::from(*d)));
+        key.push(':');
         key.push_str(part);
     };
     push(domain);
@@ -582,21 +592,4 @@ pub fn counter_key(domain: &str, entries: &[Entry<'_>]) -> String {
         push(entry.value);
     }
     key
-}
-
-/// The `{len}:` before each part of a counter key, as ASCII bytes. Digits
-/// written by hand: `write!` costs the formatting machinery on every request.
-pub fn counter_prefix(len: usize) -> impl Iterator<Item = u8> {
-    let mut head = [b':'; 21];
-    let mut at = head.len() - 1;
-    let mut n = len;
-    loop {
-        at -= 1;
-        head[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    head.into_iter().skip(at)
 }

@@ -15,9 +15,7 @@ use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
-use crate::core::rls::{
-    Answer, Code, Entry, ReportedLimit, RlsRequest, Status as DescriptorStatus, Unit, counter_prefix,
-};
+use crate::core::rls::{Answer, Code, Entry, ReportedLimit, RlsRequest, Status as DescriptorStatus, Unit};
 
 // ---- the request ----
 
@@ -26,22 +24,15 @@ type Span = (usize, usize);
 
 /// `envoy.service.ratelimit.v3.RateLimitRequest` as the server reads it
 /// (the generated service takes this type through `extern_path`).
-///
-/// The texts are laid out as each descriptor's counter key
-/// ([`counter_key`](crate::core::rls::counter_key): `{len}:domain`, then
-/// `{len}:key{len}:value` per entry), so that the keys and values are
-/// spans of it and the counter key of a limited descriptor needs no
-/// allocation of its own.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RateLimitRequest {
+    /// The domain, every key and every value, back to back.
     text: String,
     domain: Span,
     /// (key, value) of every entry of every descriptor, in order.
     entries: SmallVec<[(Span, Span); 4]>,
     /// Where each descriptor's entries end in `entries`.
     ends: SmallVec<[usize; 4]>,
-    /// Each descriptor's counter key (None when the domain came after it).
-    counters: SmallVec<[Option<Span>; 4]>,
     hits_addend: u32,
 }
 
@@ -61,57 +52,6 @@ pub struct ProstRateLimitRequest {
     pub hits_addend: u32,
 }
 
-/// A request being laid out: its texts so far and their places. The
-/// domain is empty until read (proto3 leaves an empty one out).
-struct Layout {
-    text: Vec<u8>,
-    request: RateLimitRequest,
-}
-
-impl Layout {
-    fn new(capacity: usize) -> Layout {
-        Layout { text: Vec::with_capacity(capacity), request: RateLimitRequest::default() }
-    }
-
-    fn push(&mut self, bytes: &[u8]) -> Span {
-        let start = self.text.len();
-        self.text.extend_from_slice(bytes);
-        (start, self.text.len())
-    }
-
-    fn push_part(&mut self, bytes: &[u8]) -> Span {
-        self.text.extend(counter_prefix(bytes.len()));
-        self.push(bytes)
-    }
-
-    fn set_domain(&mut self, domain: &[u8]) {
-        // A domain read after descriptors (or read again) is not the one
-        // their counter keys start with.
-        self.request.counters.iter_mut().for_each(|c| *c = None);
-        self.request.domain = self.push(domain);
-    }
-
-    fn push_descriptor<'b>(&mut self, entries: impl IntoIterator<Item = (&'b [u8], &'b [u8])>) {
-        let start = self.text.len();
-        let (from, to) = self.request.domain;
-        self.text.extend(counter_prefix(to - from));
-        self.text.extend_from_within(from..to);
-        for (key, value) in entries {
-            let entry = (self.push_part(key), self.push_part(value));
-            self.request.entries.push(entry);
-        }
-        self.request.ends.push(self.request.entries.len());
-        self.request.counters.push(Some((start, self.text.len())));
-    }
-
-    /// The request; None unless its texts are UTF-8 (each was checked as
-    /// it was read; the whole is checked once more to hold it as a `String`).
-    fn finish(mut self) -> Option<RateLimitRequest> {
-        self.request.text = String::from_utf8(self.text).ok()?;
-        Some(self.request)
-    }
-}
-
 impl RateLimitRequest {
     /// Decodes one encoded message as prost would. The usual message (the
     /// three fields, descriptors of key/value entries, valid UTF-8) is read
@@ -127,75 +67,87 @@ impl RateLimitRequest {
 
     /// The short path: None where prost has to decide.
     fn read(mut buf: &[u8]) -> Option<RateLimitRequest> {
-        // Room for the texts and their counter-key prefixes.
-        let mut layout = Layout::new(buf.len() * 2);
+        let mut text = Vec::with_capacity(buf.len());
+        let mut request = RateLimitRequest::default();
         while !buf.is_empty() {
             match decode_key(&mut buf).ok()? {
-                (1, WireType::LengthDelimited) => layout.set_domain(utf8(field(&mut buf)?)?),
-                (2, WireType::LengthDelimited) => read_descriptor(&mut layout, field(&mut buf)?)?,
+                (1, WireType::LengthDelimited) => request.domain = push_utf8(&mut text, field(&mut buf)?)?,
+                (2, WireType::LengthDelimited) => request.read_descriptor(&mut text, field(&mut buf)?)?,
                 // prost's uint32 keeps the low 32 bits of the varint.
-                (3, WireType::Varint) => layout.request.hits_addend = decode_varint(&mut buf).ok()? as u32,
+                (3, WireType::Varint) => request.hits_addend = decode_varint(&mut buf).ok()? as u32,
                 _ => return None,
             }
         }
-        layout.finish()
+        // Each part was checked as it was added.
+        request.text = String::from_utf8(text).ok()?;
+        Some(request)
+    }
+
+    fn read_descriptor(&mut self, text: &mut Vec<u8>, mut buf: &[u8]) -> Option<()> {
+        while !buf.is_empty() {
+            let (1, WireType::LengthDelimited) = decode_key(&mut buf).ok()? else { return None };
+            let mut entry = field(&mut buf)?;
+            // A field that repeats replaces the earlier one, as in prost.
+            let (mut key, mut value) = ((0, 0), (0, 0));
+            while !entry.is_empty() {
+                match decode_key(&mut entry).ok()? {
+                    (1, WireType::LengthDelimited) => key = push_utf8(text, field(&mut entry)?)?,
+                    (2, WireType::LengthDelimited) => value = push_utf8(text, field(&mut entry)?)?,
+                    _ => return None,
+                }
+            }
+            self.entries.push((key, value));
+        }
+        self.ends.push(self.entries.len());
+        Some(())
+    }
+
+    fn push(&mut self, text: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(text);
+        (start, self.text.len())
     }
 
     /// The request in domain terms, borrowing its texts.
     pub fn to_domain(&self) -> RlsRequest<'_> {
-        // Spans are only made by `Layout::push`, on whole strings.
+        // Spans are only made by `push`, on whole strings.
         let text = |(start, end): Span| self.text.get(start..end).unwrap_or_default();
         let mut request = RlsRequest::new(text(self.domain), self.hits_addend);
         let mut start = 0;
-        for (&end, counter) in self.ends.iter().zip(&self.counters) {
+        for &end in &self.ends {
             let entries = self.entries.get(start..end).unwrap_or_default();
-            request.push_counted_descriptor(
-                entries.iter().map(|&(key, value)| Entry { key: text(key), value: text(value) }),
-                counter.map(text),
-            );
+            request.push_descriptor(entries.iter().map(|&(key, value)| Entry { key: text(key), value: text(value) }));
             start = end;
         }
         request
     }
 }
 
-fn read_descriptor(layout: &mut Layout, mut buf: &[u8]) -> Option<()> {
-    let mut entries: SmallVec<[(&[u8], &[u8]); 4]> = SmallVec::new();
-    while !buf.is_empty() {
-        let (1, WireType::LengthDelimited) = decode_key(&mut buf).ok()? else { return None };
-        let mut entry = field(&mut buf)?;
-        // A field that repeats replaces the earlier one, as in prost.
-        let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
-        while !entry.is_empty() {
-            match decode_key(&mut entry).ok()? {
-                (1, WireType::LengthDelimited) => key = utf8(field(&mut entry)?)?,
-                (2, WireType::LengthDelimited) => value = utf8(field(&mut entry)?)?,
-                _ => return None,
-            }
-        }
-        entries.push((key, value));
-    }
-    layout.push_descriptor(entries);
-    Some(())
-}
-
 impl From<&ProstRateLimitRequest> for RateLimitRequest {
     fn from(r: &ProstRateLimitRequest) -> RateLimitRequest {
-        let mut layout = Layout::new(0);
-        layout.request.hits_addend = r.hits_addend;
-        layout.set_domain(r.domain.as_bytes());
+        let mut request = RateLimitRequest { hits_addend: r.hits_addend, ..RateLimitRequest::default() };
+        request.domain = request.push(&r.domain);
         for descriptor in &r.descriptors {
-            layout.push_descriptor(descriptor.entries.iter().map(|e| (e.key.as_bytes(), e.value.as_bytes())));
+            for entry in &descriptor.entries {
+                let key = request.push(&entry.key);
+                let value = request.push(&entry.value);
+                request.entries.push((key, value));
+            }
+            request.ends.push(request.entries.len());
         }
-        // prost's strings are UTF-8.
-        layout.finish().unwrap_or_default()
+        request
     }
 }
 
-/// A string field's bytes when they are UTF-8, as prost requires of each
-/// field (ASCII, the usual case, needs no more check).
-fn utf8(bytes: &[u8]) -> Option<&[u8]> {
-    (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
+/// Appends a string field's bytes to `text`; None unless they are UTF-8,
+/// as prost requires of each field (ASCII, the usual case, needs no more check).
+fn push_utf8(text: &mut Vec<u8>, bytes: &[u8]) -> Option<Span> {
+    if !bytes.is_ascii() {
+        std::str::from_utf8(bytes).ok()?;
+    }
+    let start = text.len();
+    text.extend_from_slice(bytes);
+    Some((start, text.len()))
 }
 
 /// A length-delimited field's bytes; None when the length runs past the buffer.
@@ -398,7 +350,7 @@ impl Decoder for RlsCodec {
 mod tests {
     use super::*;
     use crate::core::Decision;
-    use crate::core::rls::{Tally, counter_key};
+    use crate::core::rls::Tally;
     use crate::grpc::rls::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor;
     use floodgate_client::envoy::config::core::v3::HeaderValue;
     use floodgate_client::envoy::service::ratelimit::v3 as pb;
@@ -449,9 +401,7 @@ mod tests {
             owned(&request),
             ("d5".to_owned(), vec![pair("remote_address", "s1"), pair("path", "/api/v7/chat")], 3)
         );
-        assert_eq!(request.text, "d52:d514:remote_address2:s12:d54:path12:/api/v7/chat", "laid out as counter keys");
-        let domain = request.to_domain();
-        assert!(matches!(domain.counter(1), std::borrow::Cow::Borrowed("2:d54:path12:/api/v7/chat")));
+        assert_eq!(request.text, "d5remote_addresss1path/api/v7/chat", "one copy of every text");
     }
 
     #[test]
@@ -527,13 +477,6 @@ mod tests {
         fn any_message_decodes_as_prost_decodes_it(bytes in raw_message(), cut in any::<prop::sample::Index>()) {
             let (ours, theirs) = both(&bytes);
             prop_assert_eq!(ours, theirs);
-            // Whatever the order of the fields, a counter key laid out is the core's.
-            if let Ok(read) = RateLimitRequest::decode(&bytes) {
-                let request = read.to_domain();
-                for (i, entries) in request.descriptors().enumerate() {
-                    prop_assert_eq!(request.counter(i), counter_key(request.domain, entries));
-                }
-            }
             let cut = &bytes[..cut.index(bytes.len() + 1)];
             let (ours, theirs) = both(cut);
             prop_assert_eq!(ours, theirs);
@@ -549,18 +492,9 @@ mod tests {
                 descriptors.iter().map(|d| d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
             let slices: Vec<&[(&str, &str)]> = pairs.iter().map(Vec::as_slice).collect();
             let bytes = prost_request(&domain, &slices, hits_addend).encode_to_vec();
-            let read = RateLimitRequest::read(&bytes);
-            prop_assert!(read.is_some());
+            prop_assert!(RateLimitRequest::read(&bytes).is_some());
             let (ours, theirs) = both(&bytes);
             prop_assert_eq!(ours, theirs);
-            // The counter keys laid out are the core's, and borrowed.
-            let read = read.unwrap_or_default();
-            let request = read.to_domain();
-            for (i, entries) in request.descriptors().enumerate() {
-                let counter = request.counter(i);
-                prop_assert!(matches!(counter, std::borrow::Cow::Borrowed(_)));
-                prop_assert_eq!(counter, counter_key(request.domain, entries));
-            }
         }
     }
 
