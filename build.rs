@@ -21,13 +21,21 @@ fn main() -> Result<(), Box<dyn Error>> {
         .file_descriptor_set_path(out_dir.join("floodgate_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     // Envoy's rate-limit service (hand-written subset), in its own
-    // descriptor set so that floodgate's set stays floodgate's.
+    // descriptor set so that floodgate's set stays floodgate's. The server
+    // reads its request and writes its answer with its own types and codec
+    // (src/grpc/rls/wire.rs: one allocation per request instead of one per
+    // text, and no intermediate answer), and floodgate calls no RLS server,
+    // so no client is generated.
     let envoy = [
         "proto/envoy/config/core/v3/base.proto",
         "proto/envoy/extensions/common/ratelimit/v3/ratelimit.proto",
         "proto/envoy/service/ratelimit/v3/rls.proto",
     ];
     tonic_prost_build::configure()
+        .build_client(false)
+        .extern_path(".envoy.service.ratelimit.v3.RateLimitRequest", "crate::grpc::rls::wire::RateLimitRequest")
+        .extern_path(".envoy.service.ratelimit.v3.RateLimitResponse", "crate::grpc::rls::wire::RateLimitResponse")
+        .codec_path("crate::grpc::rls::wire::RlsCodec")
         .file_descriptor_set_path(out_dir.join("envoy_rls_descriptor.bin"))
         .compile_protos(&envoy, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

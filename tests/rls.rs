@@ -19,34 +19,8 @@ use floodgate_client::pb::{Decision, ProcessStatus, UserType};
 use floodgate_client::{RateLimitClient, rate_limit_request};
 use tonic::Code as GrpcCode;
 
-/// The `[rls]` table the tests run with.
-const RULES: &str = r#"
-[[domains]]
-domain = "chat"
-
-[[domains.descriptors]]
-key = "remote_address"
-rate_limit = { unit = "minute", requests_per_unit = 3 }
-
-[[domains.descriptors]]
-key = "path"
-value = "/landing/chat"
-rate_limit = { unit = "second", requests_per_unit = 10, name = "chat landing" }
-
-[[domains.descriptors]]
-key = "path"
-rate_limit = { unlimited = true }
-
-[[domains.descriptors]]
-key = "tokens"
-rate_limit = { unit = "hour", requests_per_unit = 10 }
-
-[[domains.descriptors]]
-key = "plan"
-value = "trial"
-shadow_mode = true
-rate_limit = { unit = "day", requests_per_unit = 1 }
-"#;
+/// The `[rls]` table the tests run with (shared with src/core/rls's unit tests).
+const RULES: &str = include_str!("fixtures/rls/chat.toml");
 
 const START_MS: u64 = 1_800_000_000_000;
 

@@ -195,15 +195,15 @@ impl RlsRules {
     }
 
     /// Adds each matched rule's tally of one answered request to its counters.
-    pub fn record(&self, request: &RlsRequest, plan: &Plan<'_>, answer: &Answer) {
-        let rows = plan.descriptors.iter().zip(&answer.statuses).zip(&request.descriptors);
+    pub fn record(&self, request: &RlsRequest<'_>, plan: &Plan<'_>, answer: &Answer) {
+        let rows = plan.descriptors.iter().zip(&answer.statuses).zip(request.descriptors());
         for ((planned, status), entries) in rows {
             let Some(rate) = planned.rate() else { continue };
             if status.tally == Tally::default() {
                 continue;
             }
             if rate.detailed_metric {
-                self.detailed_stats(&request.domain, entries, &rate.stats).0.add(&status.tally);
+                self.detailed_stats(request.domain, entries, &rate.stats).0.add(&status.tally);
             } else {
                 rate.stats.0.add(&status.tally);
             }
@@ -212,7 +212,7 @@ impl RlsRules {
 
     /// The per-value series of a `detailed_metric` rule: `key_value` per
     /// entry joined by dots, as envoyproxy/ratelimit's detailed stats key.
-    fn detailed_stats(&self, domain: &str, entries: &[Entry], rule: &StatsHandle) -> StatsHandle {
+    fn detailed_stats(&self, domain: &str, entries: &[Entry<'_>], rule: &StatsHandle) -> StatsHandle {
         let mut key = String::new();
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {

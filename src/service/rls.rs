@@ -19,7 +19,7 @@ impl Floodgate {
     /// (and counted like it). All GCRA checks go to the store in one call
     /// and a refused request consumes nothing. Store failures are errors
     /// (UNAVAILABLE), not a local fallback: Envoy's `failure_mode_deny` decides.
-    pub async fn should_rate_limit(&self, request: &RlsRequest) -> Result<rls::Answer, ServiceError> {
+    pub async fn should_rate_limit(&self, request: &RlsRequest<'_>) -> Result<rls::Answer, ServiceError> {
         // A guard, not a clone of the Arc: no shared reference count to touch per request.
         let rules = self.rls.guard();
         let plan = rules

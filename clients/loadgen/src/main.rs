@@ -4,6 +4,8 @@
 //! server stack: the baseline every figure is compared with. `--mode rls`
 //! calls Envoy's `ShouldRateLimit` as Envoy's ratelimit filter would.
 
+mod rls;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +14,10 @@ use clap::{Parser, ValueEnum};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use floodgate_client::{Client, chat_rest_heartbeat};
 use hdrhistogram::Histogram;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use rls::{Requests, RlsShape};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Mode {
@@ -143,65 +149,21 @@ struct Worker {
     user_type: UserType,
     subjects: u64,
     worker_client: Client,
-    rls: Arc<RlsShape>,
-}
-
-/// `--mode rls`: what every request carries.
-struct RlsShape {
-    domain: String,
-    /// Descriptor templates: (key, value) with `{subject}` still in values.
-    descriptors: Vec<Vec<(String, String)>>,
-    hits_addend: u32,
+    /// `--mode rls`: the connection, the requests and the bearer token.
+    channel: Channel,
+    rls: Arc<Requests>,
+    bearer: Option<MetadataValue<Ascii>>,
 }
 
 impl Worker {
-    /// One iteration; Err on an RPC error.
+    fn subject(&self, n: u64) -> String {
+        if self.subjects == 0 { format!("s{n}") } else { format!("s{}", n % self.subjects) }
+    }
+
     async fn once(&self, n: u64, counters: &Counters) -> Result<(), floodgate_client::RpcStatus> {
-        let subject = if self.subjects == 0 { format!("s{n}") } else { format!("s{}", n % self.subjects) };
         match self.mode {
             Mode::Rls => {
-                use floodgate_client::envoy::extensions::common::ratelimit::v3::{
-                    RateLimitDescriptor, rate_limit_descriptor::Entry,
-                };
-                use floodgate_client::envoy::service::ratelimit::v3::{RateLimitRequest, rate_limit_response::Code};
-                let RlsShape { domain, descriptors: templates, hits_addend } = &*self.rls;
-                let descriptors = templates
-                    .iter()
-                    .map(|entries| RateLimitDescriptor {
-                        entries: entries
-                            .iter()
-                            .map(|(key, value)| Entry {
-                                key: key.clone(),
-                                value: if value.contains('{') {
-                                    value.replace("{subject}", &subject)
-                                } else {
-                                    value.clone()
-                                },
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                let r = self
-                    .client
-                    .rate_limit()
-                    .should_rate_limit(RateLimitRequest {
-                        domain: domain.clone(),
-                        descriptors,
-                        hits_addend: *hits_addend,
-                    })
-                    .await?
-                    .into_inner();
-                let decision = match r.overall_code() {
-                    Code::Ok => Decision::Admit,
-                    Code::OverLimit => {
-                        match r.response_headers_to_add.iter().find(|h| h.key == "x-floodgate-decision") {
-                            Some(h) if h.value == "backpressure" => Decision::Backpressure,
-                            Some(h) if h.value == "circuit_open" => Decision::CircuitOpen,
-                            _ => Decision::RateLimited,
-                        }
-                    }
-                    Code::Unknown => Decision::Unspecified,
-                };
+                let decision = rls::should_rate_limit(&self.channel, self.rls.get(n), self.bearer.as_ref()).await?;
                 counters.count(decision);
             }
             Mode::Empty => {
@@ -213,7 +175,7 @@ impl Worker {
                     .admission()
                     .check_capacity(pb::CheckCapacityRequest {
                         user_type: self.user_type.into(),
-                        subject,
+                        subject: self.subject(n),
                         transport: pb::Transport::Rest.into(),
                         route: "/landing/chat".into(),
                         ..Default::default()
@@ -228,7 +190,7 @@ impl Worker {
                     .admission()
                     .enqueue_atomic(pb::EnqueueAtomicRequest {
                         user_type: self.user_type.into(),
-                        subject,
+                        subject: self.subject(n),
                         transport: pb::Transport::Rest.into(),
                         payload: b"chat task".to_vec(),
                         ..Default::default()
@@ -265,10 +227,24 @@ impl Worker {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let worker_token = args.worker_token.clone().or_else(|| args.token.clone());
-    let mut clients = Vec::new();
+    // The connections as floodgate-client's builder makes them, kept for
+    // `--mode rls`'s encoded requests too.
+    let uri = if args.target.contains("://") { args.target.clone() } else { format!("http://{}", args.target) };
+    let endpoint = Endpoint::from_shared(uri)?.tcp_nodelay(true).connect_timeout(Duration::from_secs(5));
+    let (mut channels, mut clients) = (Vec::new(), Vec::new());
     for _ in 0..args.connections.max(1) {
-        clients.push(Client::connect(&args.target, args.token.as_deref()).await?);
+        let channel = endpoint.connect().await?;
+        clients.push(Client::from_channel(channel.clone(), args.token.as_deref())?);
+        channels.push(channel);
     }
+    let bearer = match &args.token {
+        Some(token) => {
+            let mut value: MetadataValue<Ascii> = format!("Bearer {token}").parse()?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+        None => None,
+    };
     let worker_client = clients[0].with_token(worker_token.as_deref())?;
     if args.heartbeat {
         let workers = worker_client.clone();
@@ -292,7 +268,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|d| parse_descriptor(&d.replace("{user_type}", user_name(args.user_type))))
         .collect::<Result<Vec<_>, _>>()?;
-    let rls = Arc::new(RlsShape { domain: args.domain.clone(), descriptors: templates, hits_addend: args.hits_addend });
+    let shape = RlsShape { domain: args.domain.clone(), descriptors: templates, hits_addend: args.hits_addend };
+    let rls = Arc::new(Requests::new(shape, args.subjects, args.mode == Mode::Rls));
     let counters = Arc::new(Counters::default());
     let measuring = Arc::new(AtomicBool::new(args.warmup <= 0.0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -305,7 +282,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             user_type: user_type(args.user_type),
             subjects: args.subjects,
             worker_client: worker_client.clone(),
+            channel: channels[i % channels.len()].clone(),
             rls: rls.clone(),
+            bearer: bearer.clone(),
         };
         let (counters, measuring, stop, sequence) =
             (counters.clone(), measuring.clone(), stop.clone(), sequence.clone());

@@ -42,8 +42,8 @@ mod tests {
     use crate::core::{Decision, Transport, UserType};
     use proptest::prelude::*;
 
-    fn entries(pairs: &[(&str, &str)]) -> Vec<Entry> {
-        pairs.iter().map(|(k, v)| Entry { key: (*k).into(), value: (*v).into() }).collect()
+    fn entries<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Entry<'a>> {
+        pairs.iter().map(|&(key, value)| Entry { key, value }).collect()
     }
 
     fn rules(toml: &str) -> Rules {
@@ -51,28 +51,8 @@ mod tests {
         Rules::compile(&config).expect("valid rules")
     }
 
-    const CHAT: &str = r#"
-        [[domains]]
-        domain = "chat"
-        [[domains.descriptors]]
-        key = "remote_address"
-        rate_limit = { unit = "minute", requests_per_unit = 3 }
-        [[domains.descriptors]]
-        key = "path"
-        value = "/landing/chat"
-        rate_limit = { unit = "second", requests_per_unit = 10, name = "chat landing" }
-        [[domains.descriptors.descriptors]]
-        key = "remote_address"
-        rate_limit = { unit = "hour", requests_per_unit = 100, burst = 5 }
-        [[domains.descriptors]]
-        key = "path"
-        rate_limit = { unlimited = true }
-        [[domains.descriptors]]
-        key = "plan"
-        value = "trial"
-        shadow_mode = true
-        rate_limit = { unit = "day", requests_per_unit = 1 }
-    "#;
+    /// The `chat` rules tests/rls.rs runs with too.
+    const CHAT: &str = include_str!("../../../tests/fixtures/rls/chat.toml");
 
     #[test]
     fn the_exact_value_wins_over_the_key_and_only_the_last_entry_counts() {
@@ -153,19 +133,17 @@ mod tests {
         assert_eq!(hourly.spacing(), Spacing { interval_us: 36_000_000, tolerance_us: 180_000_000 });
     }
 
-    fn request(descriptors: &[&[(&str, &str)]], hits: u32) -> RlsRequest {
-        RlsRequest {
-            domain: "chat".into(),
-            descriptors: descriptors.iter().map(|d| entries(d)).collect(),
-            hits_addend: hits,
-        }
+    fn request<'a>(descriptors: &[&[(&'a str, &'a str)]], hits: u32) -> RlsRequest<'a> {
+        descriptors.iter().fold(RlsRequest::new("chat", hits), |r, d| r.with_descriptor(entries(d)))
     }
 
     #[test]
     fn bad_requests_name_their_field() {
         let r = rules(CHAT);
         let field = |req: RlsRequest| r.plan(&req).unwrap_err().field;
-        assert_eq!(field(RlsRequest { domain: String::new(), ..request(&[&[("a", "b")]], 0) }), "domain");
+        let mut no_domain = request(&[&[("a", "b")]], 0);
+        no_domain.domain = "";
+        assert_eq!(field(no_domain), "domain");
         assert_eq!(field(request(&[], 0)), "descriptors");
         assert_eq!(field(request(&[&[("a", "b")], &[]], 0)), "descriptors[1].entries");
         assert_eq!(field(request(&[&[("", "b")]], 0)), "descriptors[0].entries[0].key");
@@ -355,27 +333,14 @@ mod tests {
     const FEATURES: &str = r#"
         [[domains]]
         domain = "d"
-        [[domains.descriptors]]
-        key = "k"
-        value = "a*"
-        rate_limit = { unit = "minute", requests_per_unit = 1 }
-        [[domains.descriptors]]
-        key = "k"
-        value = "ab"
-        rate_limit = { unit = "minute", requests_per_unit = 2 }
-        [[domains.descriptors]]
-        key = "k"
-        rate_limit = { unit = "minute", requests_per_unit = 3 }
-        [[domains.descriptors]]
-        key = "block"
-        rate_limit = { unit = "minute", requests_per_unit = 0 }
-        [[domains.descriptors]]
-        key = "tier"
-        value = "free"
-        rate_limit = { unit = "minute", requests_per_unit = 2, name = "free" }
-        [[domains.descriptors]]
-        key = "over"
-        rate_limit = { unit = "minute", requests_per_unit = 9, name = "over", replaces = [{ name = "free" }] }
+        descriptors = [
+            { key = "k", value = "a*", rate_limit = { unit = "minute", requests_per_unit = 1 } },
+            { key = "k", value = "ab", rate_limit = { unit = "minute", requests_per_unit = 2 } },
+            { key = "k", rate_limit = { unit = "minute", requests_per_unit = 3 } },
+            { key = "block", rate_limit = { unit = "minute", requests_per_unit = 0 } },
+            { key = "tier", value = "free", rate_limit = { unit = "minute", requests_per_unit = 2, name = "free" } },
+            { key = "over", rate_limit = { unit = "minute", requests_per_unit = 9, name = "over", replaces = [{ name = "free" }] } },
+        ]
     "#;
 
     #[test]
@@ -394,11 +359,10 @@ mod tests {
     #[test]
     fn replaced_limits_and_zero_limits_are_planned_apart() {
         let r = rules(FEATURES);
-        let req = RlsRequest {
-            domain: "d".into(),
-            descriptors: vec![entries(&[("tier", "free")]), entries(&[("over", "x")]), entries(&[("block", "x")])],
-            hits_addend: 0,
-        };
+        let req = RlsRequest::new("d", 0)
+            .with_descriptor(entries(&[("tier", "free")]))
+            .with_descriptor(entries(&[("over", "x")]))
+            .with_descriptor(entries(&[("block", "x")]));
         let plan = r.plan(&req).unwrap();
         assert_eq!(plan.descriptors[0], Planned::Replaced);
         assert!(matches!(plan.descriptors[1], Planned::Limited { rate, .. } if rate.name == "over"));

@@ -11,24 +11,62 @@ use crate::core::{Transport, UserType};
 
 // ---- a request and its plan ----
 
-/// One descriptor entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+/// One descriptor entry, borrowed from the request as it was read off the
+/// wire (no copy of a key or value per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
     /// The entry's key.
-    pub key: String,
+    pub key: &'a str,
     /// The entry's value.
-    pub value: String,
+    pub value: &'a str,
 }
 
-/// `ShouldRateLimit`'s request in domain terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RlsRequest {
+/// `ShouldRateLimit`'s request in domain terms: its descriptors' entries
+/// one after the other, on the stack for up to four entries in up to four
+/// descriptors (a request is built, read and dropped without allocating).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RlsRequest<'a> {
     /// The rules' domain.
-    pub domain: String,
-    /// The descriptors, each a list of entries.
-    pub descriptors: Vec<Vec<Entry>>,
+    pub domain: &'a str,
     /// 0 means 1.
     pub hits_addend: u32,
+    entries: SmallVec<[Entry<'a>; 4]>,
+    /// Where each descriptor's entries end in `entries`.
+    ends: SmallVec<[usize; 4]>,
+}
+
+impl<'a> RlsRequest<'a> {
+    /// A request of no descriptor yet.
+    pub fn new(domain: &'a str, hits_addend: u32) -> RlsRequest<'a> {
+        RlsRequest { domain, hits_addend, ..RlsRequest::default() }
+    }
+
+    /// Adds a descriptor of `entries` after the others.
+    pub fn push_descriptor(&mut self, entries: impl IntoIterator<Item = Entry<'a>>) {
+        self.entries.extend(entries);
+        self.ends.push(self.entries.len());
+    }
+
+    /// The request with a descriptor of `entries` added.
+    pub fn with_descriptor(mut self, entries: impl IntoIterator<Item = Entry<'a>>) -> RlsRequest<'a> {
+        self.push_descriptor(entries);
+        self
+    }
+
+    /// How many descriptors the request holds.
+    pub fn descriptor_count(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Each descriptor's entries, in order.
+    pub fn descriptors(&self) -> impl ExactSizeIterator<Item = &[Entry<'a>]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let entries = self.entries.get(start..end).unwrap_or_default();
+            start = end;
+            entries
+        })
+    }
 }
 
 /// What one descriptor needs.
@@ -86,8 +124,8 @@ pub struct AdmissionEntries {
 }
 
 impl AdmissionEntries {
-    pub(super) fn parse(index: usize, domain: &str, entries: &[Entry]) -> Result<AdmissionEntries, Invalid> {
-        let value = |key: &str| entries.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+    pub(super) fn parse(index: usize, domain: &str, entries: &[Entry<'_>]) -> Result<AdmissionEntries, Invalid> {
+        let value = |key: &str| entries.iter().find(|e| e.key == key).map(|e| e.value);
         let user_type = match value(USER_TYPE_KEY) {
             Some("anonymous") => UserType::Anonymous,
             Some("registered") => UserType::Registered,

@@ -343,39 +343,31 @@ impl Rules {
     /// value, then the first wildcard value it matches, then the rule for
     /// its key alone; only the rule reached by the last entry counts. None
     /// when nothing matches (unknown domain too).
-    pub fn find(&self, domain: &str, entries: &[Entry]) -> Option<&Limit> {
-        let mut node = self.domains.get(domain)?;
-        for entry in entries {
-            let rules = node.children.get(&entry.key)?;
-            node = rules
-                .by_value
-                .get(&entry.value)
-                .or_else(|| rules.wildcards.iter().find(|(p, _)| p.matches(&entry.value)).map(|(_, n)| n))
-                .or(rules.any_value.as_deref())?;
-        }
-        node.limit.as_ref()
+    pub fn find(&self, domain: &str, entries: &[Entry<'_>]) -> Option<&Limit> {
+        find_in(self.domains.get(domain)?, entries)
     }
 
     /// [`Rules::plan_with`] with the default options.
-    pub fn plan<'r>(&'r self, request: &RlsRequest) -> Result<Plan<'r>, Invalid> {
+    pub fn plan<'r>(&'r self, request: &RlsRequest<'_>) -> Result<Plan<'r>, Invalid> {
         self.plan_with(request, PlanOptions::default())
     }
 
     /// Validates a request and decides, per descriptor, what it needs.
-    pub fn plan_with<'r>(&'r self, request: &RlsRequest, options: PlanOptions) -> Result<Plan<'r>, Invalid> {
+    pub fn plan_with<'r>(&'r self, request: &RlsRequest<'_>, options: PlanOptions) -> Result<Plan<'r>, Invalid> {
         if request.domain.is_empty() || request.domain.len() > MAX_KEY_BYTES {
             return Err(invalid("domain", format!("must be 1..={MAX_KEY_BYTES} bytes")));
         }
-        if request.descriptors.is_empty() || request.descriptors.len() > MAX_DESCRIPTORS {
+        if request.descriptor_count() == 0 || request.descriptor_count() > MAX_DESCRIPTORS {
             return Err(invalid("descriptors", format!("must hold 1..={MAX_DESCRIPTORS} descriptors")));
         }
         if request.hits_addend > MAX_HITS_ADDEND {
             return Err(invalid("hits_addend", format!("must be at most {MAX_HITS_ADDEND}")));
         }
-        let mut descriptors = SmallVec::with_capacity(request.descriptors.len());
+        let root = self.domains.get(request.domain);
+        let mut descriptors = SmallVec::with_capacity(request.descriptor_count());
         let mut admission = None;
         let mut replacing = false;
-        for (i, entries) in request.descriptors.iter().enumerate() {
+        for (i, entries) in request.descriptors().enumerate() {
             let field = || format!("descriptors[{i}].entries");
             if entries.is_empty() || entries.len() > MAX_ENTRIES {
                 return Err(invalid(field(), format!("must hold 1..={MAX_ENTRIES} entries")));
@@ -395,11 +387,11 @@ impl Rules {
                 if admission.is_some() {
                     return Err(invalid(field(), "only one descriptor may carry user_type"));
                 }
-                admission = Some(AdmissionEntries::parse(i, &request.domain, entries)?);
+                admission = Some(AdmissionEntries::parse(i, request.domain, entries)?);
                 descriptors.push(Planned::Admission);
                 continue;
             }
-            descriptors.push(match self.find(&request.domain, entries) {
+            descriptors.push(match root.and_then(|root| find_in(root, entries)) {
                 None => Planned::NoRule,
                 Some(Limit::Unlimited) => Planned::Unlimited,
                 Some(Limit::Rate(rate)) => {
@@ -407,7 +399,7 @@ impl Rules {
                     if rate.refuses_all() {
                         Planned::RefusesAll { rate }
                     } else {
-                        Planned::Limited { rate, counter: counter_key(&request.domain, entries) }
+                        Planned::Limited { rate, counter: counter_key(request.domain, entries) }
                     }
                 }
             });
@@ -417,6 +409,19 @@ impl Rules {
         }
         Ok(Plan { descriptors, admission, hits: request.hits_addend.max(1), options })
     }
+}
+
+/// [`Rules::find`] from a domain's root (looked up once per request).
+fn find_in<'n>(mut node: &'n Node, entries: &[Entry<'_>]) -> Option<&'n Limit> {
+    for entry in entries {
+        let rules = node.children.get(entry.key)?;
+        node = rules
+            .by_value
+            .get(entry.value)
+            .or_else(|| rules.wildcards.iter().find(|(p, _)| p.matches(entry.value)).map(|(_, n)| n))
+            .or(rules.any_value.as_deref())?;
+    }
+    node.limit.as_ref()
 }
 
 /// envoyproxy/ratelimit's `replaces`: a limit named by another matched
@@ -559,7 +564,7 @@ impl Compiling<'_, '_, '_> {
 /// The counter of a limited descriptor: its domain and every entry, value
 /// included (a rule without a value counts each value apart, as
 /// envoyproxy/ratelimit does). Length-prefixed, so no two descriptors share one.
-pub fn counter_key(domain: &str, entries: &[Entry]) -> String {
+pub fn counter_key(domain: &str, entries: &[Entry<'_>]) -> String {
     let mut key = String::with_capacity(
         domain.len() + entries.iter().map(|e| e.key.len() + e.value.len() + 8).sum::<usize>() + 4,
     );
@@ -583,8 +588,8 @@ pub fn counter_key(domain: &str, entries: &[Entry]) -> String {
     };
     push(domain);
     for entry in entries {
-        push(&entry.key);
-        push(&entry.value);
+        push(entry.key);
+        push(entry.value);
     }
     key
 }
