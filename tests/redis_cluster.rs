@@ -439,6 +439,40 @@ async fn admissions_wait_for_the_admission_primarys_replica_on_the_cluster() {
     assert_eq!(check.get_ref().decision(), Decision::Admit);
 }
 
+/// The cast of the hung-primary tests: the primary to stop (not the
+/// admission slot's), a subject on another primary, subjects on it, and a
+/// server with a worker.
+struct HungPrimary<'c> {
+    victim: &'c Node,
+    /// Anonymous (one a minute): once its request is used, only the store
+    /// can answer RateLimited; a fail-open admits.
+    healthy: String,
+    doomed: Vec<String>,
+    server: Server,
+    c: Clients,
+}
+
+/// [`HungPrimary`] with `doomed` subjects on the victim, a server on the
+/// Cluster with store timeout `timeout_ms` and no local shield.
+async fn hung_primary(cluster: &Cluster, doomed: usize, timeout_ms: u64) -> HungPrimary<'_> {
+    let admission_port = cluster.owner("{floodgate}").port;
+    let victim = cluster.primaries().into_iter().find(|n| n.port != admission_port).expect("a second primary");
+    let mut s = settings(Profile::Production, "[rate_limits.anonymous]\nper_minute = 1\nburst = 1\n");
+    s.store = StoreUrl::Redis(cluster.url());
+    s.redis_timeout_ms = timeout_ms;
+    s.local_shield_capacity = Some(0);
+    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
+    let mut c = clients(&server).await;
+    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    HungPrimary {
+        victim,
+        healthy: subjects_by_owner(cluster, victim, false, 1).remove(0),
+        doomed: subjects_by_owner(cluster, victim, true, doomed),
+        server,
+        c,
+    }
+}
+
 /// A primary that hangs (SIGSTOP: its connections stay open and nothing
 /// comes back) while checks for its subjects keep arriving, each in a batch
 /// of its own: a check for a subject on another primary is answered by the
@@ -450,20 +484,7 @@ async fn admissions_wait_for_the_admission_primarys_replica_on_the_cluster() {
 #[tokio::test]
 async fn a_hung_primary_does_not_hold_up_the_other_shards() {
     let cluster = Cluster::start(3, None);
-    let admission_port = cluster.owner("{floodgate}").port;
-    let victim = cluster.primaries().into_iter().find(|n| n.port != admission_port).expect("a second primary");
-    let healthy = subjects_by_owner(&cluster, victim, false, 1).remove(0);
-    let doomed = subjects_by_owner(&cluster, victim, true, 40);
-
-    // The healthy subject is anonymous (one a minute): once its request is
-    // used, only the store can answer RateLimited; a fail-open admits.
-    let mut s = settings(Profile::Production, "[rate_limits.anonymous]\nper_minute = 1\nburst = 1\n");
-    s.store = StoreUrl::Redis(cluster.url());
-    s.redis_timeout_ms = 30_000;
-    s.local_shield_capacity = Some(0);
-    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let HungPrimary { victim, healthy, doomed, server: _server, mut c } = hung_primary(&cluster, 40, 30_000).await;
     for expected in [Decision::Admit, Decision::RateLimited] {
         let r = c.admission.check_capacity(check(UserType::Anonymous, &healthy)).await.unwrap();
         assert_eq!(r.get_ref().decision(), expected);
@@ -499,18 +520,7 @@ async fn a_hung_primary_does_not_hold_up_the_other_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_primarys_keys_fail_open_at_once_after_one_timeout() {
     let cluster = Cluster::start(3, None);
-    let admission_port = cluster.owner("{floodgate}").port;
-    let victim = cluster.primaries().into_iter().find(|n| n.port != admission_port).expect("a second primary");
-    let healthy = subjects_by_owner(&cluster, victim, false, 1).remove(0);
-    let doomed = subjects_by_owner(&cluster, victim, true, 21);
-
-    let mut s = settings(Profile::Production, "[rate_limits.anonymous]\nper_minute = 1\nburst = 1\n");
-    s.store = StoreUrl::Redis(cluster.url());
-    s.redis_timeout_ms = 1_000;
-    s.local_shield_capacity = Some(0);
-    let server = start_with(s, Arc::new(floodgate::clock::SystemClock)).await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let HungPrimary { victim, healthy, doomed, server, mut c } = hung_primary(&cluster, 21, 1_000).await;
     // One of the doomed subjects answered normally: its primary is known.
     let r = c.admission.check_capacity(check(UserType::Registered, &doomed[0])).await.unwrap();
     assert_eq!(r.get_ref().decision(), Decision::Admit);

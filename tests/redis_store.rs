@@ -578,14 +578,21 @@ async fn a_replica_killed_mid_load_loses_no_admitted_task() {
     assert!(missing.is_empty(), "{} admitted tasks lost: {missing:?}", missing.len());
 }
 
-#[tokio::test]
-async fn redis_killed_and_restarted_with_aof_keeps_every_admitted_task() {
-    let mut redis = RedisServer::start_durable();
-    let mut s = settings(Profile::Production, BIG);
+/// A production-profile server (with `config`) on `redis`, on the system
+/// clock, and one healthy chat worker's heartbeat.
+async fn server_on(redis: &RedisServer, config: &str) -> (Server, Clients) {
+    let mut s = settings(Profile::Production, config);
     s.store = StoreUrl::Redis(redis.url());
     let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
     let mut c = clients(&server).await;
     c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    (server, c)
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_with_aof_keeps_every_admitted_task() {
+    let mut redis = RedisServer::start_durable();
+    let (_server, mut c) = server_on(&redis, BIG).await;
     let mut admitted = HashSet::new();
     for i in 0..50 {
         let r = c.admission.enqueue_atomic(enqueue(UserType::Registered, &format!("d{i}"))).await.unwrap().into_inner();
@@ -622,12 +629,8 @@ async fn admission_health(client: &Client) -> tonic_health::pb::health_check_res
 async fn with_redis_down_level_one_fails_open_level_two_closed_and_both_recover() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let mut redis = RedisServer::start();
-    let mut s = settings(Profile::Production, "");
-    s.store = StoreUrl::Redis(redis.url());
-    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
-    let mut c = clients(&server).await;
+    let (server, mut c) = server_on(&redis, "").await;
     let probe = connect(&server, None).await;
-    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
     assert_eq!(admission_health(&probe).await, ServingStatus::Serving);
 
     redis.kill();
@@ -687,11 +690,7 @@ async fn rate_limiter_circuit(server: &Server) -> serde_json::Value {
 #[tokio::test]
 async fn with_the_whole_store_down_rate_limit_failures_open_the_rate_limiter_circuit() {
     let mut redis = RedisServer::start();
-    let mut s = settings(Profile::Production, "");
-    s.store = StoreUrl::Redis(redis.url());
-    let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
-    let mut c = clients(&server).await;
-    c.workers.heartbeat(heartbeat("i1", "p1", ProcessStatus::Healthy)).await.unwrap();
+    let (server, mut c) = server_on(&redis, "").await;
     let r = c.admission.check_capacity(check(UserType::Registered, "before")).await.unwrap().into_inner();
     assert_eq!(r.decision(), Decision::Admit);
     assert_eq!(rate_limiter_circuit(&server).await["failure_count"], 0);

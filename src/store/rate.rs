@@ -118,29 +118,26 @@ impl RateTable {
         decide: impl FnOnce(Option<u64>) -> GcraOutcome,
         keep: impl FnOnce(GcraOutcome) -> bool,
     ) -> GcraOutcome {
-        match shard.entry(hash, |(k, _)| **k == *name, |(k, _)| self.hash(k)) {
-            Entry::Occupied(mut slot) => {
-                let outcome = decide(Some(slot.get().1));
-                if let GcraOutcome::Allowed { tat } = outcome
-                    && keep(outcome)
-                {
-                    slot.get_mut().1 = tat;
-                }
-                outcome
-            }
-            Entry::Vacant(slot) => {
-                let outcome = decide(None);
-                if let GcraOutcome::Allowed { tat } = outcome
-                    && keep(outcome)
-                {
+        let entry = shard.entry(hash, |(k, _)| **k == *name, |(k, _)| self.hash(k));
+        let outcome = decide(match &entry {
+            Entry::Occupied(slot) => Some(slot.get().1),
+            Entry::Vacant(_) => None,
+        });
+        if let GcraOutcome::Allowed { tat } = outcome
+            && keep(outcome)
+        {
+            match entry {
+                Entry::Occupied(mut slot) => slot.get_mut().1 = tat,
+                Entry::Vacant(slot) => {
                     slot.insert((name.into(), tat));
                 }
-                outcome
             }
         }
+        outcome
     }
 
-    /// Stores `tat` as `name`'s arrival time.
+    /// Stores `tat` as `name`'s arrival time (usually an update: a lookup,
+    /// with no room reserved as `entry` would; measured cheaper).
     fn store(&self, shard: &mut Shard, hash: u64, name: &str, tat: u64) {
         match shard.find_mut(hash, |(k, _)| **k == *name) {
             Some((_, stored)) => *stored = tat,

@@ -157,16 +157,16 @@ impl RedisStore {
         // On a Cluster, rate-limit calls share the connection but not the
         // short-circuit: a failing primary fails only the keys it serves.
         // A failure while other primaries answer is one shard's (see
-        // `Link::last_success`): it fails open without a verdict on the store.
-        let rate_link = match url {
-            RedisUrl::Cluster { .. } => Arc::new(Link::sharded_rate_limits(link.connection.clone(), options.clone())),
-            _ => link.clone(),
-        };
+        // `shards::ShardGate`): it fails open without a verdict on the store.
         // That is only true if Redis itself keeps serving the other shards
         // (see `coverage`); a Cluster that would not is named in the log.
-        if let Connection::Cluster(cluster) = &link.connection {
-            tokio::spawn(coverage::warn_if_full_coverage_required(cluster.clone(), options.timeout));
-        }
+        let rate_link = match &link.connection {
+            Connection::Cluster(cluster) => {
+                tokio::spawn(coverage::warn_if_full_coverage_required(cluster.clone(), options.timeout));
+                Arc::new(Link::sharded_rate_limits(cluster.clone(), options.clone()))
+            }
+            _ => link.clone(),
+        };
         let scripts = Scripts::new();
         let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
         tokio::spawn(batch_gcra(rate_link.clone(), script(include_str!("lua/gcra.lua")), calls));

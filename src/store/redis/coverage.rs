@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
 use super::decode::text;
+use super::shards::ask_bounded;
 
 /// The Redis setting that decides the blast radius of one dead primary.
 pub(super) const SETTING: &str = "cluster-require-full-coverage";
@@ -45,19 +46,13 @@ pub(super) fn requiring_full_coverage(reply: &Value) -> Option<Vec<String>> {
 /// logs a warning naming the primaries that would stop the whole Cluster
 /// while one of them fails over. A Cluster that refuses CONFIG (managed
 /// services often rename it) or is down at start is only logged at info.
-pub(super) async fn warn_if_full_coverage_required(mut connection: ClusterConnection, timeout: Duration) {
-    let ask = connection.route_command(
-        redis::cmd("CONFIG").arg("GET").arg(SETTING).clone(),
-        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
-    );
-    let reply = match tokio::time::timeout(timeout, ask).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => {
+pub(super) async fn warn_if_full_coverage_required(connection: ClusterConnection, timeout: Duration) {
+    let ask = redis::cmd("CONFIG").arg("GET").arg(SETTING).clone();
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let reply = match ask_bounded(connection, ask, routing, timeout).await {
+        Ok(reply) => reply,
+        Err(e) => {
             tracing::info!(error = %e, "Redis Cluster: cannot read {SETTING}; set it to no (see docs/scaling.md)");
-            return;
-        }
-        Err(_) => {
-            tracing::info!("Redis Cluster: no answer to CONFIG GET {SETTING} within {timeout:?}");
             return;
         }
     };

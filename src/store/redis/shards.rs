@@ -17,11 +17,33 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 
 use super::decode::{int, text};
-use super::link::DOWN_WINDOW;
+use super::link::{DOWN_WINDOW, DownUntil};
+use crate::store::{StoreError, StoreResult};
 
-/// Which primary serves each slot, and which primaries are short-circuited.
-#[derive(Default)]
+/// How recent a success must be for a failure to count as one shard's (ms).
+pub(super) const SHARD_WITNESS: u64 = 1_000;
+
+/// Whether a failure at `now_ms` is one shard's: a call succeeded at most
+/// [`SHARD_WITNESS`] before it (`last_success` is that instant plus one,
+/// 0 for never). The success may have been on the failing shard itself just
+/// before it died: then the first second of a whole-Cluster outage is
+/// taken for one shard's and the store circuit hears of it a second late.
+pub(super) fn shard_local(last_success: u64, now_ms: u64) -> bool {
+    last_success != 0 && now_ms < last_success + SHARD_WITNESS
+}
+
+/// A Cluster's rate-limit calls, told apart by shard: which failures are
+/// one shard's, which primary serves each slot, and which primaries are
+/// short-circuited.
 pub(super) struct ShardGate {
+    cluster: ClusterConnection,
+    /// Bounds each `CLUSTER SLOTS` read.
+    timeout: Duration,
+    /// When a call last succeeded (ms since the link opened, plus one; 0 =
+    /// never). A failure within [`SHARD_WITNESS`] of it is one shard's
+    /// ([`StoreError::ShardUnavailable`]): another primary answered, so the
+    /// store as a whole is up.
+    last_success: AtomicU64,
     /// Empty until `CLUSTER SLOTS` answered; replaced whole on a new read.
     map: RwLock<SlotMap>,
     /// A `CLUSTER SLOTS` read is under way.
@@ -33,48 +55,38 @@ pub(super) struct ShardGate {
 struct SlotMap {
     /// Slot → index into `primaries`.
     owners: HashMap<Slot, usize>,
-    /// Each primary's address and the instant (ms since the link opened)
-    /// until which its calls fail at once (0 = not short-circuited).
-    primaries: Vec<(String, AtomicU64)>,
+    /// Each primary's address and its short-circuit.
+    primaries: Vec<(String, DownUntil)>,
 }
 
 impl SlotMap {
-    fn primary(&self, slot: Slot) -> Option<&AtomicU64> {
+    fn primary(&self, slot: Slot) -> Option<&DownUntil> {
         self.owners.get(&slot).map(|&i| &self.primaries[i].1)
-    }
-}
-
-impl ShardGate {
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, SlotMap> {
-        self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `slot`'s primary failed within the last [`DOWN_WINDOW`].
-    pub(super) fn is_down(&self, slot: Slot, now_ms: u64) -> bool {
-        self.map().primary(slot).is_some_and(|until| now_ms < until.load(Ordering::Relaxed))
+    fn is_down(&self, slot: Slot, now_ms: u64) -> bool {
+        self.primary(slot).is_some_and(|until| until.is_down(now_ms))
     }
 
-    /// Short-circuits `slot`'s primary for [`DOWN_WINDOW`] from `now_ms`;
-    /// false when the slot's primary is not known (yet).
-    pub(super) fn failed(&self, slot: Slot, now_ms: u64) -> bool {
-        let map = self.map();
-        let Some(until) = map.primary(slot) else { return false };
-        until.store(now_ms + DOWN_WINDOW.as_millis() as u64, Ordering::Relaxed);
-        true
+    /// Short-circuits `slot`'s primary for [`DOWN_WINDOW`] (when known).
+    fn fail(&self, slot: Slot, now_ms: u64) {
+        if let Some(until) = self.primary(slot) {
+            until.fail(now_ms, DOWN_WINDOW);
+        }
     }
 
-    /// Takes a new slot map; a primary that keeps its address keeps its
-    /// short-circuit.
-    fn set_slots(&self, ranges: Vec<(u16, u16, String)>) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+    /// The map `CLUSTER SLOTS` ranges describe; a primary that keeps its
+    /// address keeps its short-circuit (taken from `self`).
+    fn next(&mut self, ranges: Vec<(u16, u16, String)>) -> SlotMap {
         let mut next = SlotMap { owners: HashMap::with_capacity(usize::from(SLOTS)), primaries: Vec::new() };
         for (start, end, address) in ranges {
             let index = match next.primaries.iter().position(|(a, _)| *a == address) {
                 Some(index) => index,
                 None => {
-                    let until = map.primaries.iter().find(|(a, _)| *a == address);
-                    let until = until.map_or(0, |(_, until)| until.load(Ordering::Relaxed));
-                    next.primaries.push((address, AtomicU64::new(until)));
+                    let kept = self.primaries.iter().position(|(a, _)| *a == address);
+                    let until = kept.map(|i| std::mem::take(&mut self.primaries[i].1)).unwrap_or_default();
+                    next.primaries.push((address, until));
                     next.primaries.len() - 1
                 }
             };
@@ -82,32 +94,98 @@ impl ShardGate {
                 next.owners.extend(Slot::new(number).map(|slot| (slot, index)));
             }
         }
-        *map = next;
+        next
+    }
+}
+
+impl ShardGate {
+    /// The gate of `cluster`'s rate-limit calls; the slot map is read from a task.
+    pub(super) fn new(cluster: ClusterConnection, timeout: Duration) -> Arc<ShardGate> {
+        let gate = Arc::new(ShardGate {
+            cluster,
+            timeout,
+            last_success: AtomicU64::new(0),
+            map: RwLock::default(),
+            refreshing: AtomicBool::new(false),
+        });
+        gate.refresh();
+        gate
     }
 
-    /// Reads `CLUSTER SLOTS` (from any node, bounded by `timeout`) into the
-    /// gate, unless a read is already under way. A failed read leaves the
-    /// old map; the next failure asks again.
-    pub(super) fn refresh(self: &Arc<Self>, mut connection: ClusterConnection, timeout: Duration) {
+    /// Notes a success at `now_ms`, or names a failure one shard's when a
+    /// call succeeded within [`SHARD_WITNESS`] before it.
+    pub(super) fn witness<T>(&self, result: StoreResult<T>, now_ms: u64) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                // A read first, not a read-modify-write per call: calls that
+                // finish within the same millisecond share one store. Two
+                // racing stores may set it back a millisecond; harmless.
+                if self.last_success.load(Ordering::Relaxed) <= now_ms {
+                    self.last_success.store(now_ms + 1, Ordering::Relaxed);
+                }
+                Ok(value)
+            }
+            Err(StoreError::Unavailable(e)) if shard_local(self.last_success.load(Ordering::Relaxed), now_ms) => {
+                Err(StoreError::ShardUnavailable(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, SlotMap> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `slot`'s primary failed within the last [`DOWN_WINDOW`].
+    pub(super) fn is_down(&self, slot: Slot, now_ms: u64) -> bool {
+        self.map().is_down(slot, now_ms)
+    }
+
+    /// A call for `slot` failed as one shard's at `now_ms`: its primary is
+    /// short-circuited for [`DOWN_WINDOW`] (when known), and the slot map is
+    /// read again (a failover moves the slots to the promoted replica).
+    pub(super) fn failed(self: &Arc<Self>, slot: Slot, now_ms: u64) {
+        self.map().fail(slot, now_ms);
+        self.refresh();
+    }
+
+    /// Reads `CLUSTER SLOTS` (from any node, bounded by the timeout) into
+    /// the gate, unless a read is already under way. A failed read leaves
+    /// the old map; the next failure asks again.
+    fn refresh(self: &Arc<Self>) {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let gate = Arc::clone(self);
         tokio::spawn(async move {
-            let ask = connection.route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            );
-            match tokio::time::timeout(timeout, ask).await {
-                Ok(Ok(reply)) => match cluster_slots(&reply) {
-                    Some(ranges) => gate.set_slots(ranges),
+            let ask = redis::cmd("CLUSTER").arg("SLOTS").clone();
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+            match ask_bounded(gate.cluster.clone(), ask, routing, gate.timeout).await {
+                Ok(reply) => match cluster_slots(&reply) {
+                    Some(ranges) => {
+                        let mut map = gate.map.write().unwrap_or_else(|e| e.into_inner());
+                        *map = map.next(ranges);
+                    }
                     None => tracing::info!(?reply, "Redis Cluster: unexpected answer to CLUSTER SLOTS"),
                 },
-                Ok(Err(e)) => tracing::debug!(error = %e, "Redis Cluster: CLUSTER SLOTS failed"),
-                Err(_) => tracing::debug!("Redis Cluster: no answer to CLUSTER SLOTS within {timeout:?}"),
+                Err(e) => tracing::debug!(error = %e, "Redis Cluster: CLUSTER SLOTS not read"),
             }
             gate.refreshing.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Sends `command` as `routing` says, bounded by `timeout`; the error says
+/// what went wrong (the crate's error, or no answer in time).
+pub(super) async fn ask_bounded(
+    mut cluster: ClusterConnection,
+    command: redis::Cmd,
+    routing: RoutingInfo,
+    timeout: Duration,
+) -> Result<Value, String> {
+    match tokio::time::timeout(timeout, cluster.route_command(command, routing)).await {
+        Ok(reply) => reply.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -159,20 +237,32 @@ mod tests {
 
     #[test]
     fn a_failed_primary_short_circuits_its_slots_only_for_the_window() {
-        let gate = ShardGate::default();
+        let mut map = SlotMap::default();
         let (a, b) = (Slot::new(10).unwrap(), Slot::new(9_000).unwrap());
-        assert!(!gate.failed(a, 1_000), "no slot map yet: nothing to short-circuit");
-        assert!(!gate.is_down(a, 1_000));
-        gate.set_slots(vec![(0, 5460, "n1:7000".into()), (5461, 16383, "n2:7000".into())]);
-        assert!(gate.failed(a, 1_000));
+        map.fail(a, 1_000);
+        assert!(!map.is_down(a, 1_000), "no slot map yet: nothing to short-circuit");
+        let mut map = map.next(vec![(0, 5460, "n1:7000".into()), (5461, 16383, "n2:7000".into())]);
+        map.fail(a, 1_000);
         let window = DOWN_WINDOW.as_millis() as u64;
-        assert!(gate.is_down(a, 1_000));
-        assert!(gate.is_down(Slot::new(5460).unwrap(), 1_000 + window - 1), "every slot of that primary");
-        assert!(!gate.is_down(a, 1_000 + window), "the window has passed: the next call is the probe");
-        assert!(!gate.is_down(b, 1_000), "the other primary's slots are untouched");
+        assert!(map.is_down(a, 1_000));
+        assert!(map.is_down(Slot::new(5460).unwrap(), 1_000 + window - 1), "every slot of that primary");
+        assert!(!map.is_down(a, 1_000 + window), "the window has passed: the next call is the probe");
+        assert!(!map.is_down(b, 1_000), "the other primary's slots are untouched");
         // A new map (a failover moved slots) keeps a primary's window by address.
-        gate.set_slots(vec![(0, 100, "n1:7000".into()), (101, 16383, "n3:7000".into())]);
-        assert!(gate.is_down(a, 1_001));
-        assert!(!gate.is_down(Slot::new(200).unwrap(), 1_001), "slots moved to the promoted replica");
+        let map = map.next(vec![(0, 100, "n1:7000".into()), (101, 16383, "n3:7000".into())]);
+        assert!(map.is_down(a, 1_001));
+        assert!(!map.is_down(Slot::new(200).unwrap(), 1_001), "slots moved to the promoted replica");
+    }
+
+    #[test]
+    fn a_failure_is_one_shards_only_within_a_second_of_a_success() {
+        assert!(!shard_local(0, 0), "nothing ever answered: the store's failure");
+        assert!(!shard_local(0, 5_000));
+        // A success at 2 000 ms is stored as 2 001.
+        assert!(shard_local(2_001, 2_000), "a failure at the same instant");
+        assert!(shard_local(2_001, 2_500));
+        assert!(shard_local(2_001, 3_000), "exactly a second later");
+        assert!(!shard_local(2_001, 3_001), "more than a second later: the store's failure");
+        assert!(!shard_local(2_001, 60_000));
     }
 }
