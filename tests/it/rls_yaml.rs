@@ -4,7 +4,7 @@
 //! bad-file refusals of `check-config --rls-config`. Counting clocks are
 //! manual (durations exact); reloads are polled, never timed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! exact per subject across floodgate replicas, and a primary that dies
 //! fails only the keys it serves.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

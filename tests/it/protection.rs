@@ -1,7 +1,7 @@
 //! Circuit breakers, throttling analytics and alerts end to end (issue:
 //! breakers, analytics and alerts).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

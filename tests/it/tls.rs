@@ -1,6 +1,6 @@
 //! TLS and mutual TLS on both listeners, with certificates made for the test.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! point 4): the real server's exposition read by a real text parser, and
 //! a scrape's cost on a real Redis, which must not grow with the history.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

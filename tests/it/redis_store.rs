@@ -1,7 +1,7 @@
 //! The Redis store across replicas and failures (issue: shared state in
 //! Redis). Every test starts its own redis-server on a free port.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -121,8 +121,8 @@ async fn a_resent_enqueue_call_admits_its_tasks_once() {
     let redis = RedisServer::start();
     let script = ::redis::Script::new(&format!(
         "{}\n{}",
-        include_str!("../src/store/lua/prelude.lua"),
-        include_str!("../src/store/lua/enqueue.lua")
+        include_str!("../../src/store/lua/prelude.lua"),
+        include_str!("../../src/store/lua/enqueue.lua")
     ));
     let keys: Vec<String> = [
         "queue:anonymous",

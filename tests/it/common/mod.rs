@@ -1,6 +1,5 @@
 //! Test harness: the real server on 127.0.0.1:0 with real tonic clients,
 //! on the embedded store or on a private redis-server.
-#![allow(dead_code)]
 
 pub mod http;
 pub mod pki;

@@ -3,7 +3,7 @@
 //! rules (UNAVAILABLE retried for CheckCapacity, and for EnqueueAtomic only
 //! with an idempotency key).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

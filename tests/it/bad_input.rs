@@ -2,7 +2,7 @@
 //! errors answered by their class (point 3): each gets the exact status the
 //! rules give it and changes no state.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

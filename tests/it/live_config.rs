@@ -2,7 +2,7 @@
 //! with the field named, and change nothing: `max_payload_bytes` above the
 //! gRPC message limit fixed at start, and a wrongly typed JSON value.
 
-mod common;
+use crate::common;
 
 use common::http::{get, post};
 use common::*;

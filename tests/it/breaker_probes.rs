@@ -2,7 +2,7 @@
 //! a call cancelled while the store is answering cannot hold the circuit's
 //! only probe slot.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! and as `--json`, with the seed's worker heartbeat (capacity 14), and the
 //! one-line errors for a wrong token and an unreachable server.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! The `floodgate` binary itself: check-config, startup refusals, graceful
 //! shutdown on SIGTERM, and server reflection as grpcurl uses it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! JSON, live config, metrics): the real server, a plain HTTP client and
 //! the gRPC client.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

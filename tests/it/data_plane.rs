@@ -1,7 +1,7 @@
 //! End to end on the embedded store: the real server on 127.0.0.1:0 and
 //! real tonic clients (issue: the data plane).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! every scenario on both stores. The clock is a manual one (Redis scripts
 //! take the caller's time), so durations are exact, not timed.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use floodgate_client::{RateLimitClient, rate_limit_request};
 use tonic::Code as GrpcCode;
 
 /// The `[rls]` table the tests run with (shared with src/core/rls's unit tests).
-const RULES: &str = include_str!("fixtures/rls/chat.toml");
+const RULES: &str = include_str!("../fixtures/rls/chat.toml");
 
 const START_MS: u64 = 1_800_000_000_000;
 

@@ -3,7 +3,7 @@
 //! Redis call inside it) over OTLP/gRPC to a collector run by the test;
 //! the telemetry env vars are honoured or refused at startup.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! Redis Sentinel, each on servers this test starts on free ports, with the
 //! real floodgate binary: admit, lease and complete through gRPC.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,9 @@
 //! The console's routes on the real server (issue 13): the page and its
 //! assets without a token, the console's JSON behind the admin check, and
 //! what each document says after real heartbeats and decisions. The page
-//! itself is tested in a browser by `test_console.py` beside this file.
+//! itself is tested in a browser by `tests/console/test_console.py`.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
