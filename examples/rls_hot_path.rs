@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use floodgate::clock::SystemClock;
+use floodgate::config::RlsOptions;
 use floodgate::config::runtime::Profile;
 use floodgate::config::settings::Settings;
 use floodgate::core::rls::{Entry, RlsRequest};
 use floodgate::grpc::rls::envoy::extensions::common::ratelimit::v3::{RateLimitDescriptor, rate_limit_descriptor};
 use floodgate::grpc::rls::wire::{ProstRateLimitRequest, RateLimitRequest, RateLimitResponse};
-use floodgate::rls_rules::RlsOptions;
 use floodgate::service::Floodgate;
 use floodgate::store::{AnyStore, MemoryStore};
 use prost::Message;

@@ -201,7 +201,7 @@ impl App {
                 axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
             ),
             None => Box::pin(
-                axum::serve(http.tap_io(no_delay), router)
+                axum::serve(http.tap_io(crate::net::no_delay), router)
                     .with_graceful_shutdown(stopped(stop_rx.clone()))
                     .into_future(),
             ),
@@ -230,19 +230,7 @@ impl App {
     }
 }
 
-/// The gRPC listener's connections, with `TCP_NODELAY` on. The builder's
-/// `tcp_nodelay` only applies to listeners tonic binds itself, not to an
-/// incoming stream: with Nagle on, a response written while an earlier one
-/// on the connection was unacknowledged waited for the client's delayed ACK
-/// (40 ms on Linux), the Redis worker cycle's old p99 tail (BENCHMARKS.md).
-/// The HTTP shim's connections get `TCP_NODELAY` too: a JSON answer
-/// must not wait for a delayed ACK either.
-pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-}
-
+/// The gRPC listener's connections, with `TCP_NODELAY` on (see `net::no_delay`).
 fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

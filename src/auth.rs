@@ -1,9 +1,43 @@
 //! Caller tokens → roles (design §9): one check used by the gRPC
 //! interceptors and the HTTP shim. Tokens are compared in constant time.
 
+use std::fmt;
+
 use subtle::ConstantTimeEq;
 
-use crate::config::Tokens;
+/// Caller tokens per role (design §9).
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// Tokens of the admin role.
+    pub admin: Vec<String>,
+    /// Tokens of the frontend role.
+    pub frontend: Vec<String>,
+    /// Tokens of the worker role.
+    pub worker: Vec<String>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Tokens are never printed, only counted.
+        f.debug_struct("Tokens")
+            .field("admin", &self.admin.len())
+            .field("frontend", &self.frontend.len())
+            .field("worker", &self.worker.len())
+            .finish()
+    }
+}
+
+impl Tokens {
+    /// Parses comma-separated token lists, ignoring blanks.
+    pub fn parse_list(list: &str) -> Vec<String> {
+        list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// Whether no token at all is configured (auth off).
+    pub fn is_empty(&self) -> bool {
+        self.admin.is_empty() && self.frontend.is_empty() && self.worker.is_empty()
+    }
+}
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

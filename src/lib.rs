@@ -15,6 +15,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+mod net;
 pub mod operations;
 pub mod protection;
 pub mod rls_rules;

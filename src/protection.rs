@@ -9,93 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
 use crate::core::Millis;
-use crate::core::breaker::{Breaker, BreakerConfig, BreakerState, BreakerStats, Ticket, Transition};
+use crate::core::breaker::{Breaker, BreakerState, BreakerStats, BreakersConfig, Circuit, Ticket, Transition};
 use crate::core::feedback::{self, Call, Feedback};
-
-/// The circuits floodgate runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Circuit {
-    /// Caller-token / identity verification infrastructure.
-    Authentication,
-    /// The rate-limit store.
-    RateLimiter,
-    /// System overload: backpressure refusals and enqueue failures.
-    Backpressure,
-    /// The state store.
-    Storage,
-}
-
-impl Circuit {
-    /// All circuits.
-    pub const ALL: [Circuit; 4] =
-        [Circuit::Authentication, Circuit::RateLimiter, Circuit::Backpressure, Circuit::Storage];
-
-    /// The seed's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Circuit::Authentication => "authentication",
-            Circuit::RateLimiter => "rate_limiter",
-            Circuit::Backpressure => "backpressure",
-            Circuit::Storage => "storage",
-        }
-    }
-
-    /// The circuit with this name.
-    pub fn from_name(name: &str) -> Option<Circuit> {
-        Circuit::ALL.into_iter().find(|c| c.name() == name)
-    }
-}
-
-/// Tuning of every circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakersConfig {
-    /// Off: every circuit stays closed and nothing is recorded.
-    pub enabled: bool,
-    /// Circuit over token checks.
-    pub authentication: BreakerConfig,
-    /// Circuit over the Level-1 rate-limit store step.
-    pub rate_limiter: BreakerConfig,
-    /// Circuit over overload refusals.
-    pub backpressure: BreakerConfig,
-    /// Circuit over the Level-2 enqueue store step.
-    pub storage: BreakerConfig,
-}
-
-impl BreakersConfig {
-    /// The config of one circuit.
-    pub fn of(&self, circuit: Circuit) -> BreakerConfig {
-        match circuit {
-            Circuit::Authentication => self.authentication,
-            Circuit::RateLimiter => self.rate_limiter,
-            Circuit::Backpressure => self.backpressure,
-            Circuit::Storage => self.storage,
-        }
-    }
-
-    /// Defaults: `failure_threshold` failures within 10 s open a circuit;
-    /// backpressure recovers early below half pressure.
-    pub fn with(failure_threshold: u32, recovery_timeout_ms: Millis) -> BreakersConfig {
-        let base = BreakerConfig {
-            failure_threshold,
-            window_ms: 10_000,
-            recovery_timeout_ms,
-            half_open_max_calls: 3,
-            success_threshold: 2,
-            recovery_pressure: None,
-        };
-        BreakersConfig {
-            enabled: true,
-            authentication: base,
-            rate_limiter: base,
-            backpressure: BreakerConfig { recovery_pressure: Some(0.5), ..base },
-            storage: base,
-        }
-    }
-}
 
 struct Shared {
     /// Mirror of the state for lock-free reads (BreakerState::level).

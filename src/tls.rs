@@ -137,7 +137,7 @@ impl axum::serve::Listener for TlsListener {
                     continue;
                 }
             };
-            crate::app::no_delay(&mut stream);
+            crate::net::no_delay(&mut stream);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => return (tls, addr),
                 Ok(Err(e)) => tracing::debug!(error = %e, peer = %addr, "TLS handshake failed"),

@@ -10,8 +10,8 @@ use std::path::Path;
 
 pub use runtime::{FieldError, MAX_PAYLOAD_CEILING, Profile, RateLimits, RuntimeConfig};
 pub use settings::{
-    FileConfig, MAX_MIN_REPLICAS, Settings, StaticSettings, StoreUrl, TokenList, Tokens, default_replica_id, redact,
-    redact_url,
+    FileConfig, MAX_MIN_REPLICAS, RlsOptions, Settings, StaticSettings, StoreUrl, TokenList, default_replica_id,
+    redact, redact_url,
 };
 
 use crate::core::rls::{RlsConfig, Rules};

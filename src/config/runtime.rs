@@ -7,10 +7,10 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use crate::core::UserType;
+use crate::core::breaker::{BreakersConfig, Circuit};
 use crate::core::capacity::{CapacityConfig, Thresholds};
 use crate::core::gcra::RateLimit;
 use crate::core::health::HealthTiming;
-use crate::protection::{BreakersConfig, Circuit};
 
 /// A named set of runtime defaults (design §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::runtime::{FieldError, Profile, RuntimeConfig};
 use super::{ConfigError, flatten, prefixed, rls_rules};
+use crate::auth::Tokens;
 use crate::core::rls::{RlsConfig, Rules};
 
 /// Every static setting, declared once: its type, its help text, its flag
@@ -248,12 +249,9 @@ impl StaticSettings {
         };
         settings.local_shield_capacity = self.local_shield_capacity;
         settings.rls = Arc::new(rls_rules(&self.rls)?);
-        settings.rls_options = crate::rls_rules::RlsOptions::parse(
-            self.rls_config,
-            self.rls_shadow_mode.as_deref(),
-            self.rls_response_headers.as_deref(),
-        )
-        .map_err(ConfigError::Setting)?;
+        settings.rls_options =
+            RlsOptions::parse(self.rls_config, self.rls_shadow_mode.as_deref(), self.rls_response_headers.as_deref())
+                .map_err(ConfigError::Setting)?;
         settings.check()?;
         Ok(settings)
     }
@@ -289,37 +287,39 @@ impl FromStr for StoreUrl {
     }
 }
 
-/// Caller tokens per role (design §9).
-#[derive(Clone, Default)]
-pub struct Tokens {
-    /// Tokens of the admin role.
-    pub admin: Vec<String>,
-    /// Tokens of the frontend role.
-    pub frontend: Vec<String>,
-    /// Tokens of the worker role.
-    pub worker: Vec<String>,
+/// The static RLS settings: where the YAML rules are, global shadow mode
+/// and the response headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RlsOptions {
+    /// `--rls-config` / `FLOODGATE_RLS_CONFIG`: a YAML file or a directory of them.
+    pub path: Option<PathBuf>,
+    /// `FLOODGATE_RLS_SHADOW_MODE`: every rule in shadow mode.
+    pub shadow_mode: bool,
+    /// `FLOODGATE_RLS_RESPONSE_HEADERS=ratelimit`: the `RateLimit-*` headers.
+    pub ratelimit_headers: bool,
 }
 
-impl fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Tokens are never printed, only counted.
-        f.debug_struct("Tokens")
-            .field("admin", &self.admin.len())
-            .field("frontend", &self.frontend.len())
-            .field("worker", &self.worker.len())
-            .finish()
-    }
-}
-
-impl Tokens {
-    /// Parses comma-separated token lists, ignoring blanks.
-    pub fn parse_list(list: &str) -> Vec<String> {
-        list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
-    }
-
-    /// Whether no token at all is configured (auth off).
-    pub fn is_empty(&self) -> bool {
-        self.admin.is_empty() && self.frontend.is_empty() && self.worker.is_empty()
+impl RlsOptions {
+    /// From the flag and the two environment variables' raw values;
+    /// an unknown value is refused naming the variable.
+    pub fn parse(
+        path: Option<PathBuf>,
+        shadow_mode: Option<&str>,
+        headers: Option<&str>,
+    ) -> Result<RlsOptions, String> {
+        let shadow_mode = match shadow_mode.map(str::trim) {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(format!("FLOODGATE_RLS_SHADOW_MODE must be true or false, got {other:?}")),
+        };
+        let ratelimit_headers = match headers.map(str::trim) {
+            None | Some("") | Some("none") => false,
+            Some("ratelimit") => true,
+            Some(other) => {
+                return Err(format!("FLOODGATE_RLS_RESPONSE_HEADERS must be ratelimit or none, got {other:?}"));
+            }
+        };
+        Ok(RlsOptions { path, shadow_mode, ratelimit_headers })
     }
 }
 
@@ -364,7 +364,7 @@ pub struct Settings {
     /// Envoy rate-limit service descriptor rules (static: from the file at start).
     pub rls: std::sync::Arc<Rules>,
     /// envoyproxy/ratelimit YAML rules (reloaded live), global shadow mode, headers.
-    pub rls_options: crate::rls_rules::RlsOptions,
+    pub rls_options: RlsOptions,
     /// The local shield's size when set (see [`Settings::shield_capacity`]).
     pub local_shield_capacity: Option<usize>,
     /// Where settings came from when not the default: "flag_or_env",

@@ -3,6 +3,10 @@
 
 use serde::Serialize;
 
+/// The spans (minutes) of the throttle rates the alerts watch: the last
+/// 15 minutes and the last hour.
+pub const THROTTLE_SPANS: [u64; 2] = [15, 60];
+
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

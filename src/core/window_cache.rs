@@ -36,6 +36,14 @@ fn subtract(a: &mut Cells, b: &Cells) {
 }
 
 impl WindowCache {
+    /// An empty cache keeping the spans the operator views read: the
+    /// analytics windows (`1h` … `24h`) and the throttle rates the alerts watch.
+    pub fn for_operator_views() -> WindowCache {
+        let spans: Vec<u64> =
+            analytics::WINDOWS.iter().map(|(_, span)| *span).chain(super::alerts::THROTTLE_SPANS).collect();
+        WindowCache::new(&spans)
+    }
+
     /// An empty cache keeping a running sum for each of `spans` (minutes, at most 24 h).
     pub fn new(spans: &[u64]) -> WindowCache {
         let mut spans: Vec<u64> = spans.iter().map(|s| (*s).clamp(1, HISTORY_MINUTES)).collect();

@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use super::{HttpError, Shim};
 use crate::core::analytics::{self, CELLS, Cells};
+use crate::core::breaker::Circuit;
 use crate::core::breaker::{BreakerStats, half_open_in};
 use crate::core::health::{self, ProcessStatus};
 use crate::core::{Millis, UserType};
-use crate::protection::Circuit;
 use crate::service::Snapshot;
 use crate::store::{AnalyticsView, DeadLetter, Store};
 

@@ -14,6 +14,7 @@ use crate::alerting::AlertView;
 use crate::config::{FieldError, RuntimeConfig};
 use crate::core::alerts::{self, AlertInputs};
 use crate::core::analytics::{self, Cells, PeriodStats, WINDOWS};
+use crate::core::breaker::Circuit;
 use crate::core::breaker::{BreakerState, BreakerStats};
 use crate::core::capacity::{self, Limits};
 use crate::core::health::{self, ChatHealth, Health};
@@ -21,22 +22,13 @@ use crate::core::window_cache::{WindowCache, settled_minute};
 use crate::core::{Millis, UserType};
 use crate::error::ServiceError;
 use crate::metrics::{Gauges, Samples};
-use crate::protection::{Circuit, merge_cluster};
+use crate::protection::merge_cluster;
 use crate::service::{Floodgate, Snapshot};
 use crate::store::{QueueStats, Store};
 
 mod documents;
 
 pub use documents::*;
-
-/// The spans (minutes) of the throttle rates the alerts watch.
-const ALERT_SPANS: [u64; 2] = [15, 60];
-
-/// An empty cache of settled minutes keeping the windows' and the alerts' spans.
-pub(crate) fn window_cache() -> WindowCache {
-    let spans: Vec<u64> = WINDOWS.iter().map(|(_, span)| *span).chain(ALERT_SPANS).collect();
-    WindowCache::new(&spans)
-}
 
 /// Replicas whose breaker stats are older than this drop out of the cluster view.
 const CLUSTER_VIEW_MS: Millis = 30_000;
@@ -367,7 +359,7 @@ impl Floodgate {
         let facts = self.facts_from(self.snapshot());
         let now = facts.now;
         let [last_15, last_hour] = self
-            .recent_windows(now, ALERT_SPANS)
+            .recent_windows(now, alerts::THROTTLE_SPANS)
             .await?
             .map(|(cells, span)| analytics::period_stats(&cells, span, Vec::new()));
         let load = facts.stats.load();

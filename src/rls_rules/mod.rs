@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::config::RlsOptions;
 use crate::core::rls::{Answer, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally};
 use crate::metrics::Samples;
 
@@ -27,42 +28,6 @@ pub use watch::spawn as watch;
 /// Most per-value series that `detailed_metric` rules may create; values
 /// past it are counted in their rule's own series (the label set stays bounded).
 pub const MAX_DETAILED_SERIES: usize = 10_000;
-
-/// The static RLS settings: where the YAML rules are, global shadow mode
-/// and the response headers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RlsOptions {
-    /// `--rls-config` / `FLOODGATE_RLS_CONFIG`: a YAML file or a directory of them.
-    pub path: Option<PathBuf>,
-    /// `FLOODGATE_RLS_SHADOW_MODE`: every rule in shadow mode.
-    pub shadow_mode: bool,
-    /// `FLOODGATE_RLS_RESPONSE_HEADERS=ratelimit`: the `RateLimit-*` headers.
-    pub ratelimit_headers: bool,
-}
-
-impl RlsOptions {
-    /// From the flag and the two environment variables' raw values;
-    /// an unknown value is refused naming the variable.
-    pub fn parse(
-        path: Option<PathBuf>,
-        shadow_mode: Option<&str>,
-        headers: Option<&str>,
-    ) -> Result<RlsOptions, String> {
-        let shadow_mode = match shadow_mode.map(str::trim) {
-            None | Some("") | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => return Err(format!("FLOODGATE_RLS_SHADOW_MODE must be true or false, got {other:?}")),
-        };
-        let ratelimit_headers = match headers.map(str::trim) {
-            None | Some("") | Some("none") => false,
-            Some("ratelimit") => true,
-            Some(other) => {
-                return Err(format!("FLOODGATE_RLS_RESPONSE_HEADERS must be ratelimit or none, got {other:?}"));
-            }
-        };
-        Ok(RlsOptions { path, shadow_mode, ratelimit_headers })
-    }
-}
 
 /// What the last successful load holds.
 #[derive(Debug, Default)]

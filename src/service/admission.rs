@@ -5,12 +5,13 @@ use serde::Serialize;
 
 use super::{Floodgate, MAX_ROUTE_BYTES, Snapshot, check_id};
 use crate::core::admission::{self, Pressure, Verdict};
+use crate::core::breaker::Circuit;
 use crate::core::capacity;
 use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
-use crate::protection::{Circuit, Permit, Permits};
+use crate::protection::{Permit, Permits};
 use crate::store::RateKey;
 use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
 

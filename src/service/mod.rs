@@ -131,7 +131,7 @@ impl Floodgate {
             breakers: Breakers::new(&runtime.breakers),
             recorder: Recorder::new(runtime.analytics_enabled),
             metrics: Metrics::default(),
-            windows: std::sync::Mutex::new(crate::operations::window_cache()),
+            windows: std::sync::Mutex::new(crate::core::window_cache::WindowCache::for_operator_views()),
             alerts: std::sync::Mutex::new(AlertBook::default()),
             replica_id: settings.replica_id.clone(),
             config_version: std::sync::atomic::AtomicU64::new(0),

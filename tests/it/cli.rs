@@ -167,7 +167,7 @@ async fn config_show_validate_and_apply() {
 async fn rls_config_lists_domains_sources_and_rules() {
     let mut s = settings(Profile::Production, "");
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rls/peer");
-    s.rls_options = floodgate::rls_rules::RlsOptions { path: Some(rules.clone()), ..Default::default() };
+    s.rls_options = floodgate::config::RlsOptions { path: Some(rules.clone()), ..Default::default() };
     let server = start_with(s, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
     let table = text(&server, &["rls-config"]).await;
     assert!(table.starts_with(&format!("YAML rules from {}: version 1,", rules.display())), "{table}");

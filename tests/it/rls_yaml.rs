@@ -15,7 +15,7 @@ use common::process::BIN;
 use common::*;
 use floodgate::clock::{ManualClock, SystemClock};
 use floodgate::config::Profile;
-use floodgate::rls_rules::RlsOptions;
+use floodgate::config::RlsOptions;
 use floodgate::store::TimeSource;
 use floodgate_client::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus, rate_limit::Unit};
 use floodgate_client::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};

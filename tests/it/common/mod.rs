@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use floodgate::app::App;
+use floodgate::auth::Tokens;
 use floodgate::clock::{Clock, SystemClock};
-use floodgate::config::{Profile, RuntimeConfig, Settings, StoreUrl, Tokens};
+use floodgate::config::{Profile, RuntimeConfig, Settings, StoreUrl};
 use floodgate::service::Floodgate;
 use floodgate_client::{AdminClient, AdmissionClient, Client, WorkersClient, pb};
 use tokio::sync::oneshot;
