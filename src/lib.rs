@@ -7,11 +7,11 @@
 pub mod alerting;
 pub mod app;
 pub mod auth;
+pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
-pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

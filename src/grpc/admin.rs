@@ -11,11 +11,12 @@ use super::pb::{self, admin_server};
 use crate::alerting::AlertView;
 use crate::config::FieldError;
 use crate::core::analytics::PeriodStats;
-use crate::error::ServiceError;
+use crate::grpc::OrStatus;
 use crate::operations::CapacityReport;
 use crate::operations::{CircuitBreakersView, SystemStatus};
 use crate::rls_rules::RulesView;
 use crate::service::Floodgate;
+use crate::service::ServiceError;
 
 /// The Admin service over a shared [`Floodgate`].
 pub struct AdminService {
@@ -273,7 +274,7 @@ fn change_to_json(c: pb::ConfigChange) -> Result<serde_json::Value, Status> {
     } else {
         match serde_json::from_str::<serde_json::Value>(&c.runtime_json) {
             Ok(serde_json::Value::Object(map)) => map,
-            _ => return Err(ServiceError::invalid("runtime_json", "must be a JSON object").into()),
+            _ => return Err(super::status(&ServiceError::invalid("runtime_json", "must be a JSON object"))),
         }
     };
     let mut put = |key: &str, value: Option<serde_json::Value>| {
@@ -297,7 +298,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
-        let report = self.floodgate.capacity_calculation().await?;
+        let report = self.floodgate.capacity_calculation().await.or_status()?;
         Ok(Response::new(capacity_to_pb(report)))
     }
 
@@ -305,21 +306,22 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        Ok(Response::new(status_to_pb(self.floodgate.system_status().await?)))
+        Ok(Response::new(status_to_pb(self.floodgate.system_status().await.or_status()?)))
     }
 
     async fn list_circuit_breakers(
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await?)))
+        Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await.or_status()?)))
     }
 
     async fn reset_circuit_breaker(
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let (circuit_name, state) = self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
+        let (circuit_name, state) =
+            self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await.or_status()?;
         Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
     }
 
@@ -340,7 +342,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await?;
+        let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await.or_status()?;
         Ok(Response::new(pb::UpdateConfigResponse {
             applied: update.applied,
             version: update.version,
@@ -354,7 +356,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        let periods = self.floodgate.throttling_stats().await?;
+        let periods = self.floodgate.throttling_stats().await.or_status()?;
         Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 

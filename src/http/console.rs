@@ -184,8 +184,12 @@ pub(crate) fn minute_series(view: &AnalyticsView, now_minute: u64, span: u64) ->
 async fn throttling_minutes(State(shim): State<Shim>) -> Result<Json<MinutesView>, HttpError> {
     let now_ms = shim.floodgate.clock.now_ms();
     let now_minute = now_ms / 60_000;
-    let view =
-        shim.floodgate.store().analytics(now_minute, CHART_MINUTES).await.map_err(crate::error::ServiceError::from)?;
+    let view = shim
+        .floodgate
+        .store()
+        .analytics(now_minute, CHART_MINUTES)
+        .await
+        .map_err(crate::service::ServiceError::from)?;
     Ok(Json(MinutesView { now_ms, minutes: minute_series(&view, now_minute, CHART_MINUTES) }))
 }
 
@@ -245,7 +249,7 @@ async fn queues(State(shim): State<Shim>) -> Result<Json<QueuesView>, HttpError>
     let stats = shim.floodgate.queue_stats().await?;
     let now_ms = shim.floodgate.clock.now_ms();
     let recent =
-        shim.floodgate.store().dead_letters(DEAD_LETTERS_SHOWN).await.map_err(crate::error::ServiceError::from)?;
+        shim.floodgate.store().dead_letters(DEAD_LETTERS_SHOWN).await.map_err(crate::service::ServiceError::from)?;
     let ages = stats.oldest_task_age_ms(now_ms);
     Ok(Json(QueuesView {
         now_ms,

@@ -20,9 +20,9 @@ use crate::core::capacity::{self, Limits};
 use crate::core::health::{self, ChatHealth, Health};
 use crate::core::window_cache::{WindowCache, settled_minute};
 use crate::core::{Millis, UserType};
-use crate::error::ServiceError;
 use crate::metrics::{Gauges, Samples};
 use crate::protection::merge_cluster;
+use crate::service::ServiceError;
 use crate::service::{Floodgate, Snapshot};
 use crate::store::{QueueStats, Store};
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::ServiceError;
 use super::{Floodgate, MAX_ROUTE_BYTES, Snapshot, check_id};
 use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::breaker::Circuit;
@@ -10,7 +11,6 @@ use crate::core::capacity;
 use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
-use crate::error::ServiceError;
 use crate::protection::{Permit, Permits};
 use crate::store::RateKey;
 use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};

@@ -5,6 +5,7 @@
 //! this module holds the shared state and the capacity snapshot.
 
 mod admission;
+mod error;
 mod rls;
 mod workers;
 
@@ -21,7 +22,6 @@ use crate::core::Millis;
 use crate::core::admission::Pressure;
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
-use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
 use crate::store::rate::RateTable;
@@ -29,6 +29,7 @@ use crate::store::{AnyStore, QueueStats, Store};
 use crate::throttling::Recorder;
 
 pub use admission::{AdmissionRequest, EnqueueAnswer, EnqueueRequest};
+pub use error::ServiceError;
 pub use workers::{HeartbeatAck, LeaseQuery};
 
 /// Longest subject, session id, request id, task id or idempotency key.
