@@ -2,6 +2,7 @@
 //! backpressure (an immediate check and an atomic check-and-enqueue),
 //! rate limits by user type, and capacity computed from worker heartbeats.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alerting;
