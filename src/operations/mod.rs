@@ -23,7 +23,7 @@ use crate::error::ServiceError;
 use crate::metrics::{Gauges, Samples};
 use crate::protection::{Circuit, merge_cluster};
 use crate::service::{Floodgate, Snapshot};
-use crate::store::{QueueStats, Store};
+use crate::store::{AnalyticsStore, ClusterState, QueueStats, TaskQueue};
 
 mod documents;
 

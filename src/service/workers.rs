@@ -8,7 +8,7 @@ use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
 use crate::core::Millis;
 use crate::core::health::{self, Health, ProcessRecord};
 use crate::error::ServiceError;
-use crate::store::{LeaseRequest, LeasedTask, Store};
+use crate::store::{LeaseRequest, LeasedTask, ProcessRegistry, TaskQueue};
 
 /// What a heartbeat is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,7 +3,7 @@
 //! decision that must be atomic is one Lua script (one EVALSHA, one round
 //! trip). The admission state carries the deployment's hash tag, so a
 //! Cluster keeps it in one slot; rate-limit keys carry their own and spread
-//! over every primary (see `keys`). This file holds the `Store` impl; the
+//! over every primary (see `keys`). This file holds the role impls; the
 //! key names, the connection link, the batcher, the batched calls and the
 //! pure reply decoders each live in a module of their own.
 
@@ -20,8 +20,9 @@ use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::{
-    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
-    StoreError, StoreResult, StoredConfig, new_id,
+    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
+    NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimits, StoreError, StoreResult, StoredConfig, TaskQueue,
+    new_id,
 };
 
 mod batcher;
@@ -229,21 +230,7 @@ impl RedisStore {
     }
 }
 
-impl Store for RedisStore {
-    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
-        let field = format!("{}\u{1f}{}", record.instance_id, record.process_id);
-        let json = serde_json::to_string(&record).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        let mut call = self.scripts.heartbeat.key(&self.keys.processes);
-        call.arg(field).arg(json).arg(self.now_arg(now));
-        self.run(call).await.map(drop)
-    }
-
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        let mut call = self.scripts.processes.key(&self.keys.processes);
-        call.arg(expire_after_ms).arg(self.now_arg(now));
-        decode_processes(&self.run(call).await?)
-    }
-
+impl RateLimits for RedisStore {
     async fn rate_limit(
         &self,
         user_type: UserType,
@@ -266,7 +253,9 @@ impl Store for RedisStore {
     ) -> StoreResult<super::RateBatch> {
         self.rls_rate_limit_all(checks, dry_run, now_us).await
     }
+}
 
+impl TaskQueue for RedisStore {
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         self.link.check_up()?;
         let ttl = if task.idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() };
@@ -335,52 +324,35 @@ impl Store for RedisStore {
         raw.iter().map(|r| decode_dead_letter(r)).collect()
     }
 
+    fn cached_load(&self) -> u64 {
+        self.load.load(Ordering::Relaxed)
+    }
+}
+
+impl Housekeeping for RedisStore {
     async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
         // Rate-limit and idempotency keys expire by TTL; only leases need a sweep.
         self.lease(LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries }, now).await.map(drop)
     }
+}
 
-    fn cached_load(&self) -> u64 {
-        self.load.load(Ordering::Relaxed)
+impl ProcessRegistry for RedisStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        let field = format!("{}\u{1f}{}", record.instance_id, record.process_id);
+        let json = serde_json::to_string(&record).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let mut call = self.scripts.heartbeat.key(&self.keys.processes);
+        call.arg(field).arg(json).arg(self.now_arg(now));
+        self.run(call).await.map(drop)
     }
 
-    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        // One pipeline per flush: counters of the minute, heavy hitters of
-        // the hour trimmed to TOP_SESSIONS, both expiring after 25 h.
-        let ttl = (HISTORY_MINUTES as i64 + 60) * 60;
-        let mut pipe = redis::pipe();
-        let stats = self.keys.minute_stats(minute);
-        for (i, n) in cells.iter().enumerate().filter(|(_, n)| **n > 0) {
-            pipe.hincr(&stats, i, *n).ignore();
-        }
-        pipe.expire(&stats, ttl).ignore();
-        if !sessions.is_empty() {
-            let top = self.keys.hour_top(minute / 60);
-            for (session, n) in &sessions {
-                pipe.zincr(&top, session, *n).ignore();
-            }
-            pipe.cmd("ZREMRANGEBYRANK").arg(&top).arg(0).arg(-(TOP_SESSIONS as i64) - 1).ignore();
-            pipe.expire(&top, ttl).ignore();
-        }
-        self.query::<()>(&pipe).await
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
+        let mut call = self.scripts.processes.key(&self.keys.processes);
+        call.arg(expire_after_ms).arg(self.now_arg(now));
+        decode_processes(&self.run(call).await?)
     }
+}
 
-    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        let span = span_minutes.clamp(1, HISTORY_MINUTES);
-        let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
-        // Newest first, as the minutes: every hour with a minute in the window.
-        let hours: Vec<u64> = (crate::core::analytics::first_hour(now_minute, span)..=now_minute / 60).rev().collect();
-        let mut pipe = redis::pipe();
-        for minute in &minutes {
-            pipe.hgetall(self.keys.minute_stats(*minute));
-        }
-        for hour in &hours {
-            pipe.zrevrange_withscores(self.keys.hour_top(*hour), 0, TOP_SESSIONS as isize - 1);
-        }
-        let replies: Vec<Value> = self.query(&pipe).await?;
-        decode_analytics(&minutes, &hours, &replies)
-    }
-
+impl ClusterState for RedisStore {
     async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
         let (generation,): (u64,) = self.query(redis::pipe().hincr(&self.keys.breaker_resets, name, 1)).await?;
         Ok(generation)
@@ -418,5 +390,44 @@ impl Store for RedisStore {
     async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
         let (raw,): (Option<String>,) = self.query(redis::pipe().get(&self.keys.config)).await?;
         raw.map(|raw| decode_config(&raw)).transpose()
+    }
+}
+
+impl AnalyticsStore for RedisStore {
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        // One pipeline per flush: counters of the minute, heavy hitters of
+        // the hour trimmed to TOP_SESSIONS, both expiring after 25 h.
+        let ttl = (HISTORY_MINUTES as i64 + 60) * 60;
+        let mut pipe = redis::pipe();
+        let stats = self.keys.minute_stats(minute);
+        for (i, n) in cells.iter().enumerate().filter(|(_, n)| **n > 0) {
+            pipe.hincr(&stats, i, *n).ignore();
+        }
+        pipe.expire(&stats, ttl).ignore();
+        if !sessions.is_empty() {
+            let top = self.keys.hour_top(minute / 60);
+            for (session, n) in &sessions {
+                pipe.zincr(&top, session, *n).ignore();
+            }
+            pipe.cmd("ZREMRANGEBYRANK").arg(&top).arg(0).arg(-(TOP_SESSIONS as i64) - 1).ignore();
+            pipe.expire(&top, ttl).ignore();
+        }
+        self.query::<()>(&pipe).await
+    }
+
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        let span = span_minutes.clamp(1, HISTORY_MINUTES);
+        let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
+        // Newest first, as the minutes: every hour with a minute in the window.
+        let hours: Vec<u64> = (crate::core::analytics::first_hour(now_minute, span)..=now_minute / 60).rev().collect();
+        let mut pipe = redis::pipe();
+        for minute in &minutes {
+            pipe.hgetall(self.keys.minute_stats(*minute));
+        }
+        for hour in &hours {
+            pipe.zrevrange_withscores(self.keys.hour_top(*hour), 0, TOP_SESSIONS as isize - 1);
+        }
+        let replies: Vec<Value> = self.query(&pipe).await?;
+        decode_analytics(&minutes, &hours, &replies)
     }
 }

@@ -14,7 +14,8 @@ use floodgate::core::gcra::{self, GcraOutcome, RateLimit};
 use floodgate::core::lease::{self, Expiry};
 use floodgate::core::{UserType as CoreUserType, capacity};
 use floodgate::store::{
-    EnqueueOutcome, LeaseRequest, MemoryStore, NewTask, RedisOptions, RedisStore, Store, TimeSource,
+    EnqueueOutcome, Housekeeping, LeaseRequest, MemoryStore, NewTask, RateLimits, RedisOptions, RedisStore, TaskQueue,
+    TimeSource,
 };
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use floodgate_client::{Client, Code};
@@ -41,7 +42,7 @@ fn gcra_scenarios() -> Vec<(RateLimit, Vec<(u64, u32)>)> {
     ]
 }
 
-async fn run_gcra<S: Store>(store: &S, subject: &str, limit: RateLimit, steps: &[(u64, u32)]) -> Vec<GcraOutcome> {
+async fn run_gcra<S: RateLimits>(store: &S, subject: &str, limit: RateLimit, steps: &[(u64, u32)]) -> Vec<GcraOutcome> {
     let start = 1_800_000_000_000_000u64;
     let mut out = Vec::new();
     for (offset, cost) in steps {
@@ -81,7 +82,7 @@ fn task(user_type: CoreUserType, payload: &str) -> NewTask {
     NewTask { user_type, payload: payload.as_bytes().to_vec(), idempotency_key: None, idempotency_ttl_ms: 60_000 }
 }
 
-async fn admitted_until_refused<S: Store>(store: &S, user_type: CoreUserType, limit: u64) -> u64 {
+async fn admitted_until_refused<S: TaskQueue>(store: &S, user_type: CoreUserType, limit: u64) -> u64 {
     let mut admitted = 0;
     loop {
         match store.enqueue(task(user_type, "x"), limit, 1_000).await.unwrap() {
@@ -205,7 +206,7 @@ async fn concurrent_leases_hand_out_each_task_once() {
     assert_eq!(store.queue_stats().await.unwrap().leased, 25);
 }
 
-async fn lease_order<S: Store>(store: &S) -> Vec<String> {
+async fn lease_order<S: TaskQueue>(store: &S) -> Vec<String> {
     let plan = [
         (CoreUserType::Anonymous, "a1"),
         (CoreUserType::Registered, "r1"),
@@ -240,7 +241,7 @@ async fn lease_script_orders_like_the_memory_store() {
 /// One scripted task lifecycle (idempotency, lease order, extend, wrong and
 /// right completes, expiry, requeue, dead letter), described by payload
 /// names so that the two stores' task ids don't matter.
-async fn lifecycle<S: Store>(store: &S) -> Vec<String> {
+async fn lifecycle<S: TaskQueue + Housekeeping>(store: &S) -> Vec<String> {
     let mut names = std::collections::HashMap::new();
     let mut log = Vec::new();
     let with_key = |user_type, payload: &str, key: &str| NewTask {
@@ -318,7 +319,7 @@ async fn lifecycle_scripts_match_the_memory_store() {
 /// Follows one task through lease after lease, each left to expire, and
 /// logs (delivery, still held at the expiry instant, fate) as the store
 /// decides them.
-async fn expiry_fates<S: Store>(store: &S, max_deliveries: u32) -> Vec<(u32, bool, Expiry)> {
+async fn expiry_fates<S: TaskQueue + Housekeeping>(store: &S, max_deliveries: u32) -> Vec<(u32, bool, Expiry)> {
     store.enqueue(task(CoreUserType::Registered, "x"), 100, 1_000).await.unwrap();
     let request = LeaseRequest { max_tasks: 1, lease_ms: 100, max_deliveries };
     let mut log = Vec::new();
