@@ -12,7 +12,7 @@ use crate::core::{Millis, Transport, UserType};
 use crate::error::ServiceError;
 use crate::protection::{Circuit, Permit, Permits};
 use crate::store::RateKey;
-use crate::store::{EnqueueOutcome, NewTask, RateLimits, StoreError, TaskQueue};
+use crate::store::{EnqueueOutcome, NewTask, RateLimiter, StoreError, TaskQueue};
 
 /// The fields both admission levels share.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::rls::{self, RlsRequest};
 use crate::error::ServiceError;
 use crate::protection::{Circuit, Permits};
-use crate::store::{RateBatch, RateKey, RateLimits, StoreError};
+use crate::store::{RateBatch, RateKey, RateLimiter, StoreError};
 
 impl Floodgate {
     /// Envoy's `ShouldRateLimit`. The request's descriptors are decided

@@ -13,7 +13,7 @@ use crate::core::{Millis, UserType};
 
 use super::{
     AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
-    MemoryStore, NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimits, RedisStore,
+    MemoryStore, NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimiter, RedisStore,
     StoreResult, StoredConfig, TaskQueue,
 };
 
@@ -40,7 +40,7 @@ macro_rules! dispatch {
     };
 }
 
-impl RateLimits for AnyStore {
+impl RateLimiter for AnyStore {
     async fn rate_limit(
         &self,
         user_type: UserType,

@@ -17,7 +17,7 @@ use crate::core::{Millis, UserType};
 use super::rate::RateTable;
 use super::{
     AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
-    NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimits, StoreResult, StoredConfig,
+    NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimiter, StoreResult, StoredConfig,
     TaskQueue,
 };
 use super::{DEAD_LETTERS_KEPT, new_id};
@@ -155,7 +155,7 @@ impl MemoryStore {
     }
 }
 
-impl RateLimits for MemoryStore {
+impl RateLimiter for MemoryStore {
     async fn rate_limit(
         &self,
         user_type: UserType,

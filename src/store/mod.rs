@@ -19,7 +19,7 @@ use crate::core::{Millis, UserType};
 pub use self::redis::{RedisOptions, RedisStore, RedisTlsFiles, TimeSource};
 pub use any::AnyStore;
 pub use memory::MemoryStore;
-pub use roles::{AnalyticsStore, ClusterState, Housekeeping, ProcessRegistry, RateLimits, TaskQueue};
+pub use roles::{AnalyticsStore, ClusterState, Housekeeping, ProcessRegistry, RateLimiter, TaskQueue};
 
 /// Process records with the store's clock reading, so that health is
 /// judged against the same clock that stamped the heartbeats.

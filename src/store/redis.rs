@@ -21,7 +21,7 @@ use crate::core::{Millis, UserType};
 
 use super::{
     AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
-    NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimits, StoreError, StoreResult, StoredConfig, TaskQueue,
+    NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimiter, StoreError, StoreResult, StoredConfig, TaskQueue,
     new_id,
 };
 
@@ -41,23 +41,15 @@ use batches::{
     batch_complete, batch_enqueue, batch_gcra, batch_lease,
 };
 use connection::Connection;
-pub use connection::{RedisTlsFiles, RedisUrl};
 use decode::{
     decode_analytics, decode_config, decode_dead_letter, decode_processes, decode_stats, int, protocol, uint,
 };
 use keys::Keys;
 use link::Link;
 
-const PRELUDE: &str = include_str!("lua/prelude.lua");
+pub use crate::config::redis::{RedisTlsFiles, RedisUrl, TimeSource};
 
-/// Where "now" comes from for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSource {
-    /// Redis TIME: one clock for all replicas (production).
-    Server,
-    /// The caller's clock, passed to every script (tests with a manual clock).
-    Caller,
-}
+const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -230,7 +222,7 @@ impl RedisStore {
     }
 }
 
-impl RateLimits for RedisStore {
+impl RateLimiter for RedisStore {
     async fn rate_limit(
         &self,
         user_type: UserType,

@@ -18,7 +18,7 @@ use super::{
 
 /// GCRA arrival times: Level 1's per-subject limits and Envoy's
 /// descriptor counters. Each call is atomic on its own.
-pub trait RateLimits: Send + Sync + 'static {
+pub trait RateLimiter: Send + Sync + 'static {
     /// One GCRA step for `subject` of `user_type`, taking `cost` requests.
     fn rate_limit(
         &self,

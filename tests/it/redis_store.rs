@@ -14,7 +14,7 @@ use floodgate::core::gcra::{self, GcraOutcome, RateLimit};
 use floodgate::core::lease::{self, Expiry};
 use floodgate::core::{UserType as CoreUserType, capacity};
 use floodgate::store::{
-    EnqueueOutcome, Housekeeping, LeaseRequest, MemoryStore, NewTask, RateLimits, RedisOptions, RedisStore, TaskQueue,
+    EnqueueOutcome, Housekeeping, LeaseRequest, MemoryStore, NewTask, RateLimiter, RedisOptions, RedisStore, TaskQueue,
     TimeSource,
 };
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
@@ -42,7 +42,12 @@ fn gcra_scenarios() -> Vec<(RateLimit, Vec<(u64, u32)>)> {
     ]
 }
 
-async fn run_gcra<S: RateLimits>(store: &S, subject: &str, limit: RateLimit, steps: &[(u64, u32)]) -> Vec<GcraOutcome> {
+async fn run_gcra<S: RateLimiter>(
+    store: &S,
+    subject: &str,
+    limit: RateLimit,
+    steps: &[(u64, u32)],
+) -> Vec<GcraOutcome> {
     let start = 1_800_000_000_000_000u64;
     let mut out = Vec::new();
     for (offset, cost) in steps {

@@ -12,7 +12,7 @@ use floodgate::clock::ManualClock;
 use floodgate::config::{self, FileConfig, Profile};
 use floodgate::core::gcra::{self, GcraOutcome, Spacing};
 use floodgate::core::rls::{self, Check, RlsConfig};
-use floodgate::store::{MemoryStore, RateKey, RateLimits, RedisOptions, RedisStore, TimeSource};
+use floodgate::store::{MemoryStore, RateKey, RateLimiter, RedisOptions, RedisStore, TimeSource};
 use floodgate_client::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus, rate_limit::Unit};
 use floodgate_client::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use floodgate_client::pb::{Decision, ProcessStatus, UserType};
@@ -379,7 +379,7 @@ fn check_of(per_minute: u32, burst: u32, cost: u32, enforce: bool) -> Check {
     Check { spacing: gcra::RateLimit { per_minute, burst }.spacing(), cost, enforce }
 }
 
-async fn run_on<S: RateLimits>(store: &S, prefix: &str, scenario: &Scenario) -> Vec<Vec<GcraOutcome>> {
+async fn run_on<S: RateLimiter>(store: &S, prefix: &str, scenario: &Scenario) -> Vec<Vec<GcraOutcome>> {
     let start = START_MS * 1_000;
     let mut out = Vec::new();
     for (offset, dry_run, checks) in scenario {
