@@ -173,7 +173,7 @@ impl RateLimiter for MemoryStore {
         dry_run: bool,
         now_us: u64,
     ) -> StoreResult<RateBatch> {
-        Ok(RateBatch { outcomes: self.rates.check_all(checks, dry_run, now_us), now_us })
+        Ok(RateBatch { outcomes: self.rates.check_all(checks, dry_run, now_us)?, now_us })
     }
 }
 

@@ -168,6 +168,15 @@ pub enum StoreError {
     /// The store answered something floodgate cannot read.
     #[error("state store answered unexpectedly: {0}")]
     Protocol(String),
+    /// The store broke one of its own invariants (a bug); retrying will not help.
+    #[error("state store invariant broken: {0}")]
+    Internal(String),
+}
+
+impl From<rate::ShardNotHeld> for StoreError {
+    fn from(e: rate::ShardNotHeld) -> Self {
+        StoreError::Internal(e.to_string())
+    }
 }
 
 impl StoreError {
