@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::{Script, Value};
+use redis::Value;
 
 use crate::core::analytics::{Cells, HISTORY_MINUTES, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
@@ -33,6 +33,7 @@ mod decode;
 mod keys;
 mod link;
 mod rls;
+mod scripts;
 mod shards;
 
 use batcher::Batcher;
@@ -46,10 +47,9 @@ use decode::{
 };
 use keys::Keys;
 use link::Link;
+use scripts::{Scripts, script};
 
 pub use crate::config::redis::{RedisTlsFiles, RedisUrl, TimeSource};
-
-const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -75,33 +75,6 @@ impl Default for RedisOptions {
             time: TimeSource::Server,
             tls: RedisTlsFiles::default(),
             min_replicas: 0,
-        }
-    }
-}
-
-struct Scripts {
-    /// Envoy requests whose keys span slots of a Cluster (the batcher has its own copy).
-    rls: Script,
-    extend: Script,
-    heartbeat: Script,
-    processes: Script,
-    stats: Script,
-    config: Script,
-}
-
-pub(super) fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            rls: script(include_str!("lua/rls.lua")),
-            extend: script(include_str!("lua/extend.lua")),
-            heartbeat: script(include_str!("lua/heartbeat.lua")),
-            processes: script(include_str!("lua/processes.lua")),
-            stats: script(include_str!("lua/stats.lua")),
-            config: script(include_str!("lua/config.lua")),
         }
     }
 }
@@ -160,14 +133,14 @@ impl RedisStore {
             }
             _ => link.clone(),
         };
-        let scripts = Scripts::new();
+        let direct = Scripts::new();
         let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
-        tokio::spawn(batch_gcra(rate_link.clone(), script(include_str!("lua/gcra.lua")), calls));
+        tokio::spawn(batch_gcra(rate_link.clone(), script(scripts::GCRA), calls));
         let (rls, rls_calls) = Batcher::new("RLS", 1_024);
-        tokio::spawn(rls::batch_rls(rate_link.clone(), scripts.rls.clone(), rls_calls));
+        tokio::spawn(rls::batch_rls(rate_link.clone(), direct.rls.clone(), rls_calls));
         let keys = Keys::new(&options.prefix);
         let (enqueues, enqueue_calls) = Batcher::new("enqueue", 4 * ENQUEUE_BATCH);
-        tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
+        tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(scripts::ENQUEUE), enqueue_calls));
         let (completes, complete_calls) = Batcher::new("complete", 4 * COMPLETE_BATCH);
         tokio::spawn(batch_complete(link.clone(), keys.clone(), complete_calls));
         let (leases, lease_calls) = Batcher::new("lease", 4 * LEASE_BATCH);
@@ -176,7 +149,7 @@ impl RedisStore {
             link,
             rate_link,
             keys,
-            scripts,
+            scripts: direct,
             load: AtomicU64::new(0),
             gcra,
             rls,

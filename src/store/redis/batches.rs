@@ -10,7 +10,7 @@ use super::batcher::{Calls, serve_batches};
 use super::decode::{decode_completes, decode_enqueues, decode_gcra_batch, decode_leases};
 use super::keys::{Keys, slot};
 use super::link::Link;
-use super::script;
+use super::scripts::{self, script};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::store::new_id;
 use crate::store::{EnqueueOutcome, LeaseRequest, LeasedTask};
@@ -129,7 +129,7 @@ pub(super) async fn batch_lease(link: Arc<Link>, keys: Keys, calls: Calls<LeaseC
             invocation.arg(call.request.max_tasks).arg(call.request.lease_ms);
         }
     };
-    let script = script(include_str!("../lua/lease.lua"));
+    let script = script(scripts::LEASE);
     serve_batches(link, script, calls, LEASE_BATCH, |_| None, build, |value, batch| decode_leases(value, batch.len()))
         .await;
 }
@@ -143,7 +143,7 @@ pub(super) async fn batch_complete(link: Arc<Link>, keys: Keys, calls: Calls<Com
             invocation.arg(&call.task_id).arg(&call.lease_id);
         }
     };
-    let script = script(include_str!("../lua/complete.lua"));
+    let script = script(scripts::COMPLETE);
     serve_batches(
         link,
         script,
