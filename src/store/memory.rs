@@ -375,11 +375,14 @@ impl AnalyticsStore for MemoryStore {
             .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
             .collect();
         let first_hour = analytics::first_hour(now_minute, span_minutes);
+        // Newest first, as the minutes; an hour without sessions is left out.
         let top_by_hour = a
             .top_by_hour
             .iter()
+            .rev()
             .filter(|(h, _)| **h >= first_hour)
             .map(|(h, top)| (*h, top.top(TOP_SESSIONS)))
+            .filter(|(_, top)| !top.is_empty())
             .collect();
         Ok(AnalyticsView { minutes, top_by_hour })
     }

@@ -194,9 +194,11 @@ impl StoreError {
 /// Throttling analytics as the store holds them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalyticsView {
-    /// (minute since the epoch, counts) for the last 24 h.
+    /// (minute since the epoch, counts) for the last 24 h, newest first;
+    /// minutes without counts are left out.
     pub minutes: Vec<(u64, Cells)>,
-    /// (hour since the epoch, heavy hitters) for the last 24 h.
+    /// (hour since the epoch, heavy hitters, most throttled first) for the
+    /// last 24 h, newest first; hours without throttled sessions are left out.
     pub top_by_hour: Vec<(u64, Vec<(String, u64)>)>,
 }
 
