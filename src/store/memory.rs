@@ -16,9 +16,9 @@ use crate::core::{Millis, UserType};
 
 use super::rate::RateTable;
 use super::{
-    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
-    NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimiter, StoreResult, StoredConfig,
-    TaskQueue,
+    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseHolder, LeaseRequest,
+    LeasedTask, NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimiter, StoreResult,
+    StoredConfig, TaskQueue,
 };
 use super::{DEAD_LETTERS_KEPT, new_id};
 use crate::sync::lock;
@@ -39,6 +39,8 @@ struct Task {
 struct Lease {
     lease_id: String,
     expires_at_ms: Millis,
+    /// Who holds it: named in the dead letter if it expires for the last time.
+    holder: LeaseHolder,
     task: Task,
 }
 
@@ -83,11 +85,11 @@ impl Queues {
                 break;
             };
             if let Some(lease) = self.leased.remove(&task_id) {
-                expired.push(lease.task);
+                expired.push((lease.task, lease.holder));
             }
         }
-        lease::requeue_order(&mut expired, |t| t.seq);
-        for task in expired {
+        lease::requeue_order(&mut expired, |(t, _)| t.seq);
+        for (task, holder) in expired {
             if lease::on_expiry(task.delivery_count, max_deliveries) == Expiry::DeadLetter {
                 if self.dead.len() >= DEAD_LETTERS_KEPT {
                     self.dead.pop_front();
@@ -98,6 +100,7 @@ impl Queues {
                     enqueued_at_ms: task.enqueued_at_ms,
                     delivery_count: task.delivery_count,
                     dead_at_ms: now,
+                    last_holder: Some(holder),
                 });
             } else {
                 self.ready[task.user_type.index()].push_front(task);
@@ -236,7 +239,8 @@ impl TaskQueue for MemoryStore {
                         lease_expires_at_ms: expires_at_ms,
                     });
                     q.expiries.insert((expires_at_ms, task.task_id.clone()));
-                    q.leased.insert(task.task_id.clone(), Lease { lease_id, expires_at_ms, task });
+                    let holder = request.holder.clone();
+                    q.leased.insert(task.task_id.clone(), Lease { lease_id, expires_at_ms, holder, task });
                 }
             }
             leased

@@ -9,7 +9,7 @@ pub mod rate;
 pub mod redis;
 mod roles;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::analytics::Cells;
 use crate::core::gcra::GcraOutcome;
@@ -81,6 +81,17 @@ pub struct LeaseRequest {
     pub lease_ms: Millis,
     /// Deliveries after which an expired lease dead-letters its task.
     pub max_deliveries: u32,
+    /// The worker the leases are handed to; stored with each lease.
+    pub holder: LeaseHolder,
+}
+
+/// The worker process a lease is handed to, as it named itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHolder {
+    /// The worker's instance.
+    pub instance_id: String,
+    /// The worker process.
+    pub process_id: String,
 }
 
 /// A task handed to a worker until `lease_expires_at_ms`.
@@ -115,6 +126,9 @@ pub struct DeadLetter {
     pub delivery_count: u32,
     /// When it was dead-lettered.
     pub dead_at_ms: Millis,
+    /// The worker that held its last lease and let it expire (None in a
+    /// dead letter written before leases recorded their holder).
+    pub last_holder: Option<LeaseHolder>,
 }
 
 /// A fresh task or lease id: a random UUID, 32 hex digits.

@@ -20,9 +20,9 @@ use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::{
-    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseRequest, LeasedTask,
-    NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimiter, StoreError, StoreResult, StoredConfig, TaskQueue,
-    new_id,
+    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseHolder, LeaseRequest,
+    LeasedTask, NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimiter, StoreError, StoreResult, StoredConfig,
+    TaskQueue, new_id,
 };
 
 mod batcher;
@@ -242,7 +242,8 @@ impl TaskQueue for RedisStore {
 
     async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
         self.link.check_up()?;
-        self.leases.submit(LeaseCall { request, now: self.now_arg(now) }).await
+        let holder = serde_json::to_string(&request.holder).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        self.leases.submit(LeaseCall { request, holder, now: self.now_arg(now) }).await
     }
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
@@ -297,7 +298,8 @@ impl TaskQueue for RedisStore {
 impl Housekeeping for RedisStore {
     async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
         // Rate-limit and idempotency keys expire by TTL; only leases need a sweep.
-        self.lease(LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries }, now).await.map(drop)
+        let sweep = LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries, holder: LeaseHolder::default() };
+        self.lease(sweep, now).await.map(drop)
     }
 }
 

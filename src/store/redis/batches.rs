@@ -29,6 +29,8 @@ pub(super) const GCRA_BATCH: usize = 128;
 /// One lease request waiting for the batcher.
 pub(super) struct LeaseCall {
     pub(super) request: LeaseRequest,
+    /// `request.holder` as JSON, stored with each lease.
+    pub(super) holder: String,
     pub(super) now: String,
 }
 
@@ -126,7 +128,7 @@ pub(super) async fn batch_lease(link: Arc<Link>, keys: Keys, calls: Calls<LeaseC
             .arg(first.map_or("", |c| c.now.as_str()))
             .arg(crate::store::DEAD_LETTERS_KEPT);
         for call in batch {
-            invocation.arg(call.request.max_tasks).arg(call.request.lease_ms);
+            invocation.arg(call.request.max_tasks).arg(call.request.lease_ms).arg(&call.holder);
         }
     };
     let script = script(scripts::LEASE);

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Stores, contract};
 
 use floodgate::core::{UserType, capacity};
-use floodgate::store::{EnqueueOutcome, Housekeeping, LeaseRequest, NewTask, TaskQueue};
+use floodgate::store::{DeadLetter, EnqueueOutcome, Housekeeping, LeaseHolder, LeaseRequest, NewTask, TaskQueue};
 
 contract!(
     enqueue_script_admits_exactly_the_core_limit,
@@ -16,15 +16,21 @@ contract!(
     lease_script_orders_like_the_memory_store,
     lifecycle_scripts_match_the_memory_store,
     queue_stats_count_each_class_and_its_oldest_waiting_task,
+    a_dead_letter_names_the_worker_that_held_it_last,
+    a_holder_comes_back_as_the_worker_named_itself,
 );
 
 pub(super) fn task(user_type: UserType, payload: &str) -> NewTask {
     NewTask { user_type, payload: payload.as_bytes().to_vec(), idempotency_key: None, idempotency_ttl_ms: 60_000 }
 }
 
-/// A worker's lease request.
+/// A worker's lease request (worker i0/p0).
 pub(super) fn request(max_tasks: u32, lease_ms: u64, max_deliveries: u32) -> LeaseRequest {
-    LeaseRequest { max_tasks, lease_ms, max_deliveries }
+    LeaseRequest { max_tasks, lease_ms, max_deliveries, holder: holder("i0", "p0") }
+}
+
+fn holder(instance_id: &str, process_id: &str) -> LeaseHolder {
+    LeaseHolder { instance_id: instance_id.into(), process_id: process_id.into() }
 }
 
 async fn admitted_until_refused<S: TaskQueue>(store: &S, user_type: UserType, limit: u64) -> u64 {
@@ -220,4 +226,49 @@ async fn queue_stats_count_each_class_and_its_oldest_waiting_task(stores: Stores
     assert!(store.complete(&leased[0].task_id, &leased[0].lease_id, 3_100).await.unwrap());
     assert_eq!(store.queue_stats().await.unwrap().load(), 2);
     assert_eq!(store.cached_load(), 2);
+}
+
+/// Regression: LeaseTasks' `instance_id` and `process_id` were ignored, so
+/// a task dead-lettered after repeated expiries could not say which worker
+/// let it expire. The lease records its holder (kept across an extend) and
+/// the dead letter names the last one.
+async fn a_dead_letter_names_the_worker_that_held_it_last(stores: Stores) {
+    let store = stores.fresh().await;
+    store.enqueue(task(UserType::Registered, "poison"), 100, 1_000).await.unwrap();
+    let by = |worker: LeaseHolder| LeaseRequest { holder: worker, ..request(1, 100, 2) };
+    let first = store.lease(by(holder("i2", "p2")), 1_000).await.unwrap().remove(0);
+    // The first lease expires at 1,100; the second worker's request sweeps it back first.
+    let last = store.lease(by(holder("i1", "p1")), 1_100).await.unwrap().remove(0);
+    assert_eq!((last.task_id.as_str(), last.delivery_count), (first.task_id.as_str(), 2));
+    assert_eq!(store.extend(&last.task_id, &last.lease_id, 100, 1_150).await.unwrap(), Some(1_250));
+    store.maintain(1_250, 2).await.unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
+    let expected = DeadLetter {
+        task_id: first.task_id,
+        user_type: UserType::Registered,
+        enqueued_at_ms: 1_000,
+        delivery_count: 2,
+        dead_at_ms: 1_250,
+        last_holder: Some(holder("i1", "p1")),
+    };
+    assert_eq!(dead, [expected]);
+}
+
+/// Ids are the worker's own strings: separators and quotes the stores use
+/// come back unharmed, and completing or extending the lease still works.
+async fn a_holder_comes_back_as_the_worker_named_itself(stores: Stores) {
+    let store = stores.fresh().await;
+    store.enqueue(task(UserType::Anonymous, "a"), 100, 1_000).await.unwrap();
+    store.enqueue(task(UserType::Anonymous, "b"), 100, 1_000).await.unwrap();
+    let odd = holder("pod|7 \"east\"\u{1f}/", "{\"pid\": 1}|");
+    let leased = store.lease(LeaseRequest { holder: odd.clone(), ..request(2, 100, 1) }, 1_000).await.unwrap();
+    let (done, dropped) = (&leased[0], &leased[1]);
+    assert_eq!(store.extend(&done.task_id, &done.lease_id, 200, 1_050).await.unwrap(), Some(1_250));
+    assert!(store.complete(&done.task_id, &done.lease_id, 1_060).await.unwrap());
+    store.maintain(1_100, 1).await.unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].task_id.as_str(), dead[0].last_holder.as_ref()), (dropped.task_id.as_str(), Some(&odd)));
+    let json = serde_json::to_value(&dead[0]).unwrap();
+    assert_eq!(json["last_holder"], serde_json::json!({"instance_id": odd.instance_id, "process_id": odd.process_id}));
 }
