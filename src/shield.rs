@@ -108,7 +108,7 @@ impl Shield {
         }
     }
 
-    /// The store's answer to an Envoy request's checks (`Store::rate_limit_all`),
+    /// The store's answer to an Envoy request's checks (`RateLimiter::rate_limit_all`),
     /// when every check is a remembered refusal whose retry time has not
     /// come: the store would refuse each of them, and the request with them
     /// (all or nothing: a refused request consumes nothing). Counted as one

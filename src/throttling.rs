@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::core::analytics::{self, CELLS, Cells, SpaceSaving};
 use crate::core::{Decision, Millis, Transport, UserType};
-use crate::store::{Store, StoreResult};
+use crate::store::{AnalyticsStore, StoreResult};
 
 /// Throttled sessions tracked between two flushes.
 pub const PENDING_SESSIONS: usize = 256;
@@ -47,7 +47,7 @@ impl Recorder {
 
     /// Moves pending counts into the store, attributed to the minute of `now`.
     /// On failure the counts are put back for the next flush.
-    pub async fn flush<S: Store>(&self, store: &S, now: Millis) -> StoreResult<()> {
+    pub async fn flush<S: AnalyticsStore>(&self, store: &S, now: Millis) -> StoreResult<()> {
         let mut cells: Cells = [0; CELLS];
         for (cell, pending) in cells.iter_mut().zip(&self.pending) {
             *cell = pending.swap(0, Ordering::Relaxed);

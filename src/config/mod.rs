@@ -3,6 +3,7 @@
 //! [`runtime`], the settings that start from a profile and may change live
 //! (validation, merge). `check-config` and the errors both share live here.
 
+pub mod redis;
 pub mod runtime;
 pub mod settings;
 

@@ -226,7 +226,7 @@ impl StaticSettings {
         set(&mut settings.redis_prefix, self.redis_prefix);
         set(&mut settings.redis_timeout_ms, self.redis_timeout_ms);
         set(&mut settings.redis_min_replicas, self.redis_min_replicas);
-        settings.redis_tls = crate::store::RedisTlsFiles {
+        settings.redis_tls = super::redis::RedisTlsFiles {
             ca: self.redis_ca_file,
             client_cert: self.redis_client_cert,
             client_key: self.redis_client_key,
@@ -269,7 +269,7 @@ pub enum StoreUrl {
 impl FromStr for StoreUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use crate::store::redis::RedisUrl;
+        use super::redis::RedisUrl;
         if s == "memory" {
             Ok(StoreUrl::Memory)
         } else if RedisUrl::looks_like_redis(s) {
@@ -278,11 +278,7 @@ impl FromStr for StoreUrl {
             RedisUrl::parse(s).map_err(|e| format!("store: {:?}: {e}", redact(s)))?;
             Ok(StoreUrl::Redis(s.to_owned()))
         } else {
-            Err(format!(
-                "store: expected \"memory\" or a Redis URL ({}), got {:?}",
-                crate::store::redis::connection::SCHEMES,
-                redact(s)
-            ))
+            Err(format!("store: expected \"memory\" or a Redis URL ({}), got {:?}", super::redis::SCHEMES, redact(s)))
         }
     }
 }
@@ -356,9 +352,9 @@ pub struct Settings {
     /// before `EnqueueAtomic` answers; 0 answers once the master has it.
     pub redis_min_replicas: u32,
     /// CA and client certificate for `rediss…` store URLs.
-    pub redis_tls: crate::store::RedisTlsFiles,
+    pub redis_tls: super::redis::RedisTlsFiles,
     /// Whose clock Redis scripts use (Redis TIME unless testing).
-    pub redis_time: crate::store::TimeSource,
+    pub redis_time: super::redis::TimeSource,
     /// TLS (and mutual TLS with a client CA) for both listeners.
     pub tls: Option<crate::tls::TlsFiles>,
     /// Envoy rate-limit service descriptor rules (static: from the file at start).
@@ -394,7 +390,7 @@ impl Settings {
             redis_timeout_ms: 500,
             redis_min_replicas: 0,
             redis_tls: Default::default(),
-            redis_time: crate::store::TimeSource::Server,
+            redis_time: super::redis::TimeSource::Server,
             tls: None,
             rls: Default::default(),
             rls_options: Default::default(),
@@ -449,7 +445,7 @@ impl Settings {
         }
         if self.redis_tls.is_set() {
             let tls_url = match &self.store {
-                StoreUrl::Redis(url) => crate::store::redis::RedisUrl::parse(url).is_ok_and(|u| u.tls()),
+                StoreUrl::Redis(url) => super::redis::RedisUrl::parse(url).is_ok_and(|u| u.tls()),
                 StoreUrl::Memory => false,
             };
             if !tls_url {

@@ -21,7 +21,7 @@ use crate::core::breaker::{BreakerStats, half_open_in};
 use crate::core::health::{self, ProcessStatus};
 use crate::core::{Millis, UserType};
 use crate::service::Snapshot;
-use crate::store::{AnalyticsView, DeadLetter, Store};
+use crate::store::{AnalyticsStore, AnalyticsView, DeadLetter, TaskQueue};
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");
 const APP_JS: &str = include_str!("../../console/app.js");

@@ -24,7 +24,7 @@ use crate::metrics::{Gauges, Samples};
 use crate::protection::merge_cluster;
 use crate::service::ServiceError;
 use crate::service::{Floodgate, Snapshot};
-use crate::store::{QueueStats, Store};
+use crate::store::{AnalyticsStore, ClusterState, QueueStats, TaskQueue};
 
 mod documents;
 

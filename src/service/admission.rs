@@ -13,7 +13,7 @@ use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
 use crate::protection::{Permit, Permits};
 use crate::store::RateKey;
-use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
+use crate::store::{EnqueueOutcome, NewTask, RateLimiter, StoreError, TaskQueue};
 
 /// The fields both admission levels share.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use crate::core::health::{self, ProcessRecord};
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
 use crate::store::rate::RateTable;
-use crate::store::{AnyStore, QueueStats, Store};
+use crate::store::{AnyStore, Housekeeping, ProcessRegistry, QueueStats, TaskQueue};
 use crate::throttling::Recorder;
 
 pub use admission::{AdmissionRequest, EnqueueAnswer, EnqueueRequest};

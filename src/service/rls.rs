@@ -11,7 +11,7 @@ use crate::core::breaker::Circuit;
 use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::rls::{self, RlsRequest};
 use crate::protection::Permits;
-use crate::store::{RateBatch, RateKey, Store, StoreError};
+use crate::store::{RateBatch, RateKey, RateLimiter, StoreError};
 
 impl Floodgate {
     /// Envoy's `ShouldRateLimit`. The request's descriptors are decided

@@ -8,7 +8,7 @@ use super::ServiceError;
 use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
 use crate::core::Millis;
 use crate::core::health::{self, Health, ProcessRecord};
-use crate::store::{LeaseRequest, LeasedTask, Store};
+use crate::store::{LeaseHolder, LeaseRequest, LeasedTask, ProcessRegistry, TaskQueue};
 
 /// What a heartbeat is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,6 +73,7 @@ impl Floodgate {
             max_tasks: query.max_tasks,
             lease_ms: query.lease_ms,
             max_deliveries: runtime.max_deliveries,
+            holder: LeaseHolder { instance_id: query.instance_id, process_id: query.process_id },
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(query.wait_ms);
         loop {

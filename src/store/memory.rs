@@ -16,8 +16,9 @@ use crate::core::{Millis, UserType};
 
 use super::rate::RateTable;
 use super::{
-    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, RateBatch,
-    RateKey, Store, StoreResult, StoredConfig,
+    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseHolder, LeaseRequest,
+    LeasedTask, NewTask, ProcessRegistry, ProcessView, QueueStats, RateBatch, RateKey, RateLimiter, StoreResult,
+    StoredConfig, TaskQueue,
 };
 use super::{DEAD_LETTERS_KEPT, new_id};
 use crate::sync::lock;
@@ -38,6 +39,8 @@ struct Task {
 struct Lease {
     lease_id: String,
     expires_at_ms: Millis,
+    /// Who holds it: named in the dead letter if it expires for the last time.
+    holder: LeaseHolder,
     task: Task,
 }
 
@@ -82,11 +85,11 @@ impl Queues {
                 break;
             };
             if let Some(lease) = self.leased.remove(&task_id) {
-                expired.push(lease.task);
+                expired.push((lease.task, lease.holder));
             }
         }
-        lease::requeue_order(&mut expired, |t| t.seq);
-        for task in expired {
+        lease::requeue_order(&mut expired, |(t, _)| t.seq);
+        for (task, holder) in expired {
             if lease::on_expiry(task.delivery_count, max_deliveries) == Expiry::DeadLetter {
                 if self.dead.len() >= DEAD_LETTERS_KEPT {
                     self.dead.pop_front();
@@ -97,6 +100,7 @@ impl Queues {
                     enqueued_at_ms: task.enqueued_at_ms,
                     delivery_count: task.delivery_count,
                     dead_at_ms: now,
+                    last_holder: Some(holder),
                 });
             } else {
                 self.ready[task.user_type.index()].push_front(task);
@@ -154,20 +158,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
-        let key = (record.instance_id.clone(), record.process_id.clone());
-        let record = ProcessRecord { last_seen_ms: now, ..record };
-        lock(&self.processes).insert(key, record);
-        Ok(())
-    }
-
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        let mut processes = lock(&self.processes);
-        processes.retain(|_, r| !health::is_expired(r, now, expire_after_ms));
-        Ok(ProcessView { records: processes.values().cloned().collect(), now_ms: now })
-    }
-
+impl RateLimiter for MemoryStore {
     async fn rate_limit(
         &self,
         user_type: UserType,
@@ -185,9 +176,11 @@ impl Store for MemoryStore {
         dry_run: bool,
         now_us: u64,
     ) -> StoreResult<RateBatch> {
-        Ok(RateBatch { outcomes: self.rates.check_all(checks, dry_run, now_us), now_us })
+        Ok(RateBatch { outcomes: self.rates.check_all(checks, dry_run, now_us)?, now_us })
     }
+}
 
+impl TaskQueue for MemoryStore {
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         Ok(self.with_queues(|q| {
             if let Some(key) = &task.idempotency_key
@@ -246,7 +239,8 @@ impl Store for MemoryStore {
                         lease_expires_at_ms: expires_at_ms,
                     });
                     q.expiries.insert((expires_at_ms, task.task_id.clone()));
-                    q.leased.insert(task.task_id.clone(), Lease { lease_id, expires_at_ms, task });
+                    let holder = request.holder.clone();
+                    q.leased.insert(task.task_id.clone(), Lease { lease_id, expires_at_ms, holder, task });
                 }
             }
             leased
@@ -296,6 +290,12 @@ impl Store for MemoryStore {
         Ok(self.with_queues(|q| q.dead.iter().rev().take(limit).cloned().collect()))
     }
 
+    fn cached_load(&self) -> u64 {
+        self.load.load(Ordering::Acquire)
+    }
+}
+
+impl Housekeeping for MemoryStore {
     async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
         self.with_queues(|q| {
             q.requeue_expired(now, max_deliveries);
@@ -304,41 +304,24 @@ impl Store for MemoryStore {
         self.rates.evict_idle(now.saturating_mul(1_000));
         Ok(())
     }
+}
 
-    fn cached_load(&self) -> u64 {
-        self.load.load(Ordering::Acquire)
-    }
-
-    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        let mut a = lock(&self.analytics);
-        a.minutes.add(minute, &cells);
-        let hour = minute / 60;
-        let top = a.top_by_hour.entry(hour).or_insert_with(|| SpaceSaving::new(TOP_SESSIONS));
-        for (session, n) in sessions {
-            top.offer(&session, n);
-        }
-        let oldest = hour.saturating_sub(HISTORY_MINUTES / 60);
-        a.top_by_hour.retain(|h, _| *h > oldest);
+impl ProcessRegistry for MemoryStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        let key = (record.instance_id.clone(), record.process_id.clone());
+        let record = ProcessRecord { last_seen_ms: now, ..record };
+        lock(&self.processes).insert(key, record);
         Ok(())
     }
 
-    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        let a = lock(&self.analytics);
-        let minutes = (0..span_minutes.min(HISTORY_MINUTES))
-            .filter_map(|back| now_minute.checked_sub(back))
-            .filter_map(|m| a.minutes.get(m).map(|cells| (m, *cells)))
-            .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
-            .collect();
-        let first_hour = analytics::first_hour(now_minute, span_minutes);
-        let top_by_hour = a
-            .top_by_hour
-            .iter()
-            .filter(|(h, _)| **h >= first_hour)
-            .map(|(h, top)| (*h, top.top(TOP_SESSIONS)))
-            .collect();
-        Ok(AnalyticsView { minutes, top_by_hour })
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
+        let mut processes = lock(&self.processes);
+        processes.retain(|_, r| !health::is_expired(r, now, expire_after_ms));
+        Ok(ProcessView { records: processes.values().cloned().collect(), now_ms: now })
     }
+}
 
+impl ClusterState for MemoryStore {
     async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
         let mut generations = lock(&self.breaker_generations);
         let generation = generations.entry(name.to_owned()).or_insert(0);
@@ -371,5 +354,40 @@ impl Store for MemoryStore {
 
     async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
         Ok(lock(&self.config).0.clone())
+    }
+}
+
+impl AnalyticsStore for MemoryStore {
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        let mut a = lock(&self.analytics);
+        a.minutes.add(minute, &cells);
+        let hour = minute / 60;
+        let top = a.top_by_hour.entry(hour).or_insert_with(|| SpaceSaving::new(TOP_SESSIONS));
+        for (session, n) in sessions {
+            top.offer(&session, n);
+        }
+        let oldest = hour.saturating_sub(HISTORY_MINUTES / 60);
+        a.top_by_hour.retain(|h, _| *h > oldest);
+        Ok(())
+    }
+
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        let a = lock(&self.analytics);
+        let minutes = (0..span_minutes.min(HISTORY_MINUTES))
+            .filter_map(|back| now_minute.checked_sub(back))
+            .filter_map(|m| a.minutes.get(m).map(|cells| (m, *cells)))
+            .filter(|(_, cells)| cells.iter().any(|n| *n > 0))
+            .collect();
+        let first_hour = analytics::first_hour(now_minute, span_minutes);
+        // Newest first, as the minutes; an hour without sessions is left out.
+        let top_by_hour = a
+            .top_by_hour
+            .iter()
+            .rev()
+            .filter(|(h, _)| **h >= first_hour)
+            .map(|(h, top)| (*h, top.top(TOP_SESSIONS)))
+            .filter(|(_, top)| !top.is_empty())
+            .collect();
+        Ok(AnalyticsView { minutes, top_by_hour })
     }
 }

@@ -1,25 +1,25 @@
-//! State stores: one trait, an embedded in-memory backend and a shared
-//! Redis backend. Stores persist and apply atomically; the rules they apply
-//! (limits, GCRA, health) come from `crate::core`.
+//! State stores: one small trait per role (`roles`), an embedded in-memory
+//! backend and a shared Redis backend, and the domain types they exchange.
+//! Stores persist and apply atomically; the rules they apply (limits, GCRA,
+//! health) come from `crate::core`.
 
+mod any;
 pub mod memory;
 pub mod rate;
 pub mod redis;
+mod roles;
 
-use std::collections::BTreeMap;
-use std::future::Future;
-
-use serde::Serialize;
-use tracing::Instrument as _;
+use serde::{Deserialize, Serialize};
 
 use crate::core::analytics::Cells;
-use crate::core::gcra::{GcraOutcome, RateLimit};
+use crate::core::gcra::GcraOutcome;
 use crate::core::health::ProcessRecord;
-use crate::core::rls::Check;
 use crate::core::{Millis, UserType};
 
 pub use self::redis::{RedisOptions, RedisStore, RedisTlsFiles, TimeSource};
+pub use any::AnyStore;
 pub use memory::MemoryStore;
+pub use roles::{AnalyticsStore, ClusterState, Housekeeping, ProcessRegistry, RateLimiter, TaskQueue};
 
 /// Process records with the store's clock reading, so that health is
 /// judged against the same clock that stamped the heartbeats.
@@ -81,6 +81,17 @@ pub struct LeaseRequest {
     pub lease_ms: Millis,
     /// Deliveries after which an expired lease dead-letters its task.
     pub max_deliveries: u32,
+    /// The worker the leases are handed to; stored with each lease.
+    pub holder: LeaseHolder,
+}
+
+/// The worker process a lease is handed to, as it named itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHolder {
+    /// The worker's instance.
+    pub instance_id: String,
+    /// The worker process.
+    pub process_id: String,
 }
 
 /// A task handed to a worker until `lease_expires_at_ms`.
@@ -115,6 +126,9 @@ pub struct DeadLetter {
     pub delivery_count: u32,
     /// When it was dead-lettered.
     pub dead_at_ms: Millis,
+    /// The worker that held its last lease and let it expire (None in a
+    /// dead letter written before leases recorded their holder).
+    pub last_holder: Option<LeaseHolder>,
 }
 
 /// A fresh task or lease id: a random UUID, 32 hex digits.
@@ -168,6 +182,15 @@ pub enum StoreError {
     /// The store answered something floodgate cannot read.
     #[error("state store answered unexpectedly: {0}")]
     Protocol(String),
+    /// The store broke one of its own invariants (a bug); retrying will not help.
+    #[error("state store invariant broken: {0}")]
+    Internal(String),
+}
+
+impl From<rate::ShardNotHeld> for StoreError {
+    fn from(e: rate::ShardNotHeld) -> Self {
+        StoreError::Internal(e.to_string())
+    }
 }
 
 impl StoreError {
@@ -185,9 +208,11 @@ impl StoreError {
 /// Throttling analytics as the store holds them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalyticsView {
-    /// (minute since the epoch, counts) for the last 24 h.
+    /// (minute since the epoch, counts) for the last 24 h, newest first;
+    /// minutes without counts are left out.
     pub minutes: Vec<(u64, Cells)>,
-    /// (hour since the epoch, heavy hitters) for the last 24 h.
+    /// (hour since the epoch, heavy hitters, most throttled first) for the
+    /// last 24 h, newest first; hours without throttled sessions are left out.
     pub top_by_hour: Vec<(u64, Vec<(String, u64)>)>,
 }
 
@@ -230,213 +255,4 @@ pub struct RateBatch {
     pub outcomes: Vec<GcraOutcome>,
     /// The store's clock, µs.
     pub now_us: u64,
-}
-
-/// The operations every backend provides, each atomic on its own.
-pub trait Store: Send + Sync + 'static {
-    /// Upserts a process record. The backend stamps the receive time
-    /// (`now` here; Redis uses its server time).
-    fn heartbeat(&self, record: ProcessRecord, now: Millis) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// All process records not older than `expire_after_ms`; older ones are dropped.
-    fn processes(&self, now: Millis, expire_after_ms: Millis) -> impl Future<Output = StoreResult<ProcessView>> + Send;
-
-    /// One GCRA step for `subject` of `user_type`, taking `cost` requests.
-    fn rate_limit(
-        &self,
-        user_type: UserType,
-        subject: &str,
-        limit: RateLimit,
-        cost: u32,
-        now_us: u64,
-    ) -> impl Future<Output = StoreResult<GcraOutcome>> + Send;
-
-    /// One request's GCRA checks decided together and atomically, by the
-    /// rule of `core::rls::decide_all`: nothing is written when an
-    /// enforcing check is limited or `dry_run` is set. One script call on Redis.
-    fn rate_limit_all(
-        &self,
-        checks: &[(RateKey<'_>, Check)],
-        dry_run: bool,
-        now_us: u64,
-    ) -> impl Future<Output = StoreResult<RateBatch>> + Send;
-
-    /// The atomic check-and-enqueue: admits while `load < limit`.
-    fn enqueue(
-        &self,
-        task: NewTask,
-        limit: u64,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<EnqueueOutcome>> + Send;
-
-    /// Requeues expired leases, then leases up to `max_tasks`, privileged
-    /// first and FIFO within a class.
-    fn lease(&self, request: LeaseRequest, now: Millis) -> impl Future<Output = StoreResult<Vec<LeasedTask>>> + Send;
-
-    /// Completes a task whose lease is held; false when it is not.
-    fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    /// Extends a held lease to `now + lease_ms`; None when it is not held.
-    fn extend(
-        &self,
-        task_id: &str,
-        lease_id: &str,
-        lease_ms: Millis,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<Option<Millis>>> + Send;
-
-    /// Queue depths, leases and dead letters.
-    fn queue_stats(&self) -> impl Future<Output = StoreResult<QueueStats>> + Send;
-
-    /// The most recent dead letters, newest first.
-    fn dead_letters(&self, limit: usize) -> impl Future<Output = StoreResult<Vec<DeadLetter>>> + Send;
-
-    /// Housekeeping: requeue or dead-letter expired leases, forget idle
-    /// rate-limit keys and expired idempotency keys.
-    fn maintain(&self, now: Millis, max_deliveries: u32) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// The last load this instance knows of, without I/O (Level 1's view).
-    fn cached_load(&self) -> u64;
-
-    /// Adds one flush of local analytics: counts for `minute`, throttled
-    /// sessions for that minute's hour. Keeps 24 h.
-    fn flush_analytics(
-        &self,
-        minute: u64,
-        cells: Cells,
-        sessions: Vec<(String, u64)>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// The analytics of the `span_minutes` (at most 24 h) ending with `now_minute`.
-    fn analytics(&self, now_minute: u64, span_minutes: u64) -> impl Future<Output = StoreResult<AnalyticsView>> + Send;
-
-    /// Asks every replica to reset a circuit; answers the new generation.
-    fn reset_breaker(&self, name: &str) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// Reset generations per circuit.
-    fn breaker_generations(&self) -> impl Future<Output = StoreResult<BTreeMap<String, u64>>> + Send;
-
-    /// Publishes this replica's breaker stats (JSON) for the cluster view.
-    fn publish_breakers(
-        &self,
-        replica: &str,
-        json: String,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// Every replica's breaker stats published since `since`.
-    fn cluster_breakers(&self, since: Millis) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-
-    /// Stores a new runtime config version; the previous one is kept for rollback.
-    fn store_config(&self, json: String) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// The current runtime config version, if one was ever stored.
-    fn load_config(&self) -> impl Future<Output = StoreResult<Option<StoredConfig>>> + Send;
-}
-
-/// The store chosen at startup. An enum rather than a trait object so the
-/// hot path pays no boxing; every variant implements [`Store`].
-#[allow(clippy::large_enum_variant)] // one per process, never moved on the hot path
-pub enum AnyStore {
-    /// The embedded store.
-    Memory(MemoryStore),
-    /// The Redis store.
-    Redis(RedisStore),
-}
-
-/// Calls the backend. A Redis call made inside a traced call runs in a
-/// CLIENT span named by what it sends (`operation`: the command, then the
-/// script's name); a memory call gets none, since a span would cost more
-/// than the call it describes.
-macro_rules! dispatch {
-    ($self:ident, $operation:literal, $store:ident => $call:expr) => {
-        match $self {
-            AnyStore::Memory($store) => $call.await,
-            AnyStore::Redis($store) => $call.instrument(crate::rpc_trace::redis_span($operation)).await,
-        }
-    };
-}
-
-impl Store for AnyStore {
-    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
-        dispatch!(self, "EVALSHA heartbeat", s => s.heartbeat(record, now))
-    }
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        dispatch!(self, "EVALSHA processes", s => s.processes(now, expire_after_ms))
-    }
-    async fn rate_limit(
-        &self,
-        user_type: UserType,
-        subject: &str,
-        limit: RateLimit,
-        cost: u32,
-        now_us: u64,
-    ) -> StoreResult<GcraOutcome> {
-        dispatch!(self, "EVALSHA gcra", s => s.rate_limit(user_type, subject, limit, cost, now_us))
-    }
-    async fn rate_limit_all(
-        &self,
-        checks: &[(RateKey<'_>, Check)],
-        dry_run: bool,
-        now_us: u64,
-    ) -> StoreResult<RateBatch> {
-        dispatch!(self, "EVALSHA rls", s => s.rate_limit_all(checks, dry_run, now_us))
-    }
-    async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
-        dispatch!(self, "EVALSHA enqueue", s => s.enqueue(task, limit, now))
-    }
-    async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
-        dispatch!(self, "EVALSHA lease", s => s.lease(request, now))
-    }
-    async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
-        dispatch!(self, "EVALSHA complete", s => s.complete(task_id, lease_id, now))
-    }
-    async fn extend(
-        &self,
-        task_id: &str,
-        lease_id: &str,
-        lease_ms: Millis,
-        now: Millis,
-    ) -> StoreResult<Option<Millis>> {
-        dispatch!(self, "EVALSHA extend", s => s.extend(task_id, lease_id, lease_ms, now))
-    }
-    async fn queue_stats(&self) -> StoreResult<QueueStats> {
-        dispatch!(self, "EVALSHA stats", s => s.queue_stats())
-    }
-    async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
-        dispatch!(self, "LRANGE", s => s.dead_letters(limit))
-    }
-    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
-        dispatch!(self, "EVALSHA lease", s => s.maintain(now, max_deliveries))
-    }
-    fn cached_load(&self) -> u64 {
-        match self {
-            AnyStore::Memory(s) => s.cached_load(),
-            AnyStore::Redis(s) => s.cached_load(),
-        }
-    }
-    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        dispatch!(self, "PIPELINE", s => s.flush_analytics(minute, cells, sessions))
-    }
-    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        dispatch!(self, "PIPELINE", s => s.analytics(now_minute, span_minutes))
-    }
-    async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
-        dispatch!(self, "HINCRBY", s => s.reset_breaker(name))
-    }
-    async fn breaker_generations(&self) -> StoreResult<BTreeMap<String, u64>> {
-        dispatch!(self, "HGETALL", s => s.breaker_generations())
-    }
-    async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> StoreResult<()> {
-        dispatch!(self, "HSET", s => s.publish_breakers(replica, json, now))
-    }
-    async fn cluster_breakers(&self, since: Millis) -> StoreResult<Vec<String>> {
-        dispatch!(self, "HGETALL", s => s.cluster_breakers(since))
-    }
-    async fn store_config(&self, json: String) -> StoreResult<u64> {
-        dispatch!(self, "EVALSHA config", s => s.store_config(json))
-    }
-    async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
-        dispatch!(self, "GET", s => s.load_config())
-    }
 }

@@ -26,6 +26,20 @@ type Shard = HashTable<(Box<str>, u64)>;
 /// A key located: its shard, its hash and its name.
 type Located<'a> = (usize, u64, &'a str);
 
+/// A shard locked for one request, with its index.
+type Held<'a> = (usize, MutexGuard<'a, Shard>);
+
+/// A check's shard was not among those locked for its request: a bug in
+/// the locking, answered as an error rather than decided on another shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate table shard {0} was not locked for the request that needs it")]
+pub struct ShardNotHeld(pub usize);
+
+/// Where `shard` is in `held` (sorted by shard).
+fn held_at<T>(held: &[(usize, T)], shard: usize) -> Result<usize, ShardNotHeld> {
+    held.binary_search_by_key(&shard, |(i, _)| *i).map_err(|_| ShardNotHeld(shard))
+}
+
 /// Arrival times per (user type, subject), in 64 shards per user type, and
 /// per Envoy descriptor counter in 64 more.
 pub struct RateTable {
@@ -65,14 +79,19 @@ impl RateTable {
     /// every shard involved is held for the decision, so no other request
     /// sees half of it. Shards are locked in ascending order and `check`
     /// holds one at a time, so two requests never wait on each other in a cycle.
-    pub fn check_all(&self, checks: &[(RateKey<'_>, Check)], dry_run: bool, now_us: u64) -> Vec<GcraOutcome> {
+    pub fn check_all(
+        &self,
+        checks: &[(RateKey<'_>, Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> Result<Vec<GcraOutcome>, ShardNotHeld> {
         if let [(key, check)] = checks {
             // One check (the usual Envoy request): one shard, one lookup.
             let (shard, hash, name) = self.locate(*key);
             let mut shard = lock(&self.shards[shard]);
             let decide = |tat| gcra::check_spacing(tat, now_us, check.spacing, check.cost);
             let outcome = self.step(&mut shard, hash, name, decide, |outcome| rls::kept([check], &[outcome], dry_run));
-            return vec![outcome];
+            return Ok(vec![outcome]);
         }
         // On the stack for the usual few descriptors: no allocation but the outcomes.
         let located: SmallVec<[(Located<'_>, Check); 4]> =
@@ -80,23 +99,36 @@ impl RateTable {
         let mut order: SmallVec<[usize; 4]> = located.iter().map(|((shard, _, _), _)| *shard).collect();
         order.sort_unstable();
         order.dedup();
-        let mut held: SmallVec<[(usize, MutexGuard<'_, Shard>); 4]> =
-            order.into_iter().map(|i| (i, lock(&self.shards[i]))).collect();
-        // Every shard in `located` is in `held`, which is sorted.
-        let position = |held: &[(usize, MutexGuard<'_, Shard>)], shard: usize| {
-            held.binary_search_by_key(&shard, |(i, _)| *i).unwrap_or_default()
-        };
+        let mut held: SmallVec<[Held<'_>; 4]> = order.into_iter().map(|i| (i, lock(&self.shards[i]))).collect();
+        self.decide_held(&mut held, &located, dry_run, now_us)
+    }
+
+    /// Decides located checks on the shards in `held` (sorted by shard).
+    /// Each check's shard is looked up once; one that is not held is an
+    /// error, never a decision on another shard's table, which would read
+    /// and write arrival times outside the request's locks.
+    fn decide_held(
+        &self,
+        held: &mut [Held<'_>],
+        located: &[(Located<'_>, Check)],
+        dry_run: bool,
+        now_us: u64,
+    ) -> Result<Vec<GcraOutcome>, ShardNotHeld> {
+        // Each key with its shard's place in `held` instead of the shard.
+        let placed = located
+            .iter()
+            .map(|((shard, hash, name), check)| Ok(((held_at(held, *shard)?, *hash, *name), *check)))
+            .collect::<Result<SmallVec<[(Located<'_>, Check); 4]>, ShardNotHeld>>()?;
         let (outcomes, writes) = rls::decide_all(
-            &located,
-            |(shard, hash, name)| held[position(&held, *shard)].1.find(*hash, |(k, _)| **k == **name).map(|(_, t)| *t),
+            &placed,
+            |(at, hash, name)| held[*at].1.find(*hash, |(k, _)| **k == **name).map(|(_, t)| *t),
             now_us,
             dry_run,
         );
-        for ((shard, hash, name), tat) in writes {
-            let at = position(&held, shard);
+        for ((at, hash, name), tat) in writes {
             self.store(&mut held[at].1, hash, name, tat);
         }
-        outcomes
+        Ok(outcomes)
     }
 
     /// One GCRA step; the key is written only when the request is allowed.
@@ -188,14 +220,35 @@ mod tests {
         let check = Check { spacing, cost: 1, enforce: true };
         // The descriptor counter "a" is not the anonymous subject "a".
         let batch = [(RateKey::Descriptor("a"), check), (RateKey::User(UserType::Anonymous, "a"), check)];
-        assert!(table.check_all(&batch, false, 0).iter().all(|o| matches!(o, GcraOutcome::Allowed { .. })));
+        assert!(table.check_all(&batch, false, 0).unwrap().iter().all(|o| matches!(o, GcraOutcome::Allowed { .. })));
         assert!(matches!(table.check(UserType::Anonymous, "a", LIMIT, 1, 0), GcraOutcome::Allowed { .. }));
         // Level 1's key is now full: the batch is refused and its descriptor not consumed.
-        let outcomes = table.check_all(&batch, false, 0);
+        let outcomes = table.check_all(&batch, false, 0).unwrap();
         assert!(matches!(outcomes[1], GcraOutcome::Limited { .. }));
         assert_eq!(table.len(), 2);
-        let again = table.check_all(&batch[..1], false, 0);
+        let again = table.check_all(&batch[..1], false, 0).unwrap();
         assert_eq!(again, [GcraOutcome::Allowed { tat: 2 * spacing.interval_us }]);
+    }
+
+    /// Regression: a shard missing from the locked set was taken for the
+    /// first one held (index 0), so the check read and wrote another
+    /// shard's table, outside the locks its request held.
+    #[test]
+    fn a_check_whose_shard_is_not_held_is_an_error_not_the_first_shard() {
+        let table = RateTable::default();
+        let check = Check { spacing: LIMIT.spacing(), cost: 1, enforce: true };
+        let key = |name| (table.locate(RateKey::Descriptor(name)), check);
+        // Two descriptors in different shards; only the first one's is locked.
+        let names = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+        let first = key(names[0]);
+        let other = names.iter().map(|n| key(n)).find(|(l, _)| l.0 != first.0.0).unwrap();
+        let mut held = [(first.0.0, lock(&table.shards[first.0.0]))];
+        let answer = table.decide_held(&mut held, &[first, other], false, 0);
+        assert_eq!(answer, Err(ShardNotHeld(other.0.0)));
+        drop(held);
+        assert_eq!(table.len(), 0, "nothing was written");
+        assert_eq!(held_at(&[(3, ()), (9, ())], 9), Ok(1));
+        assert_eq!(held_at(&[(3, ()), (9, ())], 5), Err(ShardNotHeld(5)));
     }
 
     #[test]

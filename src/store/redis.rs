@@ -3,7 +3,7 @@
 //! decision that must be atomic is one Lua script (one EVALSHA, one round
 //! trip). The admission state carries the deployment's hash tag, so a
 //! Cluster keeps it in one slot; rate-limit keys carry their own and spread
-//! over every primary (see `keys`). This file holds the `Store` impl; the
+//! over every primary (see `keys`). This file holds the role impls; the
 //! key names, the connection link, the batcher, the batched calls and the
 //! pure reply decoders each live in a module of their own.
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::{Script, Value};
+use redis::Value;
 
 use crate::core::analytics::{Cells, HISTORY_MINUTES, TOP_SESSIONS};
 use crate::core::gcra::{GcraOutcome, RateLimit};
@@ -20,8 +20,9 @@ use crate::core::health::ProcessRecord;
 use crate::core::{Millis, UserType};
 
 use super::{
-    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseRequest, LeasedTask, NewTask, ProcessView, QueueStats, Store,
-    StoreError, StoreResult, StoredConfig, new_id,
+    AnalyticsStore, AnalyticsView, ClusterState, DeadLetter, EnqueueOutcome, Housekeeping, LeaseHolder, LeaseRequest,
+    LeasedTask, NewTask, ProcessRegistry, ProcessView, QueueStats, RateLimiter, StoreError, StoreResult, StoredConfig,
+    TaskQueue, new_id,
 };
 
 mod batcher;
@@ -32,6 +33,7 @@ mod decode;
 mod keys;
 mod link;
 mod rls;
+mod scripts;
 mod shards;
 
 use batcher::Batcher;
@@ -40,23 +42,14 @@ use batches::{
     batch_complete, batch_enqueue, batch_gcra, batch_lease,
 };
 use connection::Connection;
-pub use connection::{RedisTlsFiles, RedisUrl};
 use decode::{
     decode_analytics, decode_config, decode_dead_letter, decode_processes, decode_stats, int, protocol, uint,
 };
 use keys::Keys;
 use link::Link;
+use scripts::{Scripts, script};
 
-const PRELUDE: &str = include_str!("lua/prelude.lua");
-
-/// Where "now" comes from for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSource {
-    /// Redis TIME: one clock for all replicas (production).
-    Server,
-    /// The caller's clock, passed to every script (tests with a manual clock).
-    Caller,
-}
+pub use crate::config::redis::{RedisTlsFiles, RedisUrl, TimeSource};
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -82,33 +75,6 @@ impl Default for RedisOptions {
             time: TimeSource::Server,
             tls: RedisTlsFiles::default(),
             min_replicas: 0,
-        }
-    }
-}
-
-struct Scripts {
-    /// Envoy requests whose keys span slots of a Cluster (the batcher has its own copy).
-    rls: Script,
-    extend: Script,
-    heartbeat: Script,
-    processes: Script,
-    stats: Script,
-    config: Script,
-}
-
-pub(super) fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            rls: script(include_str!("lua/rls.lua")),
-            extend: script(include_str!("lua/extend.lua")),
-            heartbeat: script(include_str!("lua/heartbeat.lua")),
-            processes: script(include_str!("lua/processes.lua")),
-            stats: script(include_str!("lua/stats.lua")),
-            config: script(include_str!("lua/config.lua")),
         }
     }
 }
@@ -167,14 +133,14 @@ impl RedisStore {
             }
             _ => link.clone(),
         };
-        let scripts = Scripts::new();
+        let direct = Scripts::new();
         let (gcra, calls) = Batcher::new("GCRA", 4 * GCRA_BATCH);
-        tokio::spawn(batch_gcra(rate_link.clone(), script(include_str!("lua/gcra.lua")), calls));
+        tokio::spawn(batch_gcra(rate_link.clone(), script(scripts::GCRA), calls));
         let (rls, rls_calls) = Batcher::new("RLS", 1_024);
-        tokio::spawn(rls::batch_rls(rate_link.clone(), scripts.rls.clone(), rls_calls));
+        tokio::spawn(rls::batch_rls(rate_link.clone(), direct.rls.clone(), rls_calls));
         let keys = Keys::new(&options.prefix);
         let (enqueues, enqueue_calls) = Batcher::new("enqueue", 4 * ENQUEUE_BATCH);
-        tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(include_str!("lua/enqueue.lua")), enqueue_calls));
+        tokio::spawn(batch_enqueue(enqueue_link, keys.clone(), script(scripts::ENQUEUE), enqueue_calls));
         let (completes, complete_calls) = Batcher::new("complete", 4 * COMPLETE_BATCH);
         tokio::spawn(batch_complete(link.clone(), keys.clone(), complete_calls));
         let (leases, lease_calls) = Batcher::new("lease", 4 * LEASE_BATCH);
@@ -183,7 +149,7 @@ impl RedisStore {
             link,
             rate_link,
             keys,
-            scripts,
+            scripts: direct,
             load: AtomicU64::new(0),
             gcra,
             rls,
@@ -229,21 +195,7 @@ impl RedisStore {
     }
 }
 
-impl Store for RedisStore {
-    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
-        let field = format!("{}\u{1f}{}", record.instance_id, record.process_id);
-        let json = serde_json::to_string(&record).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        let mut call = self.scripts.heartbeat.key(&self.keys.processes);
-        call.arg(field).arg(json).arg(self.now_arg(now));
-        self.run(call).await.map(drop)
-    }
-
-    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
-        let mut call = self.scripts.processes.key(&self.keys.processes);
-        call.arg(expire_after_ms).arg(self.now_arg(now));
-        decode_processes(&self.run(call).await?)
-    }
-
+impl RateLimiter for RedisStore {
     async fn rate_limit(
         &self,
         user_type: UserType,
@@ -266,7 +218,9 @@ impl Store for RedisStore {
     ) -> StoreResult<super::RateBatch> {
         self.rls_rate_limit_all(checks, dry_run, now_us).await
     }
+}
 
+impl TaskQueue for RedisStore {
     async fn enqueue(&self, task: NewTask, limit: u64, now: Millis) -> StoreResult<EnqueueOutcome> {
         self.link.check_up()?;
         let ttl = if task.idempotency_key.is_some() { task.idempotency_ttl_ms.to_string() } else { String::new() };
@@ -288,7 +242,8 @@ impl Store for RedisStore {
 
     async fn lease(&self, request: LeaseRequest, now: Millis) -> StoreResult<Vec<LeasedTask>> {
         self.link.check_up()?;
-        self.leases.submit(LeaseCall { request, now: self.now_arg(now) }).await
+        let holder = serde_json::to_string(&request.holder).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        self.leases.submit(LeaseCall { request, holder, now: self.now_arg(now) }).await
     }
 
     async fn complete(&self, task_id: &str, lease_id: &str, now: Millis) -> StoreResult<bool> {
@@ -335,52 +290,36 @@ impl Store for RedisStore {
         raw.iter().map(|r| decode_dead_letter(r)).collect()
     }
 
-    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
-        // Rate-limit and idempotency keys expire by TTL; only leases need a sweep.
-        self.lease(LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries }, now).await.map(drop)
-    }
-
     fn cached_load(&self) -> u64 {
         self.load.load(Ordering::Relaxed)
     }
+}
 
-    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
-        // One pipeline per flush: counters of the minute, heavy hitters of
-        // the hour trimmed to TOP_SESSIONS, both expiring after 25 h.
-        let ttl = (HISTORY_MINUTES as i64 + 60) * 60;
-        let mut pipe = redis::pipe();
-        let stats = self.keys.minute_stats(minute);
-        for (i, n) in cells.iter().enumerate().filter(|(_, n)| **n > 0) {
-            pipe.hincr(&stats, i, *n).ignore();
-        }
-        pipe.expire(&stats, ttl).ignore();
-        if !sessions.is_empty() {
-            let top = self.keys.hour_top(minute / 60);
-            for (session, n) in &sessions {
-                pipe.zincr(&top, session, *n).ignore();
-            }
-            pipe.cmd("ZREMRANGEBYRANK").arg(&top).arg(0).arg(-(TOP_SESSIONS as i64) - 1).ignore();
-            pipe.expire(&top, ttl).ignore();
-        }
-        self.query::<()>(&pipe).await
+impl Housekeeping for RedisStore {
+    async fn maintain(&self, now: Millis, max_deliveries: u32) -> StoreResult<()> {
+        // Rate-limit and idempotency keys expire by TTL; only leases need a sweep.
+        let sweep = LeaseRequest { max_tasks: 0, lease_ms: 0, max_deliveries, holder: LeaseHolder::default() };
+        self.lease(sweep, now).await.map(drop)
+    }
+}
+
+impl ProcessRegistry for RedisStore {
+    async fn heartbeat(&self, record: ProcessRecord, now: Millis) -> StoreResult<()> {
+        let field = format!("{}\u{1f}{}", record.instance_id, record.process_id);
+        let json = serde_json::to_string(&record).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let mut call = self.scripts.heartbeat.key(&self.keys.processes);
+        call.arg(field).arg(json).arg(self.now_arg(now));
+        self.run(call).await.map(drop)
     }
 
-    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
-        let span = span_minutes.clamp(1, HISTORY_MINUTES);
-        let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
-        // Newest first, as the minutes: every hour with a minute in the window.
-        let hours: Vec<u64> = (crate::core::analytics::first_hour(now_minute, span)..=now_minute / 60).rev().collect();
-        let mut pipe = redis::pipe();
-        for minute in &minutes {
-            pipe.hgetall(self.keys.minute_stats(*minute));
-        }
-        for hour in &hours {
-            pipe.zrevrange_withscores(self.keys.hour_top(*hour), 0, TOP_SESSIONS as isize - 1);
-        }
-        let replies: Vec<Value> = self.query(&pipe).await?;
-        decode_analytics(&minutes, &hours, &replies)
+    async fn processes(&self, now: Millis, expire_after_ms: Millis) -> StoreResult<ProcessView> {
+        let mut call = self.scripts.processes.key(&self.keys.processes);
+        call.arg(expire_after_ms).arg(self.now_arg(now));
+        decode_processes(&self.run(call).await?)
     }
+}
 
+impl ClusterState for RedisStore {
     async fn reset_breaker(&self, name: &str) -> StoreResult<u64> {
         let (generation,): (u64,) = self.query(redis::pipe().hincr(&self.keys.breaker_resets, name, 1)).await?;
         Ok(generation)
@@ -418,5 +357,44 @@ impl Store for RedisStore {
     async fn load_config(&self) -> StoreResult<Option<StoredConfig>> {
         let (raw,): (Option<String>,) = self.query(redis::pipe().get(&self.keys.config)).await?;
         raw.map(|raw| decode_config(&raw)).transpose()
+    }
+}
+
+impl AnalyticsStore for RedisStore {
+    async fn flush_analytics(&self, minute: u64, cells: Cells, sessions: Vec<(String, u64)>) -> StoreResult<()> {
+        // One pipeline per flush: counters of the minute, heavy hitters of
+        // the hour trimmed to TOP_SESSIONS, both expiring after 25 h.
+        let ttl = (HISTORY_MINUTES as i64 + 60) * 60;
+        let mut pipe = redis::pipe();
+        let stats = self.keys.minute_stats(minute);
+        for (i, n) in cells.iter().enumerate().filter(|(_, n)| **n > 0) {
+            pipe.hincr(&stats, i, *n).ignore();
+        }
+        pipe.expire(&stats, ttl).ignore();
+        if !sessions.is_empty() {
+            let top = self.keys.hour_top(minute / 60);
+            for (session, n) in &sessions {
+                pipe.zincr(&top, session, *n).ignore();
+            }
+            pipe.cmd("ZREMRANGEBYRANK").arg(&top).arg(0).arg(-(TOP_SESSIONS as i64) - 1).ignore();
+            pipe.expire(&top, ttl).ignore();
+        }
+        self.query::<()>(&pipe).await
+    }
+
+    async fn analytics(&self, now_minute: u64, span_minutes: u64) -> StoreResult<AnalyticsView> {
+        let span = span_minutes.clamp(1, HISTORY_MINUTES);
+        let minutes: Vec<u64> = (0..span).filter_map(|back| now_minute.checked_sub(back)).collect();
+        // Newest first, as the minutes: every hour with a minute in the window.
+        let hours: Vec<u64> = (crate::core::analytics::first_hour(now_minute, span)..=now_minute / 60).rev().collect();
+        let mut pipe = redis::pipe();
+        for minute in &minutes {
+            pipe.hgetall(self.keys.minute_stats(*minute));
+        }
+        for hour in &hours {
+            pipe.zrevrange_withscores(self.keys.hour_top(*hour), 0, TOP_SESSIONS as isize - 1);
+        }
+        let replies: Vec<Value> = self.query(&pipe).await?;
+        decode_analytics(&minutes, &hours, &replies)
     }
 }

@@ -21,5 +21,6 @@ mod redis_store;
 mod redis_topologies;
 mod rls;
 mod rls_yaml;
+mod store_contract;
 mod telemetry;
 mod tls;

@@ -14,7 +14,7 @@ use floodgate::clock::ManualClock;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::analytics::{CELLS, HISTORY_MINUTES, cell};
 use floodgate::core::{Decision, Transport};
-use floodgate::store::Store;
+use floodgate::store::AnalyticsStore;
 use floodgate_client::pb::{ProcessStatus, UserType};
 use prometheus_parse::{Sample, Scrape, Value};
 

@@ -16,7 +16,7 @@ use common::*;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::UserType as CoreUserType;
 use floodgate::core::gcra::{GcraOutcome, RateLimit};
-use floodgate::store::{RedisOptions, RedisStore, Store, TimeSource};
+use floodgate::store::{RateLimiter, RedisOptions, RedisStore, TimeSource};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use floodgate_client::rate_limit_request;
 use tonic::Code;

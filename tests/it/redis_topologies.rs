@@ -10,7 +10,7 @@ use common::pki::Pki;
 use common::process::Process;
 use common::redis::{Cluster, Node, SentinelSet, TlsFiles, free_port, wait_until};
 use common::*;
-use floodgate::store::{RedisOptions, RedisStore, RedisTlsFiles, Store, StoreError};
+use floodgate::store::{RedisOptions, RedisStore, RedisTlsFiles, StoreError, TaskQueue};
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 use floodgate_client::{Client, Code};
 

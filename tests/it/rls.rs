@@ -10,9 +10,8 @@ use std::sync::Arc;
 use common::*;
 use floodgate::clock::ManualClock;
 use floodgate::config::{self, FileConfig, Profile};
-use floodgate::core::gcra::{self, GcraOutcome, Spacing};
-use floodgate::core::rls::{self, Check, RlsConfig};
-use floodgate::store::{MemoryStore, RateKey, RedisOptions, RedisStore, Store, TimeSource};
+use floodgate::core::rls::{self, RlsConfig};
+use floodgate::store::TimeSource;
 use floodgate_client::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus, rate_limit::Unit};
 use floodgate_client::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use floodgate_client::pb::{Decision, ProcessStatus, UserType};
@@ -344,88 +343,6 @@ async fn redis_failures_are_unavailable_for_envoy_to_judge() {
     assert_eq!(err.code(), GrpcCode::Unavailable, "{err:?}");
     // What needs no store still answers.
     assert_eq!(ask(&mut r, rate_limit_request("other", &[&[("x", "y")]], 0)).await.overall_code(), Code::Ok);
-}
-
-// ---- the scripts agree with the Rust core: one scenario table, both stores ----
-
-/// Requests of (µs since start, dry run, checks as (key, per minute, burst, cost, enforce)).
-type Scenario = Vec<(u64, bool, Vec<(&'static str, u32, u32, u32, bool)>)>;
-
-fn scenarios() -> Vec<Scenario> {
-    vec![
-        // A full key refuses the request; its other key is not consumed.
-        vec![
-            (0, false, vec![("a", 60, 2, 1, true)]),
-            (0, false, vec![("a", 60, 2, 1, true)]),
-            (0, false, vec![("b", 60, 2, 1, true), ("a", 60, 2, 1, true)]),
-            (0, false, vec![("b", 60, 2, 2, true)]),
-            (1_000_000, false, vec![("a", 60, 2, 1, true), ("b", 60, 2, 1, true)]),
-        ],
-        // Shadow checks never refuse; dry runs write nothing; a key twice sees itself.
-        vec![
-            (0, false, vec![("s", 1, 1, 1, false), ("t", 6, 3, 1, true)]),
-            (0, false, vec![("s", 1, 1, 1, false), ("t", 6, 3, 1, true)]),
-            (0, true, vec![("t", 6, 3, 1, true)]),
-            (0, false, vec![("t", 6, 3, 1, true), ("t", 6, 3, 1, true)]),
-            (9_999_999, false, vec![("t", 6, 3, 1, true)]),
-            (10_000_000, false, vec![("t", 6, 3, 1, true)]),
-        ],
-        // Costs above the burst never pass.
-        vec![(0, false, vec![("c", 600, 5, 6, true)]), (0, false, vec![("c", 600, 5, 5, true)])],
-    ]
-}
-
-fn check_of(per_minute: u32, burst: u32, cost: u32, enforce: bool) -> Check {
-    Check { spacing: gcra::RateLimit { per_minute, burst }.spacing(), cost, enforce }
-}
-
-async fn run_on<S: Store>(store: &S, prefix: &str, scenario: &Scenario) -> Vec<Vec<GcraOutcome>> {
-    let start = START_MS * 1_000;
-    let mut out = Vec::new();
-    for (offset, dry_run, checks) in scenario {
-        let keys: Vec<String> = checks.iter().map(|(k, ..)| format!("{prefix}{k}")).collect();
-        let batch: Vec<(RateKey<'_>, Check)> = checks
-            .iter()
-            .zip(&keys)
-            .map(|((_, pm, b, cost, enforce), key)| (RateKey::Descriptor(key), check_of(*pm, *b, *cost, *enforce)))
-            .collect();
-        let result = store.rate_limit_all(&batch, *dry_run, start + offset).await.unwrap();
-        assert_eq!(result.now_us, start + offset, "the caller's clock");
-        out.push(result.outcomes);
-    }
-    out
-}
-
-fn reference(scenario: &Scenario) -> Vec<Vec<GcraOutcome>> {
-    let start = START_MS * 1_000;
-    let mut table: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    scenario
-        .iter()
-        .map(|(offset, dry_run, checks)| {
-            let batch: Vec<(&str, Check)> =
-                checks.iter().map(|(k, pm, b, cost, enforce)| (*k, check_of(*pm, *b, *cost, *enforce))).collect();
-            let (outcomes, writes) = rls::decide_all(&batch, |k| table.get(k).copied(), start + offset, *dry_run);
-            table.extend(writes);
-            outcomes
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn the_rls_script_and_the_memory_store_agree_with_the_core() {
-    let redis = common::redis::RedisServer::start();
-    let options = RedisOptions { time: TimeSource::Caller, ..RedisOptions::default() };
-    let redis_store = RedisStore::connect(&redis.url(), options).await.unwrap();
-    let memory = MemoryStore::new();
-    for (i, scenario) in scenarios().iter().enumerate() {
-        let expected = reference(scenario);
-        let prefix = format!("scenario-{i}:");
-        assert_eq!(run_on(&memory, &prefix, scenario).await, expected, "memory, scenario {i}");
-        assert_eq!(run_on(&redis_store, &prefix, scenario).await, expected, "redis, scenario {i}");
-    }
-    // The last scenario's first request costs more than the burst.
-    let spacing: Spacing = gcra::RateLimit { per_minute: 600, burst: 5 }.spacing();
-    assert_eq!(reference(&scenarios()[2])[0], [GcraOutcome::Limited { retry_after_us: spacing.interval_us }]);
 }
 
 // ---- wiring: auth, health, reflection, the config file ----

@@ -6,10 +6,14 @@
 -- `expires_at`; the memory store calls those functions.
 -- A request for 0 tasks only does the requeueing.
 -- KEYS[1..3] ready queues (anonymous, registered, privileged)   KEYS[4] lease expiry zset
--- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[7] leases hash   KEYS[8] dead-letter list
+-- KEYS[5] task meta hash   KEYS[6] task payload hash   KEYS[8] dead-letter list
+-- KEYS[7] leases hash: task id -> `lease_id|expires_at_ms|holder JSON`
 -- ARGV[1] max deliveries   ARGV[2] lease-id nonce   ARGV[3] now ms ('' = Redis TIME)
 -- ARGV[4] dead letters kept (the list is trimmed to it)
--- then per request, from ARGV[5 + 2(i-1)]: max tasks, lease ms
+-- then per request, from ARGV[5 + 3(i-1)]: max tasks, lease ms, holder JSON
+--   ({"instance_id":…,"process_id":…}, encoded by the caller)
+-- A dead letter names the holder of the lease that expired last
+-- ("last_holder", null for a lease stored before holders were).
 -- Reply: {now, then per request: n, then 7 entries per leased task: task_id,
 --         lease_id, payload, user_type, enqueued_at_ms, delivery_count, lease_expires_at_ms}
 local now = now_ms(ARGV[3])
@@ -21,14 +25,16 @@ local max_deliveries = tonumber(ARGV[1])
 local back = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
   redis.call('ZREM', KEYS[4], id)
+  local held = redis.call('HGET', KEYS[7], id)
   redis.call('HDEL', KEYS[7], id)
   local meta = redis.call('HGET', KEYS[5], id)
   if meta then
     local user_type, enqueued_at, deliveries, seq = parse(meta)
     if deliveries >= max_deliveries then
+      local holder = held and string.match(held, '^[^|]*|%d+|(.+)$') or 'null'
       redis.call('LPUSH', KEYS[8], string.format(
-        '{"task_id":"%s","user_type":%d,"enqueued_at_ms":%d,"delivery_count":%d,"dead_at_ms":%d}',
-        id, user_type, enqueued_at, deliveries, now))
+        '{"task_id":"%s","user_type":%d,"enqueued_at_ms":%d,"delivery_count":%d,"dead_at_ms":%d,"last_holder":%s}',
+        id, user_type, enqueued_at, deliveries, now, holder))
       redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[4]) - 1)
       redis.call('HDEL', KEYS[5], id)
       redis.call('HDEL', KEYS[6], id)
@@ -44,9 +50,10 @@ for _, task in ipairs(back) do
 end
 
 local reply = {now}
-for a = 5, #ARGV, 2 do
+for a = 5, #ARGV, 3 do
   local wanted = tonumber(ARGV[a])
   local expires_at = now + tonumber(ARGV[a + 1])
+  local holder = ARGV[a + 2]
   local count_at = #reply + 1
   reply[count_at] = 0
   for queue = 3, 1, -1 do
@@ -59,7 +66,7 @@ for a = 5, #ARGV, 2 do
         deliveries = deliveries + 1
         redis.call('HSET', KEYS[5], id, string.format('%d|%d|%d|%d', user_type, enqueued_at, deliveries, seq))
         local lease_id = ARGV[2] .. '-' .. deliveries .. '-' .. id
-        redis.call('HSET', KEYS[7], id, lease_id .. '|' .. string.format('%d', expires_at))
+        redis.call('HSET', KEYS[7], id, lease_id .. '|' .. string.format('%d', expires_at) .. '|' .. holder)
         redis.call('ZADD', KEYS[4], expires_at, id)
         local payload = redis.call('HGET', KEYS[6], id) or ''
         local n = #reply

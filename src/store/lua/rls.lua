@@ -1,7 +1,8 @@
 -- Envoy rate-limit requests: every GCRA check of a request decided
--- together, all or nothing (reference: src/core/rls.rs `decide_all`, each
--- step src/core/gcra.rs `check_spacing`). Times in µs. Several requests may
--- share one call; each is decided in turn, seeing the writes of those before.
+-- together, all or nothing (reference: src/core/rls/plan.rs `decide_all`;
+-- each step is the prelude's `gcra_step`, src/core/gcra.rs `check_spacing`).
+-- Times in µs. Several requests may share one call; each is decided in
+-- turn, seeing the writes of those before.
 -- KEYS     the arrival-time key of each check, in order: Envoy descriptor
 --          counters, and a user type's Level 1 key (the one gcra.lua uses)
 -- ARGV     per request: now µs ('' = Redis TIME), dry run ('1' = write
@@ -32,25 +33,22 @@ while a <= #ARGV do
   local pending = {}
   for _ = 1, n do
     local key = KEYS[k]
-    local tat = pending[key] or tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    local new_tat = tat + tonumber(ARGV[a]) * tonumber(ARGV[a + 2])
-    local allow_until = now + tonumber(ARGV[a + 1])
-    if new_tat <= allow_until then
-      pending[key] = new_tat
+    local tat = pending[key] or stored_tat(key)
+    local allowed, n = gcra_step(tat, now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    if allowed then
+      pending[key] = n
       reply[#reply + 1] = 1
-      reply[#reply + 1] = new_tat
     else
       if ARGV[a + 3] == '1' then refused = true end
       reply[#reply + 1] = 0
-      reply[#reply + 1] = new_tat - allow_until
     end
+    reply[#reply + 1] = n
     a = a + 4
     k = k + 1
   end
   if not refused then
     for key, tat in pairs(pending) do
-      redis.call('SET', key, string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+      store_tat(key, tat, now)
     end
   end
 end

@@ -10,7 +10,7 @@ use super::batcher::{Calls, serve_batches};
 use super::decode::{decode_completes, decode_enqueues, decode_gcra_batch, decode_leases};
 use super::keys::{Keys, slot};
 use super::link::Link;
-use super::script;
+use super::scripts::{self, script};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::store::new_id;
 use crate::store::{EnqueueOutcome, LeaseRequest, LeasedTask};
@@ -29,6 +29,8 @@ pub(super) const GCRA_BATCH: usize = 128;
 /// One lease request waiting for the batcher.
 pub(super) struct LeaseCall {
     pub(super) request: LeaseRequest,
+    /// `request.holder` as JSON, stored with each lease.
+    pub(super) holder: String,
     pub(super) now: String,
 }
 
@@ -126,10 +128,10 @@ pub(super) async fn batch_lease(link: Arc<Link>, keys: Keys, calls: Calls<LeaseC
             .arg(first.map_or("", |c| c.now.as_str()))
             .arg(crate::store::DEAD_LETTERS_KEPT);
         for call in batch {
-            invocation.arg(call.request.max_tasks).arg(call.request.lease_ms);
+            invocation.arg(call.request.max_tasks).arg(call.request.lease_ms).arg(&call.holder);
         }
     };
-    let script = script(include_str!("../lua/lease.lua"));
+    let script = script(scripts::LEASE);
     serve_batches(link, script, calls, LEASE_BATCH, |_| None, build, |value, batch| decode_leases(value, batch.len()))
         .await;
 }
@@ -143,7 +145,7 @@ pub(super) async fn batch_complete(link: Arc<Link>, keys: Keys, calls: Calls<Com
             invocation.arg(&call.task_id).arg(&call.lease_id);
         }
     };
-    let script = script(include_str!("../lua/complete.lua"));
+    let script = script(scripts::COMPLETE);
     serve_batches(
         link,
         script,

@@ -8,8 +8,8 @@ use crate::core::analytics::CELLS;
 use crate::core::gcra::GcraOutcome;
 use crate::core::health::ProcessRecord;
 use crate::store::{
-    AnalyticsView, DeadLetter, EnqueueOutcome, LeasedTask, ProcessView, QueueStats, StoreError, StoreResult,
-    StoredConfig,
+    AnalyticsView, DeadLetter, EnqueueOutcome, LeaseHolder, LeasedTask, ProcessView, QueueStats, StoreError,
+    StoreResult, StoredConfig,
 };
 
 pub(super) fn protocol(what: &str, value: &Value) -> StoreError {
@@ -251,6 +251,9 @@ struct DeadLetterJson {
     enqueued_at_ms: u64,
     delivery_count: u32,
     dead_at_ms: u64,
+    /// Absent from letters written before leases recorded their holder.
+    #[serde(default)]
+    last_holder: Option<LeaseHolder>,
 }
 
 /// One dead-letter list entry (JSON written by lease.lua).
@@ -262,6 +265,7 @@ pub(super) fn decode_dead_letter(raw: &str) -> StoreResult<DeadLetter> {
         enqueued_at_ms: d.enqueued_at_ms,
         delivery_count: d.delivery_count,
         dead_at_ms: d.dead_at_ms,
+        last_holder: d.last_holder,
     })
 }
 
@@ -370,6 +374,13 @@ mod tests {
         let d =
             decode_dead_letter(r#"{"task_id":"t","user_type":0,"enqueued_at_ms":1,"delivery_count":3,"dead_at_ms":9}"#)
                 .unwrap();
-        assert_eq!((d.user_type, d.delivery_count), (UserType::Anonymous, 3));
+        assert_eq!((d.user_type, d.delivery_count, d.last_holder), (UserType::Anonymous, 3, None));
+        let held = r#"{"task_id":"t","user_type":1,"enqueued_at_ms":1,"delivery_count":3,"dead_at_ms":9,
+                       "last_holder":{"instance_id":"i\"1","process_id":"p|1"}}"#;
+        let holder = LeaseHolder { instance_id: "i\"1".into(), process_id: "p|1".into() };
+        assert_eq!(decode_dead_letter(held).unwrap().last_holder, Some(holder));
+        let unknown =
+            r#"{"task_id":"t","user_type":1,"enqueued_at_ms":1,"delivery_count":3,"dead_at_ms":9,"last_holder":null}"#;
+        assert_eq!(decode_dead_letter(unknown).unwrap().last_holder, None);
     }
 }

@@ -58,7 +58,7 @@ pub(super) async fn batch_rls(link: Arc<Link>, script: Script, calls: Calls<RlsC
 }
 
 impl RedisStore {
-    /// `Store::rate_limit_all` on Redis: one request's checks in one script
+    /// `RateLimiter::rate_limit_all` on Redis: one request's checks in one script
     /// call (shared with requests arriving at the same time). On a Cluster,
     /// a request whose keys live in several slots is decided by
     /// [`RedisStore::rls_across_slots`].
