@@ -27,9 +27,11 @@ mod plan;
 mod rules;
 
 pub use answer::{AdmissionOutcome, Answer, Code, ReportedLimit, Status, answer, counter_state};
-pub use config::{DescriptorConfig, DomainConfig, Invalid, RateLimitConfig, RlsConfig, Replace, Unit};
+pub use config::{DescriptorConfig, DomainConfig, Invalid, RateLimitConfig, Replace, RlsConfig, Unit};
 pub use plan::{AdmissionEntries, Check, Checks, Entry, Plan, Planned, RlsRequest, Writes, decide_all, kept};
-pub use rules::{Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle, Tally, counter_key};
+pub use rules::{
+    Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle, Tally, counter_key,
+};
 
 #[cfg(test)]
 mod tests {
