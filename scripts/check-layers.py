@@ -1,13 +1,40 @@
 #!/usr/bin/env python3
-"""Fails when two top-level modules of src/ import each other, directly or
-through others. Reads every `crate::` path in src/ (including the names in
-`use crate::{a, b::c}` groups); a module is a file `src/x.rs` or a folder
-`src/x/`. Prints the module graph with --graph."""
+"""Checks that the top-level modules of src/ import one way. Reads every
+`crate::` path in src/ (including the names in `use crate::{a, b::c}`
+groups); a module is a file `src/x.rs` or a folder `src/x/`. Fails when
+  - two modules import each other, directly or through others (a cycle), or
+  - a module imports one of a higher layer than its own (LAYERS below, the
+    table docs/architecture.md draws), or
+  - a module is in no layer.
+Prints the module graph with --graph."""
 import pathlib
 import re
 import sys
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+
+
+# Lowest first. A module may import modules of its own layer or below.
+LAYERS = [
+    ("foundation", {"core", "clock", "sync", "net"}),
+    ("below their users", {"auth", "tls"}),
+    ("settings", {"config"}),
+    ("observability", {"telemetry", "rpc_trace", "metrics"}),
+    ("store", {"store"}),
+    ("service helpers", {"protection", "shield", "throttling", "alerting", "rls_rules"}),
+    ("service", {"service"}),
+    ("operations", {"operations"}),
+    ("edge classifier", {"classify"}),
+    ("edges", {"grpc", "http"}),
+    ("wiring", {"app", "cli"}),
+]
+
+
+def layer_of(module: str) -> int | None:
+    for rank, (_, modules) in enumerate(LAYERS):
+        if module in modules:
+            return rank
+    return None
 
 
 def top_module(path: pathlib.Path) -> str | None:
@@ -94,13 +121,26 @@ def main() -> int:
     if "--graph" in sys.argv:
         for m in sorted(graph):
             print(f"{m:12} -> {', '.join(sorted(graph[m])) or '-'}")
-    found = cycles(graph)
-    for c in found:
-        print("cycle: " + " -> ".join(c), file=sys.stderr)
-    if found:
-        print(f"{len(found)} import cycle(s) between top-level modules of src/", file=sys.stderr)
+    problems = []
+    for c in cycles(graph):
+        problems.append("cycle: " + " -> ".join(c))
+    for module in sorted(graph):
+        rank = layer_of(module)
+        if rank is None:
+            problems.append(f"{module}: in no layer (add it to LAYERS in scripts/check-layers.py)")
+            continue
+        for target in sorted(graph[module]):
+            target_rank = layer_of(target)
+            if target_rank is not None and target_rank > rank:
+                problems.append(
+                    f"{module} ({LAYERS[rank][0]}) imports {target} ({LAYERS[target_rank][0]}), a higher layer"
+                )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} layering problem(s) between top-level modules of src/", file=sys.stderr)
         return 1
-    print(f"layers: {len(graph)} top-level modules of src/, no import cycle")
+    print(f"layers: {len(graph)} top-level modules of src/ in {len(LAYERS)} layers, imports run one way, no cycle")
     return 0
 
 

@@ -15,7 +15,6 @@ use prometheus_client::registry::Registry;
 
 use crate::core::analytics::{self, CELLS};
 use crate::core::{Decision, Transport, UserType};
-use crate::store::StoreError;
 pub use rpc::{BOUNDS_NS, GRPC_CODES, RPCS, RpcDurations, RpcMetricsLayer};
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
@@ -293,12 +292,12 @@ impl Metrics {
     }
 
     /// Counts a store error of `operation`, and apart as well when it was
-    /// one Cluster shard's.
-    pub fn store_error(&self, operation: &str, error: &StoreError) {
+    /// one Cluster shard's (`shard_local`: `StoreError::is_shard_local`).
+    pub fn store_error(&self, operation: &str, shard_local: bool) {
         if let Some(i) = STORE_OPERATIONS.iter().position(|o| *o == operation) {
             self.store_errors[i].inc();
         }
-        if error.is_shard_local() {
+        if shard_local {
             self.store_shard_errors.inc();
         }
     }

@@ -84,7 +84,7 @@ impl Floodgate {
 
     async fn flush_analytics(&self, now: Millis) -> Result<(), ServiceError> {
         self.recorder.flush(self.store(), now).await.map_err(|e| {
-            self.metrics.store_error("analytics", &e);
+            self.metrics.store_error("analytics", e.is_shard_local());
             ServiceError::from(e)
         })
     }

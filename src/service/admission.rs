@@ -207,7 +207,7 @@ impl Floodgate {
                     return (outcome, StoreOutcome::Answered);
                 }
                 Err(e) => {
-                    self.metrics.store_error("rate_limit", &e);
+                    self.metrics.store_error("rate_limit", e.is_shard_local());
                     tracing::warn!(error = %e, "rate-limit store failed; using the local limiter");
                     let failed = StoreOutcome::failed(e.is_shard_local());
                     return (self.fallback_rates.check(user_type, subject, limit, 1, now_us), failed);
@@ -274,7 +274,7 @@ impl Floodgate {
             Err(e) => {
                 let store = StoreOutcome::failed(e.is_shard_local());
                 permits.settle(Call { step: StoreStep::Enqueue, store, decided: None }, now);
-                self.metrics.store_error("enqueue", &e);
+                self.metrics.store_error("enqueue", e.is_shard_local());
                 return Err(e.into());
             }
         };

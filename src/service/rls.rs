@@ -79,7 +79,7 @@ impl Floodgate {
                         (batch, StoreOutcome::Answered)
                     }
                     Err(e) => {
-                        self.metrics.store_error("rate_limit", &e);
+                        self.metrics.store_error("rate_limit", e.is_shard_local());
                         let store = StoreOutcome::failed(e.is_shard_local());
                         permits.settle(Call { step: StoreStep::RateLimit, store, decided: None }, now);
                         return Err(e.into());
