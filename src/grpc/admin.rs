@@ -32,7 +32,7 @@ impl AdminService {
 /// The capacity document in proto form.
 pub fn capacity_to_pb(report: CapacityReport) -> pb::CapacityCalculation {
     let c = report.configuration;
-    let steps = |name: &str| report.calculations_breakdown.get(name).cloned().unwrap_or_default();
+    let steps = report.calculations_breakdown;
     let t = report.totals;
     pb::CapacityCalculation {
         configuration: Some(pb::CapacityConfiguration {
@@ -62,14 +62,14 @@ pub fn capacity_to_pb(report: CapacityReport) -> pb::CapacityCalculation {
                 .collect(),
         }),
         calculations_breakdown: Some(pb::CalculationsBreakdown {
-            step_1_config: steps("step_1_config"),
-            step_2_processes: steps("step_2_processes"),
-            step_3_total_concurrent: steps("step_3_total_concurrent"),
-            step_4_effective: steps("step_4_effective"),
-            step_5_queue: steps("step_5_queue"),
-            step_6_total_per_instance: steps("step_6_total_per_instance"),
-            step_7_instances: steps("step_7_instances"),
-            step_8_system_total: steps("step_8_system_total"),
+            step_1_config: steps.step_1_config,
+            step_2_processes: steps.step_2_processes,
+            step_3_total_concurrent: steps.step_3_total_concurrent,
+            step_4_effective: steps.step_4_effective,
+            step_5_queue: steps.step_5_queue,
+            step_6_total_per_instance: steps.step_6_total_per_instance,
+            step_7_instances: steps.step_7_instances,
+            step_8_system_total: steps.step_8_system_total,
         }),
         totals: Some(pb::CapacityTotals {
             healthy_chat_rest_processes: t.healthy_chat_rest_processes,
@@ -377,5 +377,82 @@ impl admin_server::Admin for AdminService {
 
     async fn get_rls_config(&self, _: Request<pb::GetRlsConfigRequest>) -> Result<Response<pb::RlsConfig>, Status> {
         Ok(Response::new(rls_config_to_pb(self.floodgate.rls_rules().view())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::core::capacity::{self, CapacityConfig};
+    use crate::operations::{ActualProcessesView, CapacityConfigurationView, CapacityTotals};
+
+    /// A capacity document over two unequal instances (every step's
+    /// sentence differs from every other's).
+    fn report() -> CapacityReport {
+        let config = CapacityConfig {
+            concurrent_per_process: 5,
+            processes_per_instance: 2,
+            capacity_buffer: 0.2,
+            queue_multiplier: 2,
+        };
+        let healthy = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        let calc = capacity::calculate(&config, &healthy);
+        CapacityReport {
+            configuration: CapacityConfigurationView {
+                concurrent_per_process: 5,
+                processes_per_instance: 2,
+                capacity_buffer: 0.2,
+                queue_multiplier: 2,
+            },
+            actual_processes: ActualProcessesView {
+                instances_found: vec!["a".into(), "b".into()],
+                processes_per_instance: BTreeMap::new(),
+            },
+            calculations_breakdown: calc.breakdown(),
+            totals: CapacityTotals {
+                healthy_chat_rest_processes: 3,
+                total_concurrent: 15,
+                effective: 12,
+                queue_capacity: 30,
+                total_per_instance: vec![14, 28],
+                instances: 2,
+                system_total: 42,
+                anonymous_limit: 25,
+                registered_limit: 33,
+                privileged_limit: 39,
+            },
+        }
+    }
+
+    #[test]
+    fn capacity_steps_reach_the_proto_field_by_field() {
+        let document = report().calculations_breakdown;
+        let steps = capacity_to_pb(report()).calculations_breakdown.expect("the breakdown");
+        let sent = [
+            steps.step_1_config,
+            steps.step_2_processes,
+            steps.step_3_total_concurrent,
+            steps.step_4_effective,
+            steps.step_5_queue,
+            steps.step_6_total_per_instance,
+            steps.step_7_instances,
+            steps.step_8_system_total,
+        ];
+        let expected = [
+            document.step_1_config,
+            document.step_2_processes,
+            document.step_3_total_concurrent,
+            document.step_4_effective,
+            document.step_5_queue,
+            document.step_6_total_per_instance,
+            document.step_7_instances,
+            document.step_8_system_total,
+        ];
+        assert_eq!(sent, expected);
+        assert_eq!(sent[5], "14/28 total capacity per instance");
+        assert_eq!(sent[7], "42 total system capacity");
+        assert!(sent.iter().all(|s| !s.is_empty()), "no step left empty: {sent:?}");
     }
 }

@@ -9,6 +9,7 @@ use crate::alerting::AlertView;
 use crate::config::{FieldError, RuntimeConfig};
 use crate::core::analytics::PeriodStats;
 use crate::core::breaker::BreakerStats;
+use crate::core::capacity::Breakdown;
 
 /// The seed's circuit-breaker document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,7 +236,7 @@ pub struct CapacityReport {
     /// The instances and processes found.
     pub actual_processes: ActualProcessesView,
     /// The seed's eight steps as sentences (`step_1_…` to `step_8_…`).
-    pub calculations_breakdown: BTreeMap<String, String>,
+    pub calculations_breakdown: Breakdown,
     /// The numbers behind the sentences.
     pub totals: CapacityTotals,
 }

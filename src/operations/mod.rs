@@ -574,17 +574,6 @@ impl Floodgate {
                 (instance, counts)
             })
             .collect();
-        let steps = calc.breakdown();
-        let names = [
-            "step_1_config",
-            "step_2_processes",
-            "step_3_total_concurrent",
-            "step_4_effective",
-            "step_5_queue",
-            "step_6_total_per_instance",
-            "step_7_instances",
-            "step_8_system_total",
-        ];
         CapacityReport {
             configuration: CapacityConfigurationView {
                 concurrent_per_process: calc.config.concurrent_per_process,
@@ -596,7 +585,7 @@ impl Floodgate {
                 instances_found: calc.instances.iter().map(|i| i.instance_id.clone()).collect(),
                 processes_per_instance,
             },
-            calculations_breakdown: names.iter().map(|n| n.to_string()).zip(steps).collect(),
+            calculations_breakdown: calc.breakdown(),
             totals: CapacityTotals {
                 healthy_chat_rest_processes: calc.healthy_processes(),
                 total_concurrent: calc.total_concurrent(),
