@@ -175,6 +175,17 @@ pub fn format_percent(fraction: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// `fraction` in percent, as a number: 0.2 → 20, 0.07 → 7 (not
+/// 7.000000000000001), 2/3 → 66.666…. The product's float noise (an ulp or
+/// two) is removed; nothing else is rounded.
+pub fn as_percent(fraction: f64) -> f64 {
+    let percent = fraction * 100.0;
+    // The nearest billionth, taken only when it is within the product's
+    // rounding error: a decimal fraction comes back as its decimal percent.
+    let short = (percent * 1e9).round() / 1e9;
+    if (short - percent).abs() <= 4.0 * f64::EPSILON * percent.abs() { short } else { percent }
+}
+
 /// The load each user type may fill the system to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
@@ -343,6 +354,18 @@ mod tests {
         assert_eq!(format_percent(0.15), "15");
         assert_eq!(format_percent(0.155), "15.5");
         assert_eq!(format_percent(0.0), "0");
+    }
+
+    #[test]
+    fn a_fraction_in_percent_keeps_its_digits_without_float_noise() {
+        assert_eq!(as_percent(0.2), 20.0);
+        assert_eq!(as_percent(0.07), 7.0, "0.07 × 100 is 7.000000000000001 in floats");
+        assert_eq!(as_percent(0.155), 15.5);
+        assert_eq!(as_percent(0.0), 0.0);
+        let two_thirds = as_percent(2.0 / 3.0);
+        assert!((two_thirds - 200.0 / 3.0).abs() < 1e-12, "not rounded: {two_thirds}");
+        let fine = as_percent(0.123456);
+        assert!((fine - 12.3456).abs() < 1e-12, "not rounded to two decimals: {fine}");
     }
 
     proptest! {

@@ -212,9 +212,7 @@ impl Floodgate {
                     configuration: ConfiguredCapacity {
                         configured_concurrent_per_process: runtime.concurrent_per_process,
                         configured_processes_per_instance: runtime.processes_per_instance,
-                        capacity_buffer_percent: capacity::format_percent(runtime.capacity_buffer)
-                            .parse()
-                            .unwrap_or(0.0),
+                        capacity_buffer_percent: capacity::as_percent(runtime.capacity_buffer),
                     },
                     actual_runtime: ActualRuntime {
                         actual_healthy_processes_per_instance: snapshot.calculation.healthy_processes() as f64
