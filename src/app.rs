@@ -21,7 +21,7 @@ use crate::grpc::rls::RateLimitService;
 use crate::grpc::rls::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use crate::grpc::workers::WorkersService;
 use crate::grpc::{FILE_DESCRIPTOR_SET, RequireRole};
-use crate::service::Floodgate;
+use crate::service::{Floodgate, ServiceOptions};
 use crate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore};
 use crate::tls::Tls;
 
@@ -63,6 +63,18 @@ pub struct App {
 pub const SERVICE_NAMES: [&str; 4] =
     ["floodgate.v1.Admission", "floodgate.v1.Workers", "floodgate.v1.Admin", crate::grpc::rls::SERVICE_NAME];
 
+/// What the service is built with, from the settings.
+pub fn service_options(settings: &Settings) -> ServiceOptions {
+    ServiceOptions {
+        runtime: settings.runtime.clone(),
+        replica_id: settings.replica_id.clone(),
+        shield_capacity: settings.shield_capacity(),
+        rls: settings.rls.clone(),
+        rls_options: settings.rls_options.clone(),
+        environment: settings.environment(),
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
 }
@@ -91,7 +103,7 @@ impl App {
                 AnyStore::Redis(RedisStore::connect(url, options).await?)
             }
         };
-        let floodgate = Arc::new(Floodgate::new(store, &settings, clock));
+        let floodgate = Arc::new(Floodgate::new(store, service_options(&settings), clock));
         crate::rls_rules::start(floodgate.rls_rules())
             .map_err(|e| crate::config::ConfigError::Setting(e.to_string()))?;
         if let Err(e) = floodgate.refresh_snapshot().await {

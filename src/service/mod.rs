@@ -16,11 +16,12 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::alerting::AlertBook;
 use crate::clock::Clock;
-use crate::config::{RuntimeConfig, Settings};
+use crate::config::{RlsOptions, RuntimeConfig};
 use crate::core::Millis;
 use crate::core::admission::Pressure;
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
+use crate::core::rls::Rules;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
@@ -52,6 +53,23 @@ pub struct Snapshot {
     pub stats: QueueStats,
     /// When the snapshot was taken.
     pub taken_at_ms: Millis,
+}
+
+/// What the service is built with (the app reads it from the settings).
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// The runtime config to start from.
+    pub runtime: RuntimeConfig,
+    /// This replica's id (cluster breaker view, environment).
+    pub replica_id: String,
+    /// Refused subjects the local shield remembers per user type (0: off).
+    pub shield_capacity: usize,
+    /// The Envoy rate-limit rules of the config file.
+    pub rls: Arc<Rules>,
+    /// The live-reloaded Envoy rules' directory and modes.
+    pub rls_options: RlsOptions,
+    /// Where each setting came from, and the static settings, for GetEnvironment.
+    pub environment: BTreeMap<String, (String, String)>,
 }
 
 /// The service. Cheap to share: hold it in an `Arc`.
@@ -106,16 +124,15 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Servic
 }
 
 impl Floodgate {
-    /// A service over `store`, starting from `runtime`, with an empty
-    /// capacity snapshot until the first refresh.
-    pub fn new(store: AnyStore, settings: &Settings, clock: Arc<dyn Clock>) -> Floodgate {
-        let runtime = settings.runtime.clone();
+    /// A service over `store`, starting from `options.runtime`, with an
+    /// empty capacity snapshot until the first refresh.
+    pub fn new(store: AnyStore, options: ServiceOptions, clock: Arc<dyn Clock>) -> Floodgate {
+        let ServiceOptions { runtime, replica_id, shield_capacity, rls, rls_options, environment } = options;
         let now = clock.now_ms();
         let calculation = capacity::calculate(&runtime.capacity(), &BTreeMap::new());
         let limits = Limits::from_thresholds(&runtime.thresholds(), 0);
         Floodgate {
             store,
-            runtime: ArcSwap::from_pointee(runtime.clone()),
             snapshot: ArcSwap::from_pointee(Snapshot {
                 calculation,
                 limits,
@@ -125,7 +142,7 @@ impl Floodgate {
             }),
             refreshing: Mutex::new(()),
             fallback_rates: RateTable::default(),
-            shield: crate::shield::Shield::new(settings.shield_capacity()),
+            shield: crate::shield::Shield::new(shield_capacity),
             task_ready: Notify::new(),
             clock,
             breakers: Breakers::new(&runtime.breakers),
@@ -133,12 +150,13 @@ impl Floodgate {
             metrics: Metrics::default(),
             windows: std::sync::Mutex::new(crate::core::window_cache::WindowCache::for_operator_views()),
             alerts: std::sync::Mutex::new(AlertBook::default()),
-            replica_id: settings.replica_id.clone(),
+            replica_id,
             config_version: std::sync::atomic::AtomicU64::new(0),
-            environment: settings.environment(),
+            environment,
             last_alert_load: std::sync::atomic::AtomicU64::new(0),
-            rls: Arc::new(crate::rls_rules::RlsRules::new(settings.rls.clone(), settings.rls_options.clone())),
-            payload_limit_at_start: settings.runtime.max_payload_bytes,
+            rls: Arc::new(crate::rls_rules::RlsRules::new(rls, rls_options)),
+            payload_limit_at_start: runtime.max_payload_bytes,
+            runtime: ArcSwap::from_pointee(runtime),
         }
     }
 
