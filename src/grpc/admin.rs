@@ -1,5 +1,5 @@
 //! `floodgate.v1.Admin`: the operator surface over gRPC. Each answer is
-//! the service's document converted field for field.
+//! an `operations` document converted field for field.
 
 use std::sync::Arc;
 
@@ -12,20 +12,18 @@ use crate::alerting::AlertView;
 use crate::config::FieldError;
 use crate::core::analytics::PeriodStats;
 use crate::error::ServiceError;
-use crate::operations::CapacityReport;
-use crate::operations::{CircuitBreakersView, SystemStatus};
+use crate::operations::{CapacityReport, CircuitBreakersView, Operations, SystemStatus};
 use crate::rls_rules::RulesView;
-use crate::service::Floodgate;
 
-/// The Admin service over a shared [`Floodgate`].
+/// The Admin service over a shared [`Operations`].
 pub struct AdminService {
-    floodgate: Arc<Floodgate>,
+    operations: Arc<Operations>,
 }
 
 impl AdminService {
-    /// Serves `floodgate`.
-    pub fn new(floodgate: Arc<Floodgate>) -> AdminService {
-        AdminService { floodgate }
+    /// Serves `operations`.
+    pub fn new(operations: Arc<Operations>) -> AdminService {
+        AdminService { operations }
     }
 }
 
@@ -297,7 +295,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
-        let report = self.floodgate.capacity_calculation().await?;
+        let report = self.operations.capacity_calculation().await?;
         Ok(Response::new(capacity_to_pb(report)))
     }
 
@@ -305,21 +303,21 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        Ok(Response::new(status_to_pb(self.floodgate.system_status().await?)))
+        Ok(Response::new(status_to_pb(self.operations.system_status().await?)))
     }
 
     async fn list_circuit_breakers(
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await?)))
+        Ok(Response::new(breakers_to_pb(self.operations.circuit_breakers().await?)))
     }
 
     async fn reset_circuit_breaker(
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let (circuit_name, state) = self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
+        let (circuit_name, state) = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
         Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
     }
 
@@ -327,7 +325,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::ValidateConfigResponse>, Status> {
-        let review = self.floodgate.review_config(&change_to_json(request.into_inner())?);
+        let review = self.operations.review_config(&change_to_json(request.into_inner())?);
         Ok(Response::new(pb::ValidateConfigResponse {
             valid: review.valid,
             errors: errors_to_pb(review.errors),
@@ -340,7 +338,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await?;
+        let update = self.operations.update_config(&change_to_json(request.into_inner())?).await?;
         Ok(Response::new(pb::UpdateConfigResponse {
             applied: update.applied,
             version: update.version,
@@ -354,12 +352,12 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        let periods = self.floodgate.throttling_stats().await?;
+        let periods = self.operations.throttling_stats().await?;
         Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 
     async fn list_alerts(&self, _: Request<pb::ListAlertsRequest>) -> Result<Response<pb::Alerts>, Status> {
-        Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.floodgate.alerts()) }))
+        Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.operations.alerts()) }))
     }
 
     async fn get_environment(
@@ -367,7 +365,7 @@ impl admin_server::Admin for AdminService {
         _: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::Environment>, Status> {
         let values = self
-            .floodgate
+            .operations
             .environment()
             .into_iter()
             .map(|(k, v)| (k, pb::EnvironmentValue { value: v.value, source: v.source }))
@@ -376,7 +374,7 @@ impl admin_server::Admin for AdminService {
     }
 
     async fn get_rls_config(&self, _: Request<pb::GetRlsConfigRequest>) -> Result<Response<pb::RlsConfig>, Status> {
-        Ok(Response::new(rls_config_to_pb(self.floodgate.rls_rules().view())))
+        Ok(Response::new(rls_config_to_pb(self.operations.rls_config())))
     }
 }
 

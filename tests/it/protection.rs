@@ -256,7 +256,7 @@ async fn a_hundred_thousand_throttled_sessions_leave_analytics_bounded() {
             assert!(floodgate.pending_throttled_sessions() <= floodgate::throttling::PENDING_SESSIONS);
         }
     }
-    let stats = floodgate.throttling_stats().await.unwrap();
+    let stats = server.operations.throttling_stats().await.unwrap();
     assert_eq!(stats["1h"].total_requests, 100_000);
     assert_eq!(stats["1h"].backpressure_503, 100_000);
     // Stored heavy hitters: TOP_SESSIONS per hour bucket, at most 25 buckets.
