@@ -317,8 +317,9 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let (circuit_name, state) = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
-        Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
+        let reset = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
+        let state = reset.circuit.state.as_str().to_owned();
+        Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name: reset.circuit_name, state }))
     }
 
     async fn validate_config(

@@ -115,8 +115,8 @@ async fn reset_circuit_breaker(
     State(shim): State<Shim>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, HttpError> {
-    let (circuit_name, state) = shim.operations.reset_circuit_breaker(&name).await?;
-    Ok(Json(json!({ "circuit_name": circuit_name, "state": state.as_str() })))
+    let reset = shim.operations.reset_circuit_breaker(&name).await?;
+    Ok(Json(json!({ "circuit_name": reset.circuit_name, "state": reset.circuit.state.as_str() })))
 }
 
 /// Reads a JSON body; malformed JSON is a 400 naming the problem. A

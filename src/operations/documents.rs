@@ -33,6 +33,16 @@ pub struct CircuitSummary {
     pub closed_circuits: u32,
 }
 
+/// The answer of `ResetCircuitBreaker`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitReset {
+    /// The circuit's name.
+    pub circuit_name: String,
+    /// Its fields as this replica's breakers read them after the reset
+    /// (the edges answer its `state`).
+    pub circuit: BreakerStats,
+}
+
 /// One service group on one instance (seed `instances.*.*`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupStatus {

@@ -169,16 +169,17 @@ impl Operations {
         })
     }
 
-    /// Resets a circuit here and, through the store, on every replica.
-    pub async fn reset_circuit_breaker(&self, name: &str) -> Result<(String, BreakerState), ServiceError> {
+    /// Resets a circuit here and, through the store, on every replica;
+    /// answers the circuit as this replica's breakers read after the reset.
+    pub async fn reset_circuit_breaker(&self, name: &str) -> Result<CircuitReset, ServiceError> {
         let circuit = Circuit::from_name(name).ok_or_else(|| {
             let known: Vec<_> = Circuit::ALL.iter().map(|c| c.name()).collect();
             ServiceError::NotFound(format!("no circuit named {name:?} (known: {})", known.join(", ")))
         })?;
-        self.floodgate.reset_breaker(circuit).await?;
+        let after = self.floodgate.reset_breaker(circuit).await?;
         let now = self.floodgate.now_ms();
         self.lock_alerts().info("circuit_reset", format!("circuit {name} reset by an operator"), now);
-        Ok((circuit.name().to_owned(), BreakerState::Closed))
+        Ok(CircuitReset { circuit_name: circuit.name().to_owned(), circuit: after })
     }
 
     fn lock_alerts(&self) -> MutexGuard<'_, AlertBook> {

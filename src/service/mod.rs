@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::{RlsOptions, RuntimeConfig};
 use crate::core::Millis;
 use crate::core::admission::Pressure;
-use crate::core::breaker::Circuit;
+use crate::core::breaker::{BreakerStats, Circuit};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
 use crate::core::rls::Rules;
@@ -239,11 +239,13 @@ impl Floodgate {
 
     /// Resets `circuit` here and, through a new reset generation in the
     /// store, on every replica (each applies it at its next housekeeping).
-    pub(crate) async fn reset_breaker(&self, circuit: Circuit) -> Result<(), ServiceError> {
+    /// Answers the circuit as read after the reset: a failure that reopens
+    /// it in between shows, rather than a `Closed` it no longer is.
+    pub(crate) async fn reset_breaker(&self, circuit: Circuit) -> Result<BreakerStats, ServiceError> {
         let generation = self.store.reset_breaker(circuit.name()).await?;
         self.breakers.mark_generation(circuit, generation);
         self.breakers.reset(circuit, self.clock.now_ms());
-        Ok(())
+        Ok(self.breakers.circuit_stats(circuit, self.clock.now_ms()))
     }
 
     /// Applies the reset generations other replicas stored.
