@@ -3,7 +3,7 @@
 # packages on its own (its protos and generated code inside it, verified by
 # building the packaged crate, offline), and its normal dependency tree holds
 # no load-generator crates. Its typed API is tested against the real server
-# by tests/client_typed.rs and its protos by clients/rust/tests/generated.rs
+# by tests/it/client_typed.rs and its protos by clients/rust/tests/generated.rs
 # (both in the workspace test run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

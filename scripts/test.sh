@@ -13,6 +13,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
+python3 scripts/check-links.py
+python3 scripts/check-layers.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -46,6 +46,11 @@ pub enum AppError {
     /// A server stopped with an error.
     #[error("server failed: {0}")]
     Serve(String),
+    /// The background task (snapshot refresh, housekeeping, config sync)
+    /// panicked: the replica stopped serving rather than go on with a
+    /// capacity snapshot that no longer refreshes.
+    #[error("background task panicked: {0}")]
+    Background(String),
     /// The TLS files could not be used.
     #[error("tls: {0}")]
     Tls(String),
@@ -156,9 +161,10 @@ impl App {
             );
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_on_signal = stop_tx.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            let _ = stop_on_signal.send(true);
         });
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -169,6 +175,10 @@ impl App {
         }
         let background =
             tokio::spawn(run_background(operations.clone(), health, settings.snapshot_refresh_ms, stop_rx.clone()));
+        // A panic in the background task is reported and stops the server:
+        // serving on with a snapshot that never refreshes would decide
+        // against stale capacity forever.
+        let supervisor = tokio::spawn(supervise(background, stop_tx.clone()));
         // v1 for current tools, v1alpha for grpcurl 1.8 and older clients.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -249,7 +259,7 @@ impl App {
                 (Ok(()), Ok(()))
             }
         };
-        let _ = background.await;
+        supervisor.await.map_err(|e| AppError::Background(panic_message(e)))??;
         grpc_result.map_err(|e| AppError::Serve(e.to_string()))?;
         http_result.map_err(|e| AppError::Serve(e.to_string()))?;
         tracing::info!("floodgate stopped");
@@ -260,6 +270,33 @@ impl App {
 /// The gRPC listener's connections, with `TCP_NODELAY` on (see `net::no_delay`).
 fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Waits for the background task. It ends by itself only when told to stop;
+/// a panic is logged, stops the servers (gracefully) and becomes the
+/// error `serve` returns, so the process exits non-zero.
+async fn supervise(background: tokio::task::JoinHandle<()>, stop: watch::Sender<bool>) -> Result<(), AppError> {
+    match background.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = panic_message(e);
+            tracing::error!(panic = %message, "background task panicked: stopping the server");
+            let _ = stop.send(true);
+            Err(AppError::Background(message))
+        }
+    }
+}
+
+/// What a task's panic said (or that it was cancelled).
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Keeps the capacity snapshot fresh, reports store reachability through

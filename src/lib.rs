@@ -2,16 +2,17 @@
 //! backpressure (an immediate check and an atomic check-and-enqueue),
 //! rate limits by user type, and capacity computed from worker heartbeats.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alerting;
 pub mod app;
 pub mod auth;
+pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
-pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

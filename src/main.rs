@@ -1,5 +1,7 @@
 //! The `floodgate` binary: command line → config → telemetry → app.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -45,6 +45,20 @@ pub fn is_overload(pressure: &Pressure) -> bool {
     pressure.system_total == 0 || pressure.load >= pressure.limits.privileged
 }
 
+/// Whether Level 1 asks the backpressure circuit. Privileged users never
+/// do: an open circuit sheds the others, while the hard limit (0.95 of `T`)
+/// still holds for privileged chat.
+pub fn level_one_guarded_by_circuit(user_type: UserType) -> bool {
+    user_type != UserType::Privileged
+}
+
+/// Whether Level 2 asks the backpressure circuit: as at Level 1, and a
+/// retry carrying an idempotency key does not either, since it must get its
+/// first answer (the store re-checks the limit anyway).
+pub fn level_two_guarded_by_circuit(user_type: UserType, has_idempotency_key: bool) -> bool {
+    level_one_guarded_by_circuit(user_type) && !has_idempotency_key
+}
+
 /// Privileged users bypass rate limits on admin routes (never on chat).
 pub fn bypasses_rate_limit(user_type: UserType, route: &str, admin_route_prefix: &str) -> bool {
     user_type == UserType::Privileged && !admin_route_prefix.is_empty() && route.starts_with(admin_route_prefix)
@@ -131,6 +145,23 @@ mod tests {
 
     fn seed_pressure(load: u64) -> Pressure {
         Pressure { load, system_total: 14, limits: Limits::from_thresholds(&SEED_THRESHOLDS, 14) }
+    }
+
+    #[test]
+    fn only_privileged_users_skip_the_backpressure_circuit_at_either_level() {
+        for user_type in [UserType::Anonymous, UserType::Registered] {
+            assert!(level_one_guarded_by_circuit(user_type));
+            assert!(level_two_guarded_by_circuit(user_type, false));
+        }
+        assert!(!level_one_guarded_by_circuit(UserType::Privileged));
+        assert!(!level_two_guarded_by_circuit(UserType::Privileged, false));
+    }
+
+    #[test]
+    fn a_level_two_retry_with_an_idempotency_key_skips_the_backpressure_circuit() {
+        for user_type in [UserType::Anonymous, UserType::Registered, UserType::Privileged] {
+            assert!(!level_two_guarded_by_circuit(user_type, true));
+        }
     }
 
     #[test]

@@ -11,9 +11,10 @@ use super::pb::{self, admin_server};
 use crate::alerting::AlertView;
 use crate::config::FieldError;
 use crate::core::analytics::PeriodStats;
-use crate::error::ServiceError;
+use crate::grpc::OrStatus;
 use crate::operations::{CapacityReport, CircuitBreakersView, Operations, SystemStatus};
 use crate::rls_rules::RulesView;
+use crate::service::ServiceError;
 
 /// The Admin service over a shared [`Operations`].
 pub struct AdminService {
@@ -271,7 +272,7 @@ fn change_to_json(c: pb::ConfigChange) -> Result<serde_json::Value, Status> {
     } else {
         match serde_json::from_str::<serde_json::Value>(&c.runtime_json) {
             Ok(serde_json::Value::Object(map)) => map,
-            _ => return Err(ServiceError::invalid("runtime_json", "must be a JSON object").into()),
+            _ => return Err(super::status(&ServiceError::invalid("runtime_json", "must be a JSON object"))),
         }
     };
     let mut put = |key: &str, value: Option<serde_json::Value>| {
@@ -295,7 +296,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
-        let report = self.operations.capacity_calculation().await?;
+        let report = self.operations.capacity_calculation().await.or_status()?;
         Ok(Response::new(capacity_to_pb(report)))
     }
 
@@ -303,21 +304,21 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        Ok(Response::new(status_to_pb(self.operations.system_status().await?)))
+        Ok(Response::new(status_to_pb(self.operations.system_status().await.or_status()?)))
     }
 
     async fn list_circuit_breakers(
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        Ok(Response::new(breakers_to_pb(self.operations.circuit_breakers().await?)))
+        Ok(Response::new(breakers_to_pb(self.operations.circuit_breakers().await.or_status()?)))
     }
 
     async fn reset_circuit_breaker(
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let reset = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await?;
+        let reset = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await.or_status()?;
         let state = reset.circuit.state.as_str().to_owned();
         Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name: reset.circuit_name, state }))
     }
@@ -339,7 +340,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        let update = self.operations.update_config(&change_to_json(request.into_inner())?).await?;
+        let update = self.operations.update_config(&change_to_json(request.into_inner())?).await.or_status()?;
         Ok(Response::new(pb::UpdateConfigResponse {
             applied: update.applied,
             version: update.version,
@@ -353,7 +354,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        let periods = self.operations.throttling_stats().await?;
+        let periods = self.operations.throttling_stats().await.or_status()?;
         Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 

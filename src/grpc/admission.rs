@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 use super::pb::{self, admission_server};
 use super::{decision_to_pb, transport, user_type};
 use crate::core::admission::Verdict;
-use crate::error::ServiceError;
+use crate::grpc::OrStatus;
+use crate::service::ServiceError;
 use crate::service::{AdmissionRequest, EnqueueRequest, Floodgate};
 
 /// The Admission service over a shared [`Floodgate`].
@@ -57,8 +58,9 @@ impl admission_server::Admission for AdmissionService {
         request: Request<pb::CheckCapacityRequest>,
     ) -> Result<Response<pb::CheckCapacityResponse>, Status> {
         let r = request.into_inner();
-        let request = admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id)?;
-        let verdict = self.floodgate.check_capacity(&request).await?;
+        let request =
+            admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id).or_status()?;
+        let verdict = self.floodgate.check_capacity(&request).await.or_status()?;
         Ok(Response::new(check_response(verdict)))
     }
 
@@ -67,11 +69,13 @@ impl admission_server::Admission for AdmissionService {
         request: Request<pb::EnqueueAtomicRequest>,
     ) -> Result<Response<pb::EnqueueAtomicResponse>, Status> {
         let r = request.into_inner();
-        let admission = admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id)?;
+        let admission =
+            admission_request(r.user_type, r.subject, r.session_id, r.transport, r.route, r.request_id).or_status()?;
         let answer = self
             .floodgate
             .enqueue_atomic(EnqueueRequest { admission, payload: r.payload, idempotency_key: r.idempotency_key })
-            .await?;
+            .await
+            .or_status()?;
         let v = answer.verdict;
         Ok(Response::new(pb::EnqueueAtomicResponse {
             decision: decision_to_pb(v.decision).into(),

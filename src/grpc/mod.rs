@@ -14,10 +14,11 @@ use tonic::Status;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 
-use crate::auth::{AuthError, Authenticator, Role};
+use crate::auth::{Authenticator, Role};
+use crate::classify::Classify;
 use crate::core::health::ProcessStatus;
 use crate::core::{Decision, Transport, UserType};
-use crate::error::{Classify, ServiceError};
+use crate::service::ServiceError;
 
 /// Code generated from `proto/floodgate/v1`.
 #[allow(clippy::all, missing_docs)]
@@ -34,17 +35,23 @@ pub mod google_api {
 /// The encoded descriptor set, for server reflection and route checks.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("floodgate_descriptor");
 
-impl From<ServiceError> for Status {
-    fn from(e: ServiceError) -> Status {
-        let class = e.classify_and_log();
-        Status::new(class.grpc, class.message)
-    }
+/// Answers an error at the gRPC edge: classified, and logged as its class
+/// says, once, here.
+pub(crate) fn status(e: &impl Classify) -> Status {
+    let class = e.classify_and_log();
+    Status::new(class.grpc, class.message)
 }
 
-impl From<AuthError> for Status {
-    fn from(e: AuthError) -> Status {
-        let class = e.classify_and_log();
-        Status::new(class.grpc, class.message)
+/// `result.or_status()?` in a handler: a service error becomes the call's
+/// answer through [`status`] (an explicit step, not a logging `From`).
+pub(crate) trait OrStatus<T> {
+    /// The value, or the error answered as a `Status`.
+    fn or_status(self) -> Result<T, Status>;
+}
+
+impl<T, E: Classify> OrStatus<T> for Result<T, E> {
+    fn or_status(self) -> Result<T, Status> {
+        self.map_err(|e| status(&e))
     }
 }
 
@@ -82,7 +89,7 @@ where
         let header = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
         match self.auth.authorize(header, self.role) {
             Ok(_) => Either::Right(self.inner.call(request).map_ok(reclassify as Reclassify)),
-            Err(e) => Either::Left(std::future::ready(Ok(Status::from(e).into_http()))),
+            Err(e) => Either::Left(std::future::ready(Ok(status(&e).into_http()))),
         }
     }
 }
@@ -174,5 +181,74 @@ pub fn process_status(raw: i32) -> Result<ProcessStatus, ServiceError> {
         Ok(pb::ProcessStatus::Degraded) => Ok(ProcessStatus::Degraded),
         Ok(pb::ProcessStatus::Unhealthy) => Ok(ProcessStatus::Unhealthy),
         _ => Err(ServiceError::invalid("status", "must be PROCESS_STATUS_HEALTHY, _DEGRADED or _UNHEALTHY")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per error class at the gRPC edge: the code and the message
+    //! the caller reads.
+    use tonic::Code;
+
+    use super::*;
+    use crate::auth::AuthError;
+    use crate::store::StoreError;
+
+    fn answered(e: &impl Classify) -> (Code, String) {
+        let s = status(e);
+        (s.code(), s.message().to_owned())
+    }
+
+    #[test]
+    fn grpc_answers_bad_input_with_invalid_argument_naming_the_field() {
+        let e = ServiceError::invalid("subject", "must not be empty");
+        assert_eq!(answered(&e), (Code::InvalidArgument, "subject: must not be empty".into()));
+    }
+
+    #[test]
+    fn grpc_answers_a_lease_not_held_with_failed_precondition() {
+        let e = ServiceError::FailedPrecondition("task t is not leased by lease l".into());
+        assert_eq!(answered(&e), (Code::FailedPrecondition, "task t is not leased by lease l".into()));
+    }
+
+    #[test]
+    fn grpc_answers_an_unknown_name_with_not_found() {
+        let e = ServiceError::NotFound("no circuit named \"x\"".into());
+        assert_eq!(answered(&e), (Code::NotFound, "no circuit named \"x\"".into()));
+    }
+
+    #[test]
+    fn grpc_answers_an_unreachable_store_with_unavailable_and_no_detail() {
+        let e = ServiceError::from(StoreError::Unavailable("connection refused at 10.0.0.7:6379".into()));
+        assert_eq!(answered(&e), (Code::Unavailable, "state store unavailable; retry later".into()));
+    }
+
+    #[test]
+    fn grpc_answers_an_unreadable_store_reply_with_internal_and_no_detail() {
+        let e = ServiceError::from(StoreError::Protocol("unexpected reply: Int(7)".into()));
+        assert_eq!(answered(&e), (Code::Internal, "internal error".into()));
+    }
+
+    #[test]
+    fn grpc_answers_a_missing_token_with_unauthenticated() {
+        assert_eq!(
+            answered(&AuthError::Unauthenticated),
+            (Code::Unauthenticated, "missing or unknown bearer token".into())
+        );
+    }
+
+    #[test]
+    fn grpc_answers_a_wrong_role_with_permission_denied() {
+        assert_eq!(
+            answered(&AuthError::PermissionDenied),
+            (Code::PermissionDenied, "this token's role may not call this service".into())
+        );
+    }
+
+    #[test]
+    fn or_status_passes_a_value_through_and_answers_an_error() {
+        assert_eq!(Ok::<u8, ServiceError>(7).or_status().unwrap(), 7);
+        let e = Err::<u8, _>(ServiceError::invalid("route", "too long")).or_status().unwrap_err();
+        assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "route: too long"));
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::grpc::OrStatus;
 use crate::service::Floodgate;
 
 /// Code generated from the hand-written Envoy protos in `proto/envoy`,
@@ -68,7 +69,7 @@ impl rate_limit_service_server::RateLimitService for RateLimitService {
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
         let request = request.into_inner();
-        let answer = self.floodgate.should_rate_limit(&request.to_domain()).await?;
+        let answer = self.floodgate.should_rate_limit(&request.to_domain()).await.or_status()?;
         Ok(Response::new(RateLimitResponse(answer)))
     }
 }

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::pb::{self, workers_server};
 use super::{process_status, user_type_to_pb};
 use crate::core::health::ProcessRecord;
+use crate::grpc::OrStatus;
 use crate::service::{Floodgate, LeaseQuery};
 
 /// The Workers service over a shared [`Floodgate`].
@@ -29,7 +30,7 @@ impl workers_server::Workers for WorkersService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
         let record = ProcessRecord {
-            status: process_status(r.status)?,
+            status: process_status(r.status).or_status()?,
             instance_id: r.instance_id,
             process_id: r.process_id,
             service_type: r.service_type,
@@ -38,7 +39,7 @@ impl workers_server::Workers for WorkersService {
             capacity: r.capacity,
             last_seen_ms: 0,
         };
-        let ack = self.floodgate.heartbeat(record).await?;
+        let ack = self.floodgate.heartbeat(record).await.or_status()?;
         Ok(Response::new(pb::HeartbeatResponse {
             health: ack.health.as_str().to_owned(),
             heartbeat_interval_ms: ack.heartbeat_interval_ms,
@@ -60,7 +61,8 @@ impl workers_server::Workers for WorkersService {
                 lease_ms: r.lease_ms,
                 wait_ms: r.wait_ms,
             })
-            .await?;
+            .await
+            .or_status()?;
         let tasks = tasks
             .into_iter()
             .map(|t| pb::LeasedTask {
@@ -81,7 +83,7 @@ impl workers_server::Workers for WorkersService {
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
-        self.floodgate.complete_task(&r.task_id, &r.lease_id).await?;
+        self.floodgate.complete_task(&r.task_id, &r.lease_id).await.or_status()?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
@@ -90,7 +92,7 @@ impl workers_server::Workers for WorkersService {
         request: Request<pb::ExtendLeaseRequest>,
     ) -> Result<Response<pb::ExtendLeaseResponse>, Status> {
         let r = request.into_inner();
-        let lease_expires_at_ms = self.floodgate.extend_lease(&r.task_id, &r.lease_id, r.lease_ms).await?;
+        let lease_expires_at_ms = self.floodgate.extend_lease(&r.task_id, &r.lease_id, r.lease_ms).await.or_status()?;
         Ok(Response::new(pb::ExtendLeaseResponse { lease_expires_at_ms }))
     }
 }

@@ -16,8 +16,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::auth::{AuthError, Authenticator, Role};
-use crate::error::{Classify, ServiceError};
+use crate::classify::Classify;
 use crate::operations::Operations;
+use crate::service::ServiceError;
 
 mod console;
 
@@ -33,36 +34,48 @@ struct Shim {
     operations: Arc<Operations>,
 }
 
-/// The one HTTP error type: bad input keeps its message, internals are
-/// logged and become a generic answer.
+/// The one HTTP error type: bad input keeps its message, internals become
+/// a generic answer. A service or auth error is kept as it is until axum
+/// turns it into the response; it is classified and logged there, once.
 #[derive(Debug)]
-pub struct HttpError {
-    status: StatusCode,
-    message: String,
+pub struct HttpError(Failure);
+
+#[derive(Debug)]
+enum Failure {
+    /// A service or auth error, answered by its class.
+    Classified(Box<dyn Classify + Send + Sync>),
+    /// The shim's own answer (bad body, shed, timed out).
+    Plain { status: StatusCode, message: String },
+}
+
+impl HttpError {
+    fn plain(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError(Failure::Plain { status, message: message.into() })
+    }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-impl HttpError {
-    fn classified(e: &impl Classify) -> HttpError {
-        let class = e.classify_and_log();
-        HttpError { status: class.http, message: class.message.into_owned() }
+        let (status, message) = match self.0 {
+            Failure::Classified(e) => {
+                let class = e.classify_and_log();
+                (class.http, class.message.into_owned())
+            }
+            Failure::Plain { status, message } => (status, message),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
     }
 }
 
 impl From<ServiceError> for HttpError {
     fn from(e: ServiceError) -> HttpError {
-        HttpError::classified(&e)
+        HttpError(Failure::Classified(Box::new(e)))
     }
 }
 
 impl From<AuthError> for HttpError {
     fn from(e: AuthError) -> HttpError {
-        HttpError::classified(&e)
+        HttpError(Failure::Classified(Box::new(e)))
     }
 }
 
@@ -80,13 +93,12 @@ async fn require_admin(
 /// Bounds the expensive routes: a concurrency cap (shed, not queued) and a timeout.
 async fn bounded(State(permits): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     let Ok(_permit) = permits.try_acquire() else {
-        let busy =
-            HttpError { status: StatusCode::SERVICE_UNAVAILABLE, message: "too many concurrent requests".into() };
+        let busy = HttpError::plain(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent requests");
         return ([(header::RETRY_AFTER, "1")], busy).into_response();
     };
     match tokio::time::timeout(DOCUMENT_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => HttpError { status: StatusCode::GATEWAY_TIMEOUT, message: "timed out".into() }.into_response(),
+        Err(_) => HttpError::plain(StatusCode::GATEWAY_TIMEOUT, "timed out").into_response(),
     }
 }
 
@@ -129,10 +141,10 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Http
             || essence.get(..12).is_some_and(|t| t.eq_ignore_ascii_case("application/"))
                 && essence.to_ascii_lowercase().ends_with("+json");
         if !json {
-            return Err(HttpError {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                message: "body: expected Content-Type: application/json".into(),
-            });
+            return Err(HttpError::plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "body: expected Content-Type: application/json",
+            ));
         }
     }
     // Bad input, answered by its class like any other.
@@ -196,4 +208,71 @@ pub fn router(operations: Arc<Operations>, auth: Authenticator) -> Router {
         .merge(console_pages)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shim)
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per error class at the HTTP edge: the status and the JSON
+    //! body the caller reads.
+    use super::*;
+    use crate::store::StoreError;
+
+    async fn answered(e: impl Into<HttpError>) -> (u16, serde_json::Value) {
+        let response = e.into().into_response();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn http_answers_bad_input_with_400_naming_the_field() {
+        let e = ServiceError::invalid("subject", "must not be empty");
+        assert_eq!(answered(e).await, (400, json!({ "error": "subject: must not be empty" })));
+    }
+
+    #[tokio::test]
+    async fn http_answers_a_lease_not_held_with_409() {
+        let e = ServiceError::FailedPrecondition("task t is not leased by lease l".into());
+        assert_eq!(answered(e).await, (409, json!({ "error": "task t is not leased by lease l" })));
+    }
+
+    #[tokio::test]
+    async fn http_answers_an_unknown_name_with_404() {
+        let e = ServiceError::NotFound("no circuit named \"x\"".into());
+        assert_eq!(answered(e).await, (404, json!({ "error": "no circuit named \"x\"" })));
+    }
+
+    #[tokio::test]
+    async fn http_answers_an_unreachable_store_with_503_and_no_detail() {
+        let e = ServiceError::from(StoreError::Unavailable("connection refused at 10.0.0.7:6379".into()));
+        assert_eq!(answered(e).await, (503, json!({ "error": "state store unavailable; retry later" })));
+    }
+
+    #[tokio::test]
+    async fn http_answers_an_unreadable_store_reply_with_500_and_no_detail() {
+        let e = ServiceError::from(StoreError::Protocol("unexpected reply: Int(7)".into()));
+        assert_eq!(answered(e).await, (500, json!({ "error": "internal error" })));
+    }
+
+    #[tokio::test]
+    async fn http_answers_a_missing_token_with_401() {
+        assert_eq!(
+            answered(AuthError::Unauthenticated).await,
+            (401, json!({ "error": "missing or unknown bearer token" }))
+        );
+    }
+
+    #[tokio::test]
+    async fn http_answers_a_wrong_role_with_403() {
+        assert_eq!(
+            answered(AuthError::PermissionDenied).await,
+            (403, json!({ "error": "this token's role may not call this service" }))
+        );
+    }
+
+    #[tokio::test]
+    async fn http_answers_its_own_refusals_as_they_are() {
+        let e = HttpError::plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "body: expected Content-Type: application/json");
+        assert_eq!(answered(e).await, (415, json!({ "error": "body: expected Content-Type: application/json" })));
+    }
 }

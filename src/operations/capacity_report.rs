@@ -7,7 +7,7 @@ use super::{ActualProcessesView, CapacityConfigurationView, CapacityReport, Capa
 use crate::config::RuntimeConfig;
 use crate::core::capacity::{self, Limits};
 use crate::core::health;
-use crate::error::ServiceError;
+use crate::service::ServiceError;
 use crate::service::Snapshot;
 
 impl Operations {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::{ConfigReview, ConfigUpdate, EnvironmentValue, Operations};
 use crate::config::{FieldError, RuntimeConfig};
-use crate::error::ServiceError;
+use crate::service::ServiceError;
 
 impl Operations {
     /// Validates a partial runtime config (a JSON object) and previews the

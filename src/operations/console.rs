@@ -13,7 +13,7 @@ use crate::core::analytics::{self, CELLS, Cells};
 use crate::core::breaker::{BreakerStats, Circuit, half_open_in};
 use crate::core::health::{self, ProcessStatus};
 use crate::core::{Millis, UserType};
-use crate::error::ServiceError;
+use crate::service::ServiceError;
 use crate::service::Snapshot;
 use crate::store::{AnalyticsView, DeadLetter};
 

@@ -16,8 +16,8 @@ use crate::core::analytics::{self, Cells, WINDOWS};
 use crate::core::capacity;
 use crate::core::health;
 use crate::core::window_cache::{WindowCache, settled_minute};
-use crate::error::ServiceError;
 use crate::metrics::{Gauges, Samples};
+use crate::service::ServiceError;
 
 impl Operations {
     /// Runs about once a second: lease expiry, analytics flush, the

@@ -19,10 +19,9 @@ use crate::core::capacity;
 use crate::core::health::{self, ChatHealth, Health};
 use crate::core::window_cache::WindowCache;
 use crate::core::{Millis, UserType};
-use crate::error::ServiceError;
 use crate::protection::merge_cluster;
 use crate::rls_rules::RulesView;
-use crate::service::{Floodgate, Snapshot};
+use crate::service::{Floodgate, ServiceError, Snapshot};
 use crate::store::QueueStats;
 
 mod capacity_report;

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::ServiceError;
 use super::{Floodgate, MAX_ROUTE_BYTES, Snapshot, check_id};
 use crate::core::admission::{self, Pressure, Verdict};
 use crate::core::breaker::Circuit;
@@ -10,7 +11,6 @@ use crate::core::capacity;
 use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::gcra::{GcraOutcome, RateLimit};
 use crate::core::{Millis, Transport, UserType};
-use crate::error::ServiceError;
 use crate::protection::{Permit, Permits};
 use crate::store::RateKey;
 use crate::store::{EnqueueOutcome, NewTask, Store, StoreError};
@@ -140,7 +140,7 @@ impl Floodgate {
         let ratio = capacity::pressure_ratio(pressure.load, pressure.system_total);
         // Non-privileged traffic is refused without touching the store
         // while the system is known to be overloaded.
-        let backpressure = if user_type == UserType::Privileged {
+        let backpressure = if !admission::level_one_guarded_by_circuit(user_type) {
             None
         } else {
             match self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) {
@@ -246,9 +246,7 @@ impl Floodgate {
         let key = request.admission.admission_key();
         let now = self.clock.now_ms();
         let ratio = capacity::pressure_ratio(self.store.cached_load(), snapshot.calculation.system_total);
-        // A retry with an idempotency key must get its first answer, so the
-        // circuit does not stop it (the store re-checks the limit anyway).
-        let guarded = user_type != UserType::Privileged && request.idempotency_key.is_empty();
+        let guarded = admission::level_two_guarded_by_circuit(user_type, !request.idempotency_key.is_empty());
         let mut permits = Permits::default();
         if guarded {
             permits.backpressure = self.breakers.allow(Circuit::Backpressure, now, ratio);

@@ -6,6 +6,7 @@
 //! narrow calls the operator layer (`operations`) makes into them.
 
 mod admission;
+mod error;
 mod rls;
 mod workers;
 
@@ -23,7 +24,6 @@ use crate::core::breaker::{BreakerStats, Circuit};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
 use crate::core::rls::Rules;
-use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
 use crate::rls_rules::RlsRules;
@@ -33,6 +33,7 @@ use crate::store::{AnalyticsView, AnyStore, DeadLetter, QueueStats, Store, Store
 use crate::throttling::Recorder;
 
 pub use admission::{AdmissionRequest, EnqueueAnswer, EnqueueRequest};
+pub use error::ServiceError;
 pub use workers::{HeartbeatAck, LeaseQuery};
 
 /// Longest subject, session id, request id, task id or idempotency key.

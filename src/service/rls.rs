@@ -3,13 +3,13 @@
 use smallvec::SmallVec;
 
 use super::Floodgate;
+use super::ServiceError;
 use super::admission::{AdmissionRequest, LevelOne};
 use crate::core::Decision;
 use crate::core::admission::Verdict;
 use crate::core::breaker::Circuit;
 use crate::core::feedback::{Call, StoreOutcome, StoreStep};
 use crate::core::rls::{self, RlsRequest};
-use crate::error::ServiceError;
 use crate::protection::Permits;
 use crate::store::{RateBatch, RateKey, Store, StoreError};
 

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::ServiceError;
 use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
 use crate::core::Millis;
 use crate::core::health::{self, Health, ProcessRecord};
-use crate::error::ServiceError;
 use crate::store::{LeaseRequest, LeasedTask, Store};
 
 /// What a heartbeat is answered with.

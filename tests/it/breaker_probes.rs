@@ -10,7 +10,7 @@ use common::*;
 use floodgate::clock::ManualClock;
 use floodgate::config::Profile;
 use floodgate::core::{Decision, Transport, UserType};
-use floodgate::error::ServiceError;
+use floodgate::service::ServiceError;
 use floodgate::service::{AdmissionRequest, EnqueueRequest};
 
 /// One probe slot, opened by one overload refusal, half-open after 1 s.

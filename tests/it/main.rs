@@ -11,6 +11,7 @@ mod cli;
 mod client_typed;
 mod console;
 mod data_plane;
+mod lifecycle;
 mod live_config;
 mod metrics;
 mod operator_surface;

@@ -191,7 +191,7 @@ async fn cluster_admits_exactly_the_limit_and_keeps_every_key_in_one_slot() {
 
     // Every admission key of the deployment lives on the one node that
     // serves the {floodgate} hash tag's slot (rate-limit keys, like the
-    // checker's, spread by subject: tests/redis_cluster.rs).
+    // checker's, spread by subject: tests/it/redis_cluster.rs).
     let admission_keys = |n: &Node| n.cli(&["KEYS", "{floodgate}:*"]).lines().filter(|l| !l.is_empty()).count() as u64;
     let holding: Vec<u64> = cluster.nodes.iter().map(admission_keys).collect();
     assert_eq!(holding.iter().filter(|n| **n > 0).count(), 1, "keys per node: {holding:?}");

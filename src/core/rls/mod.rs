@@ -26,10 +26,12 @@ mod config;
 mod plan;
 mod rules;
 
-pub use answer::*;
-pub use config::*;
-pub use plan::*;
-pub use rules::*;
+pub use answer::{AdmissionOutcome, Answer, Code, ReportedLimit, Status, answer, counter_state};
+pub use config::{DescriptorConfig, DomainConfig, Invalid, RateLimitConfig, Replace, RlsConfig, Unit};
+pub use plan::{AdmissionEntries, Check, Checks, Entry, Plan, Planned, RlsRequest, Writes, decide_all, kept};
+pub use rules::{
+    Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle, Tally, counter_key,
+};
 
 #[cfg(test)]
 mod tests {
@@ -51,7 +53,7 @@ mod tests {
         Rules::compile(&config).expect("valid rules")
     }
 
-    /// The `chat` rules tests/rls.rs runs with too.
+    /// The `chat` rules tests/it/rls.rs runs with too.
     const CHAT: &str = include_str!("../../../tests/fixtures/rls/chat.toml");
 
     #[test]

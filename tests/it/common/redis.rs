@@ -122,7 +122,7 @@ impl Drop for RedisServer {
     }
 }
 
-// ---- other topologies: TLS, Cluster, Sentinel (tests/redis_topologies.rs) ----
+// ---- other topologies: TLS, Cluster, Sentinel (tests/it/redis_topologies.rs) ----
 
 /// A fresh directory for one server's files, removed by its owner.
 fn fresh_dir(tag: &str) -> PathBuf {

@@ -1,7 +1,8 @@
-//! The service's error type and the one classifier both edges answer by:
-//! for each class of error, the gRPC code, the HTTP status, the public
-//! message and whether it is logged (as linkerd2-proxy's error rescue and
-//! axum's error-handling example do it). `grpc` and `http` only translate.
+//! The one classifier both edges answer errors by: for each class of
+//! error, the gRPC code, the HTTP status, the public message and whether it
+//! is logged (as linkerd2-proxy's error rescue and axum's error-handling
+//! example do it). The service's errors name no transport; `grpc` and
+//! `http` call [`Classify::classify_and_log`] once, where they answer.
 
 use std::borrow::Cow;
 
@@ -9,47 +10,7 @@ use axum::http::StatusCode;
 use tonic::Code;
 
 use crate::auth::AuthError;
-use crate::store::StoreError;
-
-/// Why a call did not produce an answer (rejections are answers, not errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// Bad input; `field` names it. Nothing was changed.
-    #[error("{field}: {message}")]
-    InvalidArgument {
-        /// The field, as the caller named it.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The call is valid but the state does not allow it (e.g. a lease not held).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// A named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// A dependency (the state store) is down; retrying later may work.
-    #[error(transparent)]
-    Unavailable(StoreError),
-    /// A bug: the store answered what floodgate cannot read (a script or
-    /// decoder mismatch). Retrying will not help.
-    #[error("internal error")]
-    Internal(#[source] StoreError),
-}
-
-impl ServiceError {
-    /// Bad input in `field`.
-    pub fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
-        ServiceError::InvalidArgument { field: field.to_owned(), message: message.into() }
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    /// A transient store error may pass on retry; any other is a bug.
-    fn from(e: StoreError) -> Self {
-        if e.is_transient() { ServiceError::Unavailable(e) } else { ServiceError::Internal(e) }
-    }
-}
+use crate::service::ServiceError;
 
 /// Whether and how loudly an error is logged where it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +113,7 @@ impl Classify for AuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     fn answer(e: &dyn Classify) -> (Code, u16, String, Log) {
         let c = e.classify();
