@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use floodgate::app::service_options;
 use floodgate::clock::SystemClock;
 use floodgate::config::RlsOptions;
 use floodgate::config::runtime::Profile;
@@ -90,7 +91,8 @@ async fn main() {
     let dir = rules_dir();
     let mut settings = Settings::for_profile(Profile::Loadtest);
     settings.rls_options = RlsOptions { path: Some(dir.clone()), ..RlsOptions::default() };
-    let floodgate = Floodgate::new(AnyStore::Memory(MemoryStore::new()), &settings, Arc::new(SystemClock));
+    let floodgate =
+        Floodgate::new(AnyStore::Memory(MemoryStore::new()), service_options(&settings), Arc::new(SystemClock));
     floodgate.rls_rules().reload().expect("the rules load");
     let subjects: Vec<String> = (0..SUBJECTS).map(|n| format!("s{n}")).collect();
     let rules: Vec<RlsRequest<'_>> = subjects

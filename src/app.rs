@@ -21,7 +21,8 @@ use crate::grpc::rls::RateLimitService;
 use crate::grpc::rls::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use crate::grpc::workers::WorkersService;
 use crate::grpc::{FILE_DESCRIPTOR_SET, RequireRole};
-use crate::service::Floodgate;
+use crate::operations::{Operations, OperationsOptions};
+use crate::service::{Floodgate, ServiceOptions};
 use crate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore};
 use crate::tls::Tls;
 
@@ -59,6 +60,7 @@ pub enum AppError {
 pub struct App {
     settings: Settings,
     floodgate: Arc<Floodgate>,
+    operations: Arc<Operations>,
     grpc: TcpListener,
     http: TcpListener,
     tls: Option<Tls>,
@@ -67,6 +69,25 @@ pub struct App {
 /// The gRPC service names that health reports on.
 pub const SERVICE_NAMES: [&str; 4] =
     ["floodgate.v1.Admission", "floodgate.v1.Workers", "floodgate.v1.Admin", crate::grpc::rls::SERVICE_NAME];
+
+/// What the service is built with, from the settings.
+pub fn service_options(settings: &Settings) -> ServiceOptions {
+    ServiceOptions {
+        runtime: settings.runtime.clone(),
+        shield_capacity: settings.shield_capacity(),
+        rls: settings.rls.clone(),
+        rls_options: settings.rls_options.clone(),
+    }
+}
+
+/// What the operator layer is built with, from the settings.
+pub fn operations_options(settings: &Settings) -> OperationsOptions {
+    OperationsOptions {
+        replica_id: settings.replica_id.clone(),
+        environment: settings.environment(),
+        payload_limit_at_start: settings.runtime.max_payload_bytes,
+    }
+}
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })
@@ -96,7 +117,8 @@ impl App {
                 AnyStore::Redis(RedisStore::connect(url, options).await?)
             }
         };
-        let floodgate = Arc::new(Floodgate::new(store, &settings, clock));
+        let floodgate = Arc::new(Floodgate::new(store, service_options(&settings), clock));
+        let operations = Arc::new(Operations::new(floodgate.clone(), operations_options(&settings)));
         crate::rls_rules::start(floodgate.rls_rules())
             .map_err(|e| crate::config::ConfigError::Setting(e.to_string()))?;
         if let Err(e) = floodgate.refresh_snapshot().await {
@@ -105,7 +127,7 @@ impl App {
         }
         let grpc = bind(settings.grpc_addr).await?;
         let http = bind(settings.http_addr).await?;
-        Ok(App { settings, floodgate, grpc, http, tls })
+        Ok(App { settings, floodgate, operations, grpc, http, tls })
     }
 
     /// The gRPC listener's address.
@@ -123,10 +145,15 @@ impl App {
         self.floodgate.clone()
     }
 
+    /// The operator layer over it (Admin RPCs, the HTTP shim, housekeeping).
+    pub fn operations(&self) -> Arc<Operations> {
+        self.operations.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets
     /// in-flight calls finish and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let App { settings, floodgate, grpc, http, tls } = self;
+        let App { settings, floodgate, operations, grpc, http, tls } = self;
         let auth = Authenticator::new(settings.tokens.clone());
         if auth.is_open() {
             tracing::warn!(
@@ -147,7 +174,7 @@ impl App {
             health.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         }
         let background =
-            tokio::spawn(run_background(floodgate.clone(), health, settings.snapshot_refresh_ms, stop_rx.clone()));
+            tokio::spawn(run_background(operations.clone(), health, settings.snapshot_refresh_ms, stop_rx.clone()));
         // A panic in the background task is reported and stops the server:
         // serving on with a snapshot that never refreshes would decide
         // against stale capacity forever.
@@ -167,7 +194,7 @@ impl App {
         // And every call of floodgate's RPCs timed by status code.
         let mut builder = Server::builder()
             .layer(crate::rpc_trace::TraceLayer::new(tls.is_some()))
-            .layer(floodgate.metrics.rpc_layer());
+            .layer(floodgate.metrics().rpc_layer());
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.grpc()).map_err(|e| AppError::Tls(e.to_string()))?;
         }
@@ -187,7 +214,7 @@ impl App {
                 Role::Worker,
             ))
             .add_service(RequireRole::new(
-                AdminServer::new(AdminService::new(floodgate.clone())),
+                AdminServer::new(AdminService::new(operations.clone())),
                 auth.clone(),
                 Role::Admin,
             ))
@@ -205,7 +232,7 @@ impl App {
             .serve_with_incoming_shutdown(grpc_incoming(grpc), stopped(stop_rx.clone()));
 
         let router =
-            crate::http::router(floodgate.clone(), auth).layer(crate::rpc_trace::TraceLayer::new(tls.is_some()));
+            crate::http::router(operations.clone(), auth).layer(crate::rpc_trace::TraceLayer::new(tls.is_some()));
         let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
             Some(tls) => Box::pin(
                 axum::serve(tls.listener(http), router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
@@ -275,7 +302,7 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 /// Keeps the capacity snapshot fresh, reports store reachability through
 /// `grpc.health.v1`, and runs housekeeping until stopped.
 async fn run_background(
-    floodgate: Arc<Floodgate>,
+    operations: Arc<Operations>,
     health: tonic_health::server::HealthReporter,
     refresh_ms: u64,
     mut stop: watch::Receiver<bool>,
@@ -290,7 +317,7 @@ async fn run_background(
             _ = refresh.tick() => {}
         }
         ticks += 1;
-        let reachable = match floodgate.refresh_snapshot().await {
+        let reachable = match operations.floodgate().refresh_snapshot().await {
             Ok(_) => true,
             Err(e) => {
                 if serving {
@@ -314,12 +341,12 @@ async fn run_background(
             continue;
         }
         // Live config from other replicas applies within one refresh.
-        if let Err(e) = floodgate.sync_config().await {
+        if let Err(e) = operations.sync_config().await {
             tracing::warn!(error = %e, "config sync failed");
         }
         // Housekeeping about once a second.
         if ticks.is_multiple_of((1_000 / refresh_ms.clamp(10, 1_000)).max(1))
-            && let Err(e) = floodgate.housekeeping().await
+            && let Err(e) = operations.housekeeping().await
         {
             tracing::warn!(error = %e, "housekeeping failed");
         }

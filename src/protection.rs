@@ -186,15 +186,15 @@ impl Breakers {
 
     /// The seed's per-circuit fields of this replica.
     pub fn stats(&self, now: Millis) -> BTreeMap<String, BreakerStats> {
-        Circuit::ALL
-            .iter()
-            .map(|c| {
-                let shared = self.shared(*c);
-                let mut stats = lock(&shared.inner).stats(now);
-                stats.total_requests += shared.closed_requests.load(Ordering::Relaxed);
-                (c.name().to_owned(), stats)
-            })
-            .collect()
+        Circuit::ALL.iter().map(|c| (c.name().to_owned(), self.circuit_stats(*c, now))).collect()
+    }
+
+    /// One circuit's fields on this replica, as of `now`.
+    pub fn circuit_stats(&self, circuit: Circuit, now: Millis) -> BreakerStats {
+        let shared = self.shared(circuit);
+        let mut stats = lock(&shared.inner).stats(now);
+        stats.total_requests += shared.closed_requests.load(Ordering::Relaxed);
+        stats
     }
 
     /// Names of open circuits.

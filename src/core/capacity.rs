@@ -118,7 +118,7 @@ impl CapacityCalculation {
     }
 
     /// The seed's `step_1_config` … `step_8_system_total` sentences.
-    pub fn breakdown(&self) -> [String; 8] {
+    pub fn breakdown(&self) -> Breakdown {
         let c = &self.config;
         let per_instance = {
             let mut totals: Vec<u64> = self.instances.iter().map(|i| i.total).collect();
@@ -129,17 +129,43 @@ impl CapacityCalculation {
                 many => many.iter().map(u64::to_string).collect::<Vec<_>>().join("/"),
             }
         };
-        [
-            format!("{} concurrent per process", c.concurrent_per_process),
-            format!("{} healthy chat REST processes", self.healthy_processes()),
-            format!("{} total concurrent capacity", self.total_concurrent()),
-            format!("{} effective (after {}% buffer)", self.effective(), format_percent(c.capacity_buffer)),
-            format!("{} queue capacity ({}x multiplier)", self.queue_capacity(), c.queue_multiplier),
-            format!("{per_instance} total capacity per instance"),
-            format!("{} instances detected", self.instances.len()),
-            format!("{} total system capacity", self.system_total),
-        ]
+        Breakdown {
+            step_1_config: format!("{} concurrent per process", c.concurrent_per_process),
+            step_2_processes: format!("{} healthy chat REST processes", self.healthy_processes()),
+            step_3_total_concurrent: format!("{} total concurrent capacity", self.total_concurrent()),
+            step_4_effective: format!(
+                "{} effective (after {}% buffer)",
+                self.effective(),
+                format_percent(c.capacity_buffer)
+            ),
+            step_5_queue: format!("{} queue capacity ({}x multiplier)", self.queue_capacity(), c.queue_multiplier),
+            step_6_total_per_instance: format!("{per_instance} total capacity per instance"),
+            step_7_instances: format!("{} instances detected", self.instances.len()),
+            step_8_system_total: format!("{} total system capacity", self.system_total),
+        }
     }
+}
+
+/// The seed's eight steps as sentences, one field per step (serialised in
+/// step order under the seed's keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Breakdown {
+    /// Step 1: concurrent tasks per process.
+    pub step_1_config: String,
+    /// Step 2: healthy chat REST processes.
+    pub step_2_processes: String,
+    /// Step 3: total concurrency.
+    pub step_3_total_concurrent: String,
+    /// Step 4: concurrency less the buffer.
+    pub step_4_effective: String,
+    /// Step 5: queue capacity.
+    pub step_5_queue: String,
+    /// Step 6: each instance's total.
+    pub step_6_total_per_instance: String,
+    /// Step 7: instances detected.
+    pub step_7_instances: String,
+    /// Step 8: the system total `T`.
+    pub step_8_system_total: String,
 }
 
 /// 0.2 → "20", 0.155 → "15.5": percent without float noise.
@@ -147,6 +173,17 @@ pub fn format_percent(fraction: f64) -> String {
     let percent = (fraction * 10_000.0).round() / 100.0;
     let text = format!("{percent:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// `fraction` in percent, as a number: 0.2 → 20, 0.07 → 7 (not
+/// 7.000000000000001), 2/3 → 66.666…. The product's float noise (an ulp or
+/// two) is removed; nothing else is rounded.
+pub fn as_percent(fraction: f64) -> f64 {
+    let percent = fraction * 100.0;
+    // The nearest billionth, taken only when it is within the product's
+    // rounding error: a decimal fraction comes back as its decimal percent.
+    let short = (percent * 1e9).round() / 1e9;
+    if (short - percent).abs() <= 4.0 * f64::EPSILON * percent.abs() { short } else { percent }
 }
 
 /// The load each user type may fill the system to.
@@ -222,8 +259,18 @@ mod tests {
     fn seed_example_gives_fourteen_with_the_seed_sentences() {
         let calc = calculate(&seed_config(), &one_instance(1));
         assert_eq!(calc.system_total, 14);
+        let steps = calc.breakdown();
         assert_eq!(
-            calc.breakdown(),
+            [
+                steps.step_1_config,
+                steps.step_2_processes,
+                steps.step_3_total_concurrent,
+                steps.step_4_effective,
+                steps.step_5_queue,
+                steps.step_6_total_per_instance,
+                steps.step_7_instances,
+                steps.step_8_system_total,
+            ],
             [
                 "5 concurrent per process",
                 "1 healthy chat REST processes",
@@ -235,6 +282,26 @@ mod tests {
                 "14 total system capacity",
             ]
         );
+    }
+
+    #[test]
+    fn the_breakdown_serialises_under_the_seed_keys_in_step_order() {
+        let json = serde_json::to_value(calculate(&seed_config(), &one_instance(1)).breakdown()).expect("JSON");
+        let keys: Vec<&str> = json.as_object().expect("an object").keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "step_1_config",
+                "step_2_processes",
+                "step_3_total_concurrent",
+                "step_4_effective",
+                "step_5_queue",
+                "step_6_total_per_instance",
+                "step_7_instances",
+                "step_8_system_total",
+            ]
+        );
+        assert_eq!(json["step_8_system_total"], "14 total system capacity");
     }
 
     #[test]
@@ -256,7 +323,7 @@ mod tests {
         let calc = calculate(&seed_config(), &healthy);
         assert_eq!(calc.instances.len(), 1);
         assert_eq!(calc.system_total, 28);
-        assert_eq!(calc.breakdown()[6], "1 instances detected");
+        assert_eq!(calc.breakdown().step_7_instances, "1 instances detected");
     }
 
     #[test]
@@ -264,7 +331,7 @@ mod tests {
         let healthy = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
         let calc = calculate(&seed_config(), &healthy);
         assert_eq!(calc.system_total, 14 + 28);
-        assert_eq!(calc.breakdown()[5], "14/28 total capacity per instance");
+        assert_eq!(calc.breakdown().step_6_total_per_instance, "14/28 total capacity per instance");
     }
 
     #[test]
@@ -287,6 +354,18 @@ mod tests {
         assert_eq!(format_percent(0.15), "15");
         assert_eq!(format_percent(0.155), "15.5");
         assert_eq!(format_percent(0.0), "0");
+    }
+
+    #[test]
+    fn a_fraction_in_percent_keeps_its_digits_without_float_noise() {
+        assert_eq!(as_percent(0.2), 20.0);
+        assert_eq!(as_percent(0.07), 7.0, "0.07 × 100 is 7.000000000000001 in floats");
+        assert_eq!(as_percent(0.155), 15.5);
+        assert_eq!(as_percent(0.0), 0.0);
+        let two_thirds = as_percent(2.0 / 3.0);
+        assert!((two_thirds - 200.0 / 3.0).abs() < 1e-12, "not rounded: {two_thirds}");
+        let fine = as_percent(0.123456);
+        assert!((fine - 12.3456).abs() < 1e-12, "not rounded to two decimals: {fine}");
     }
 
     proptest! {

@@ -1,5 +1,5 @@
 //! `floodgate.v1.Admin`: the operator surface over gRPC. Each answer is
-//! the service's document converted field for field.
+//! an `operations` document converted field for field.
 
 use std::sync::Arc;
 
@@ -12,28 +12,26 @@ use crate::alerting::AlertView;
 use crate::config::FieldError;
 use crate::core::analytics::PeriodStats;
 use crate::grpc::OrStatus;
-use crate::operations::CapacityReport;
-use crate::operations::{CircuitBreakersView, SystemStatus};
+use crate::operations::{CapacityReport, CircuitBreakersView, Operations, SystemStatus};
 use crate::rls_rules::RulesView;
-use crate::service::Floodgate;
 use crate::service::ServiceError;
 
-/// The Admin service over a shared [`Floodgate`].
+/// The Admin service over a shared [`Operations`].
 pub struct AdminService {
-    floodgate: Arc<Floodgate>,
+    operations: Arc<Operations>,
 }
 
 impl AdminService {
-    /// Serves `floodgate`.
-    pub fn new(floodgate: Arc<Floodgate>) -> AdminService {
-        AdminService { floodgate }
+    /// Serves `operations`.
+    pub fn new(operations: Arc<Operations>) -> AdminService {
+        AdminService { operations }
     }
 }
 
 /// The capacity document in proto form.
 pub fn capacity_to_pb(report: CapacityReport) -> pb::CapacityCalculation {
     let c = report.configuration;
-    let steps = |name: &str| report.calculations_breakdown.get(name).cloned().unwrap_or_default();
+    let steps = report.calculations_breakdown;
     let t = report.totals;
     pb::CapacityCalculation {
         configuration: Some(pb::CapacityConfiguration {
@@ -63,14 +61,14 @@ pub fn capacity_to_pb(report: CapacityReport) -> pb::CapacityCalculation {
                 .collect(),
         }),
         calculations_breakdown: Some(pb::CalculationsBreakdown {
-            step_1_config: steps("step_1_config"),
-            step_2_processes: steps("step_2_processes"),
-            step_3_total_concurrent: steps("step_3_total_concurrent"),
-            step_4_effective: steps("step_4_effective"),
-            step_5_queue: steps("step_5_queue"),
-            step_6_total_per_instance: steps("step_6_total_per_instance"),
-            step_7_instances: steps("step_7_instances"),
-            step_8_system_total: steps("step_8_system_total"),
+            step_1_config: steps.step_1_config,
+            step_2_processes: steps.step_2_processes,
+            step_3_total_concurrent: steps.step_3_total_concurrent,
+            step_4_effective: steps.step_4_effective,
+            step_5_queue: steps.step_5_queue,
+            step_6_total_per_instance: steps.step_6_total_per_instance,
+            step_7_instances: steps.step_7_instances,
+            step_8_system_total: steps.step_8_system_total,
         }),
         totals: Some(pb::CapacityTotals {
             healthy_chat_rest_processes: t.healthy_chat_rest_processes,
@@ -298,7 +296,7 @@ impl admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::GetCapacityCalculationRequest>,
     ) -> Result<Response<pb::CapacityCalculation>, Status> {
-        let report = self.floodgate.capacity_calculation().await.or_status()?;
+        let report = self.operations.capacity_calculation().await.or_status()?;
         Ok(Response::new(capacity_to_pb(report)))
     }
 
@@ -306,30 +304,30 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetSystemStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
-        Ok(Response::new(status_to_pb(self.floodgate.system_status().await.or_status()?)))
+        Ok(Response::new(status_to_pb(self.operations.system_status().await.or_status()?)))
     }
 
     async fn list_circuit_breakers(
         &self,
         _: Request<pb::ListCircuitBreakersRequest>,
     ) -> Result<Response<pb::CircuitBreakers>, Status> {
-        Ok(Response::new(breakers_to_pb(self.floodgate.circuit_breakers().await.or_status()?)))
+        Ok(Response::new(breakers_to_pb(self.operations.circuit_breakers().await.or_status()?)))
     }
 
     async fn reset_circuit_breaker(
         &self,
         request: Request<pb::ResetCircuitBreakerRequest>,
     ) -> Result<Response<pb::ResetCircuitBreakerResponse>, Status> {
-        let (circuit_name, state) =
-            self.floodgate.reset_circuit_breaker(&request.into_inner().circuit_name).await.or_status()?;
-        Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name, state: state.as_str().to_owned() }))
+        let reset = self.operations.reset_circuit_breaker(&request.into_inner().circuit_name).await.or_status()?;
+        let state = reset.circuit.state.as_str().to_owned();
+        Ok(Response::new(pb::ResetCircuitBreakerResponse { circuit_name: reset.circuit_name, state }))
     }
 
     async fn validate_config(
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::ValidateConfigResponse>, Status> {
-        let review = self.floodgate.review_config(&change_to_json(request.into_inner())?);
+        let review = self.operations.review_config(&change_to_json(request.into_inner())?);
         Ok(Response::new(pb::ValidateConfigResponse {
             valid: review.valid,
             errors: errors_to_pb(review.errors),
@@ -342,7 +340,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::ConfigChange>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        let update = self.floodgate.update_config(&change_to_json(request.into_inner())?).await.or_status()?;
+        let update = self.operations.update_config(&change_to_json(request.into_inner())?).await.or_status()?;
         Ok(Response::new(pb::UpdateConfigResponse {
             applied: update.applied,
             version: update.version,
@@ -356,12 +354,12 @@ impl admin_server::Admin for AdminService {
         &self,
         _: Request<pb::GetThrottlingStatsRequest>,
     ) -> Result<Response<pb::ThrottlingStats>, Status> {
-        let periods = self.floodgate.throttling_stats().await.or_status()?;
+        let periods = self.operations.throttling_stats().await.or_status()?;
         Ok(Response::new(pb::ThrottlingStats { throttling_by_period: periods_to_pb(periods) }))
     }
 
     async fn list_alerts(&self, _: Request<pb::ListAlertsRequest>) -> Result<Response<pb::Alerts>, Status> {
-        Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.floodgate.alerts()) }))
+        Ok(Response::new(pb::Alerts { alerts: alerts_to_pb(self.operations.alerts()) }))
     }
 
     async fn get_environment(
@@ -369,7 +367,7 @@ impl admin_server::Admin for AdminService {
         _: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::Environment>, Status> {
         let values = self
-            .floodgate
+            .operations
             .environment()
             .into_iter()
             .map(|(k, v)| (k, pb::EnvironmentValue { value: v.value, source: v.source }))
@@ -378,6 +376,83 @@ impl admin_server::Admin for AdminService {
     }
 
     async fn get_rls_config(&self, _: Request<pb::GetRlsConfigRequest>) -> Result<Response<pb::RlsConfig>, Status> {
-        Ok(Response::new(rls_config_to_pb(self.floodgate.rls_rules().view())))
+        Ok(Response::new(rls_config_to_pb(self.operations.rls_config())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::core::capacity::{self, CapacityConfig};
+    use crate::operations::{ActualProcessesView, CapacityConfigurationView, CapacityTotals};
+
+    /// A capacity document over two unequal instances (every step's
+    /// sentence differs from every other's).
+    fn report() -> CapacityReport {
+        let config = CapacityConfig {
+            concurrent_per_process: 5,
+            processes_per_instance: 2,
+            capacity_buffer: 0.2,
+            queue_multiplier: 2,
+        };
+        let healthy = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        let calc = capacity::calculate(&config, &healthy);
+        CapacityReport {
+            configuration: CapacityConfigurationView {
+                concurrent_per_process: 5,
+                processes_per_instance: 2,
+                capacity_buffer: 0.2,
+                queue_multiplier: 2,
+            },
+            actual_processes: ActualProcessesView {
+                instances_found: vec!["a".into(), "b".into()],
+                processes_per_instance: BTreeMap::new(),
+            },
+            calculations_breakdown: calc.breakdown(),
+            totals: CapacityTotals {
+                healthy_chat_rest_processes: 3,
+                total_concurrent: 15,
+                effective: 12,
+                queue_capacity: 30,
+                total_per_instance: vec![14, 28],
+                instances: 2,
+                system_total: 42,
+                anonymous_limit: 25,
+                registered_limit: 33,
+                privileged_limit: 39,
+            },
+        }
+    }
+
+    #[test]
+    fn capacity_steps_reach_the_proto_field_by_field() {
+        let document = report().calculations_breakdown;
+        let steps = capacity_to_pb(report()).calculations_breakdown.expect("the breakdown");
+        let sent = [
+            steps.step_1_config,
+            steps.step_2_processes,
+            steps.step_3_total_concurrent,
+            steps.step_4_effective,
+            steps.step_5_queue,
+            steps.step_6_total_per_instance,
+            steps.step_7_instances,
+            steps.step_8_system_total,
+        ];
+        let expected = [
+            document.step_1_config,
+            document.step_2_processes,
+            document.step_3_total_concurrent,
+            document.step_4_effective,
+            document.step_5_queue,
+            document.step_6_total_per_instance,
+            document.step_7_instances,
+            document.step_8_system_total,
+        ];
+        assert_eq!(sent, expected);
+        assert_eq!(sent[5], "14/28 total capacity per instance");
+        assert_eq!(sent[7], "42 total system capacity");
+        assert!(sent.iter().all(|s| !s.is_empty()), "no step left empty: {sent:?}");
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP shim (axum): liveness, readiness and the seed's JSON documents,
-//! serialised from the same service calls that gRPC converts.
+//! serialised from the same `operations` calls that gRPC converts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::auth::{AuthError, Authenticator, Role};
 use crate::classify::Classify;
-use crate::service::Floodgate;
+use crate::operations::Operations;
 use crate::service::ServiceError;
 
 mod console;
@@ -31,7 +31,7 @@ pub const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Shim {
-    floodgate: Arc<Floodgate>,
+    operations: Arc<Operations>,
 }
 
 /// The one HTTP error type: bad input keeps its message, internals become
@@ -107,28 +107,28 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(shim): State<Shim>) -> Result<Json<serde_json::Value>, HttpError> {
-    let stats = shim.floodgate.queue_stats().await?;
+    let stats = shim.operations.queue_stats().await?;
     Ok(Json(json!({ "status": "ready", "load": stats.load() })))
 }
 
 async fn capacity_calculation(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(shim.floodgate.capacity_calculation().await?))
+    Ok(Json(shim.operations.capacity_calculation().await?))
 }
 
 async fn system_status(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(shim.floodgate.system_status().await?))
+    Ok(Json(shim.operations.system_status().await?))
 }
 
 async fn circuit_breakers(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(shim.floodgate.circuit_breakers().await?))
+    Ok(Json(shim.operations.circuit_breakers().await?))
 }
 
 async fn reset_circuit_breaker(
     State(shim): State<Shim>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, HttpError> {
-    let (circuit_name, state) = shim.floodgate.reset_circuit_breaker(&name).await?;
-    Ok(Json(json!({ "circuit_name": circuit_name, "state": state.as_str() })))
+    let reset = shim.operations.reset_circuit_breaker(&name).await?;
+    Ok(Json(json!({ "circuit_name": reset.circuit_name, "state": reset.circuit.state.as_str() })))
 }
 
 /// Reads a JSON body; malformed JSON is a 400 naming the problem. A
@@ -152,37 +152,37 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Http
 }
 
 async fn validate_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
-    let review = shim.floodgate.review_config(&json_body(&headers, &body)?);
+    let review = shim.operations.review_config(&json_body(&headers, &body)?);
     let status = if review.valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(review)).into_response())
 }
 
 async fn update_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
-    let update = shim.floodgate.update_config(&json_body(&headers, &body)?).await?;
+    let update = shim.operations.update_config(&json_body(&headers, &body)?).await?;
     let status = if update.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(update)).into_response())
 }
 
 async fn environment(State(shim): State<Shim>) -> Json<serde_json::Value> {
-    Json(json!(shim.floodgate.environment()))
+    Json(json!(shim.operations.environment()))
 }
 
 async fn throttling(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(json!({ "throttling_by_period": shim.floodgate.throttling_stats().await? })))
+    Ok(Json(json!({ "throttling_by_period": shim.operations.throttling_stats().await? })))
 }
 
 async fn alerts(State(shim): State<Shim>) -> Json<serde_json::Value> {
-    Json(json!({ "alerts": shim.floodgate.alerts() }))
+    Json(json!({ "alerts": shim.operations.alerts() }))
 }
 
 async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
-    let text = shim.floodgate.metrics_text().await?;
+    let text = shim.operations.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
-/// The shim's routes.
-pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
-    let shim = Shim { floodgate };
+/// The shim's routes, over the operator layer (the shim serves no data plane).
+pub fn router(operations: Arc<Operations>, auth: Authenticator) -> Router {
+    let shim = Shim { operations };
     let console_pages = console::pages(!auth.is_open());
     let admin = Router::new()
         .route("/monitoring/system", get(system_status))
@@ -192,10 +192,7 @@ pub fn router(floodgate: Arc<Floodgate>, auth: Authenticator) -> Router {
         .route("/admin/gateway/update-config", post(update_config))
         .route("/debug/capacity-calculation", get(capacity_calculation))
         .route("/debug/environment", get(environment))
-        .route(
-            "/debug/rls-config",
-            get(|State(shim): State<Shim>| async move { Json(shim.floodgate.rls_rules().view()) }),
-        )
+        .route("/debug/rls-config", get(|State(shim): State<Shim>| async move { Json(shim.operations.rls_config()) }))
         .route("/monitoring/throttling", get(throttling))
         .route("/monitoring/alerts", get(alerts))
         .merge(console::documents())

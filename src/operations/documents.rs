@@ -9,6 +9,7 @@ use crate::alerting::AlertView;
 use crate::config::{FieldError, RuntimeConfig};
 use crate::core::analytics::PeriodStats;
 use crate::core::breaker::BreakerStats;
+use crate::core::capacity::Breakdown;
 
 /// The seed's circuit-breaker document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,6 +31,16 @@ pub struct CircuitSummary {
     pub half_open_circuits: u32,
     /// Circuits closed now.
     pub closed_circuits: u32,
+}
+
+/// The answer of `ResetCircuitBreaker`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitReset {
+    /// The circuit's name.
+    pub circuit_name: String,
+    /// Its fields as this replica's breakers read them after the reset
+    /// (the edges answer its `state`).
+    pub circuit: BreakerStats,
 }
 
 /// One service group on one instance (seed `instances.*.*`).
@@ -235,7 +246,7 @@ pub struct CapacityReport {
     /// The instances and processes found.
     pub actual_processes: ActualProcessesView,
     /// The seed's eight steps as sentences (`step_1_…` to `step_8_…`).
-    pub calculations_breakdown: BTreeMap<String, String>,
+    pub calculations_breakdown: Breakdown,
     /// The numbers behind the sentences.
     pub totals: CapacityTotals,
 }

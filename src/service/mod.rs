@@ -2,7 +2,8 @@
 //! rules and the store for state. gRPC and the HTTP shim both call this, so
 //! every answer is computed once, here. Level 1 and Level 2 live in
 //! `admission`, the Envoy RLS path in `rls`, the worker calls in `workers`;
-//! this module holds the shared state and the capacity snapshot.
+//! this module holds the shared state, the capacity snapshot and the
+//! narrow calls the operator layer (`operations`) makes into them.
 
 mod admission;
 mod error;
@@ -15,17 +16,23 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
 
-use crate::alerting::AlertBook;
 use crate::clock::Clock;
-use crate::config::{RuntimeConfig, Settings};
+use crate::config::{RlsOptions, RuntimeConfig};
 use crate::core::Millis;
 use crate::core::admission::Pressure;
+use crate::core::breaker::{BreakerStats, Circuit};
 use crate::core::capacity::{self, CapacityCalculation, Limits};
 use crate::core::health::{self, ProcessRecord};
+use crate::core::rls::Rules;
 use crate::metrics::Metrics;
 use crate::protection::Breakers;
+use crate::rls_rules::RlsRules;
+use crate::shield::Shield;
 use crate::store::rate::RateTable;
-use crate::store::{AnyStore, Housekeeping, ProcessRegistry, QueueStats, TaskQueue};
+use crate::store::{
+    AnalyticsStore, AnalyticsView, AnyStore, ClusterState, DeadLetter, Housekeeping, ProcessRegistry, QueueStats,
+    StoredConfig, TaskQueue,
+};
 use crate::throttling::Recorder;
 
 pub use admission::{AdmissionRequest, EnqueueAnswer, EnqueueRequest};
@@ -55,6 +62,19 @@ pub struct Snapshot {
     pub taken_at_ms: Millis,
 }
 
+/// What the service is built with (the app reads it from the settings).
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// The runtime config to start from.
+    pub runtime: RuntimeConfig,
+    /// Refused subjects the local shield remembers per user type (0: off).
+    pub shield_capacity: usize,
+    /// The Envoy rate-limit rules of the config file.
+    pub rls: Arc<Rules>,
+    /// The live-reloaded Envoy rules' directory and modes.
+    pub rls_options: RlsOptions,
+}
+
 /// The service. Cheap to share: hold it in an `Arc`.
 pub struct Floodgate {
     store: AnyStore,
@@ -65,28 +85,15 @@ pub struct Floodgate {
     /// Level 1's rate limiter when the store fails (fail open, design §6).
     fallback_rates: RateTable,
     /// Refusals remembered until their retry time (Redis only: see `shield`).
-    pub shield: crate::shield::Shield,
+    shield: Shield,
     /// Wakes a long-polling `LeaseTasks` call when a task is enqueued here.
     task_ready: Notify,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) breakers: Breakers,
-    pub(crate) recorder: Recorder,
-    pub(crate) metrics: Metrics,
-    /// Decision counts of settled minutes, for /metrics and alerts (see `operations`).
-    pub(crate) windows: std::sync::Mutex<crate::core::window_cache::WindowCache>,
-    pub(crate) alerts: std::sync::Mutex<AlertBook>,
-    /// This replica's id (cluster breaker view, environment).
-    pub(crate) replica_id: String,
-    /// The runtime config version in force (0 = from profile and file).
-    pub(crate) config_version: std::sync::atomic::AtomicU64,
-    /// Where each setting came from, and the static settings, for GetEnvironment.
-    pub(crate) environment: BTreeMap<String, (String, String)>,
-    /// The load at the last alert evaluation (large load changes).
-    pub(crate) last_alert_load: std::sync::atomic::AtomicU64,
+    clock: Arc<dyn Clock>,
+    breakers: Breakers,
+    recorder: Recorder,
+    metrics: Metrics,
     /// Envoy rate-limit service descriptor rules (TOML and live-reloaded YAML).
-    rls: Arc<crate::rls_rules::RlsRules>,
-    /// `max_payload_bytes` at start: the gRPC message limit is fixed by it.
-    pub(crate) payload_limit_at_start: u32,
+    rls: Arc<RlsRules>,
 }
 
 fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError> {
@@ -107,16 +114,15 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Servic
 }
 
 impl Floodgate {
-    /// A service over `store`, starting from `runtime`, with an empty
-    /// capacity snapshot until the first refresh.
-    pub fn new(store: AnyStore, settings: &Settings, clock: Arc<dyn Clock>) -> Floodgate {
-        let runtime = settings.runtime.clone();
+    /// A service over `store`, starting from `options.runtime`, with an
+    /// empty capacity snapshot until the first refresh.
+    pub fn new(store: AnyStore, options: ServiceOptions, clock: Arc<dyn Clock>) -> Floodgate {
+        let ServiceOptions { runtime, shield_capacity, rls, rls_options } = options;
         let now = clock.now_ms();
         let calculation = capacity::calculate(&runtime.capacity(), &BTreeMap::new());
         let limits = Limits::from_thresholds(&runtime.thresholds(), 0);
         Floodgate {
             store,
-            runtime: ArcSwap::from_pointee(runtime.clone()),
             snapshot: ArcSwap::from_pointee(Snapshot {
                 calculation,
                 limits,
@@ -126,25 +132,19 @@ impl Floodgate {
             }),
             refreshing: Mutex::new(()),
             fallback_rates: RateTable::default(),
-            shield: crate::shield::Shield::new(settings.shield_capacity()),
+            shield: Shield::new(shield_capacity),
             task_ready: Notify::new(),
             clock,
             breakers: Breakers::new(&runtime.breakers),
             recorder: Recorder::new(runtime.analytics_enabled),
             metrics: Metrics::default(),
-            windows: std::sync::Mutex::new(crate::core::window_cache::WindowCache::for_operator_views()),
-            alerts: std::sync::Mutex::new(AlertBook::default()),
-            replica_id: settings.replica_id.clone(),
-            config_version: std::sync::atomic::AtomicU64::new(0),
-            environment: settings.environment(),
-            last_alert_load: std::sync::atomic::AtomicU64::new(0),
-            rls: Arc::new(crate::rls_rules::RlsRules::new(settings.rls.clone(), settings.rls_options.clone())),
-            payload_limit_at_start: settings.runtime.max_payload_bytes,
+            rls: Arc::new(RlsRules::new(rls, rls_options)),
+            runtime: ArcSwap::from_pointee(runtime),
         }
     }
 
     /// The Envoy rate-limit rules in force and their counters.
-    pub fn rls_rules(&self) -> &Arc<crate::rls_rules::RlsRules> {
+    pub fn rls_rules(&self) -> &Arc<RlsRules> {
         &self.rls
     }
 
@@ -153,19 +153,17 @@ impl Floodgate {
         self.runtime.load_full()
     }
 
-    /// Replaces the runtime config (live update).
-    pub(crate) fn set_runtime(&self, config: RuntimeConfig) {
+    /// Puts a runtime config in force (live update): the breakers' tuning,
+    /// whether analytics are counted, and every rule read from the config.
+    pub(crate) fn apply_runtime(&self, config: RuntimeConfig) {
+        self.breakers.reconfigure(&config.breakers);
+        self.recorder.set_enabled(config.analytics_enabled);
         self.runtime.store(Arc::new(config));
     }
 
     /// The capacity snapshot Level 1 decides against.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
-    }
-
-    /// The store (for housekeeping and tests).
-    pub fn store(&self) -> &AnyStore {
-        &self.store
     }
 
     /// Re-reads process records and recomputes capacity and limits.
@@ -202,5 +200,104 @@ impl Floodgate {
     /// Queue depths, leases and dead letters.
     pub async fn queue_stats(&self) -> Result<QueueStats, ServiceError> {
         Ok(self.store.queue_stats().await?)
+    }
+
+    /// The newest dead letters, at most `limit`.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, ServiceError> {
+        Ok(self.store.dead_letters(limit).await?)
+    }
+
+    /// Now, by the service's clock.
+    pub fn now_ms(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// This replica's circuit breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// The process's counters and RPC histogram.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Requests the local shield refused without a store call.
+    pub fn shield_hits(&self) -> u64 {
+        self.shield.hits()
+    }
+
+    /// Writes this replica's pending decision counts to the store.
+    pub(crate) async fn flush_analytics(&self, now: Millis) -> Result<(), ServiceError> {
+        self.recorder.flush(&self.store, now).await.map_err(|e| {
+            self.metrics.store_error("analytics", e.is_shard_local());
+            ServiceError::from(e)
+        })
+    }
+
+    /// The decision counts of the `span_minutes` minutes up to `now_minute`,
+    /// as the store holds them (every replica's flushed counts).
+    pub(crate) async fn analytics(&self, now_minute: u64, span_minutes: u64) -> Result<AnalyticsView, ServiceError> {
+        Ok(self.store.analytics(now_minute, span_minutes).await?)
+    }
+
+    /// Resets `circuit` here and, through a new reset generation in the
+    /// store, on every replica (each applies it at its next housekeeping).
+    /// Answers the circuit as read after the reset: a failure that reopens
+    /// it in between shows, rather than a `Closed` it no longer is.
+    pub(crate) async fn reset_breaker(&self, circuit: Circuit) -> Result<BreakerStats, ServiceError> {
+        let generation = self.store.reset_breaker(circuit.name()).await?;
+        self.breakers.mark_generation(circuit, generation);
+        self.breakers.reset(circuit, self.clock.now_ms());
+        Ok(self.breakers.circuit_stats(circuit, self.clock.now_ms()))
+    }
+
+    /// Applies the reset generations other replicas stored.
+    pub(crate) async fn apply_breaker_resets(&self, now: Millis) -> Result<(), ServiceError> {
+        let generations = self.store.breaker_generations().await?;
+        self.breakers.apply_generations(&generations, now);
+        Ok(())
+    }
+
+    /// Publishes this replica's breaker view (`json`) for the cluster's.
+    pub(crate) async fn publish_breakers(&self, replica: &str, json: String, now: Millis) -> Result<(), ServiceError> {
+        Ok(self.store.publish_breakers(replica, json, now).await?)
+    }
+
+    /// Every replica's breaker view published since `since`.
+    pub(crate) async fn cluster_breakers(&self, since: Millis) -> Result<Vec<String>, ServiceError> {
+        Ok(self.store.cluster_breakers(since).await?)
+    }
+
+    /// Stores a runtime config for every replica; answers its version.
+    pub(crate) async fn store_config(&self, json: String) -> Result<u64, ServiceError> {
+        Ok(self.store.store_config(json).await?)
+    }
+
+    /// The runtime config last stored by any replica.
+    pub(crate) async fn load_config(&self) -> Result<Option<StoredConfig>, ServiceError> {
+        Ok(self.store.load_config().await?)
+    }
+
+    /// One circuit's local state name (tests).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn breaker_state(&self, name: &str) -> Option<&'static str> {
+        self.breakers.stats(self.clock.now_ms()).get(name).map(|s| s.state.as_str())
+    }
+
+    /// Throttled sessions held locally until the next flush.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn pending_throttled_sessions(&self) -> usize {
+        self.recorder.pending_sessions()
+    }
+
+    /// Throttled sessions the store tracks over the last 24 h.
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn tracked_throttled_sessions(&self) -> usize {
+        let now_minute = self.clock.now_ms() / 60_000;
+        match self.store.analytics(now_minute, crate::core::analytics::HISTORY_MINUTES).await {
+            Ok(view) => view.top_by_hour.iter().map(|(_, top)| top.len()).sum(),
+            Err(_) => 0,
+        }
     }
 }

@@ -99,7 +99,7 @@ async fn breakers_and_reset_show_each_circuit() {
 async fn alerts_list_the_active_alerts() {
     // No heartbeat: the seed's critical alert for zero healthy processes.
     let server = start(Profile::Production, "").await;
-    server.floodgate.evaluate_alerts().await.unwrap();
+    server.operations.evaluate_alerts().await.unwrap();
     let table = text(&server, &["alerts"]).await;
     assert!(table.contains("critical  no_healthy_chat_rest_processes"), "{table}");
     let doc = json(&server, &["alerts"]).await;
@@ -115,7 +115,7 @@ async fn throttling_shows_every_window_or_one_in_detail() {
     for _ in 0..3 {
         c.admission.check_capacity(check(UserType::Anonymous, "s1")).await.unwrap();
     }
-    server.floodgate.housekeeping().await.unwrap();
+    server.operations.housekeeping().await.unwrap();
     let table = text(&server, &["throttling"]).await;
     assert!(table.contains("\n1h      3         2          66.7%  2    0"), "{table}");
     assert!(table.contains("\n24h     3         2"), "{table}");

@@ -93,7 +93,7 @@ async fn the_minute_series_counts_admitted_and_refused_decisions() {
         decisions.push(answer.decision());
     }
     assert_eq!(decisions, [pb::Decision::Admit, pb::Decision::Admit, pb::Decision::RateLimited]);
-    server.floodgate.housekeeping().await.unwrap(); // flushes the local counts
+    server.operations.housekeeping().await.unwrap(); // flushes the local counts
     let view = get(server.http, "/monitoring/throttling/minutes", Some(ADMIN)).await.json();
     let minutes = view["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 60);

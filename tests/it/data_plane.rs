@@ -217,7 +217,7 @@ async fn expired_leases_are_redelivered_then_dead_lettered(backend: Backend) {
     assert!(c.workers.lease_tasks(lease(1, 100)).await.unwrap().into_inner().tasks.is_empty());
     let stats = server.floodgate.queue_stats().await.unwrap();
     assert_eq!((stats.load(), stats.dead_letters), (0, 1));
-    let dead = floodgate::store::TaskQueue::dead_letters(server.floodgate.store(), 10).await.unwrap();
+    let dead = server.floodgate.dead_letters(10).await.unwrap();
     assert_eq!(dead[0].task_id, first.task_id);
     // The worker that asked for the lease (`lease` asks as i1/p1) is named.
     let holder = floodgate::store::LeaseHolder { instance_id: "i1".into(), process_id: "p1".into() };

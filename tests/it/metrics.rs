@@ -14,7 +14,7 @@ use floodgate::clock::ManualClock;
 use floodgate::config::{Profile, StoreUrl};
 use floodgate::core::analytics::{CELLS, HISTORY_MINUTES, cell};
 use floodgate::core::{Decision, Transport};
-use floodgate::store::AnalyticsStore;
+use floodgate::store::{AnalyticsStore, RedisOptions, RedisStore};
 use floodgate_client::pb::{ProcessStatus, UserType};
 use prometheus_parse::{Sample, Scrape, Value};
 
@@ -179,29 +179,36 @@ fn commands_of(redis: &RedisServer, before: &[(String, u64)]) -> Vec<(String, u6
 }
 
 /// Scrapes a floodgate on a private Redis holding `minutes` minutes of
-/// decision counts (written through the store at a manual clock), once to
+/// decision counts (written through a second store connection, as another
+/// replica's flushes would be, at a manual clock), once to
 /// warm the cache of settled minutes, then after one more minute has
 /// passed; answers the commands of that second scrape and its text.
 async fn second_scrape_on_redis(minutes: u64) -> (Vec<(String, u64)>, String, RedisServer) {
     let redis = RedisServer::start();
     let mut settings = settings(Profile::Production, "");
     settings.store = StoreUrl::Redis(redis.url());
+    let replica = RedisStore::connect(
+        &redis.url(),
+        RedisOptions { prefix: settings.redis_prefix.clone(), ..RedisOptions::default() },
+    )
+    .await
+    .expect("a second connection");
     // Half a minute into a minute: the previous one has settled.
     let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000 / 60_000 * 60_000 + 30_000));
     // Bound but not served: no housekeeping runs behind the test's back.
     let app = App::bind_with_clock(settings, clock.clone()).await.expect("binds");
-    let floodgate = app.floodgate();
+    let operations = app.operations();
     let now_minute = 1_800_000_000_000 / 60_000;
     let mut refused = [0; CELLS];
     refused[cell(Decision::RateLimited, floodgate::core::UserType::Anonymous, Transport::Rest)] = 1;
     for back in 0..minutes {
-        floodgate.store().flush_analytics(now_minute - back, refused, Vec::new()).await.unwrap();
+        replica.flush_analytics(now_minute - back, refused, Vec::new()).await.unwrap();
     }
-    floodgate.metrics_text().await.expect("first scrape");
+    operations.metrics_text().await.expect("first scrape");
     clock.advance_ms(60_000);
-    floodgate.store().flush_analytics(now_minute + 1, refused, Vec::new()).await.unwrap();
+    replica.flush_analytics(now_minute + 1, refused, Vec::new()).await.unwrap();
     let before = redis.command_calls();
-    let text = floodgate.metrics_text().await.expect("second scrape");
+    let text = operations.metrics_text().await.expect("second scrape");
     (commands_of(&redis, &before), text, redis)
 }
 

@@ -62,6 +62,22 @@ fn kb_heartbeat(instance: &str) -> pb::HeartbeatRequest {
     pb::HeartbeatRequest { service_type: "kb".into(), ..heartbeat(instance, "kb-1", ProcessStatus::Healthy) }
 }
 
+/// Regression: the buffer was formatted to two decimals and parsed back,
+/// so a buffer of 2/3 read 66.67 %.
+#[tokio::test]
+async fn capacity_buffer_percent_carries_the_configured_fraction_unrounded() {
+    let server = start(Profile::Production, "capacity_buffer = 0.6666666666666666").await;
+    let mut c = clients(&server).await;
+    let system = get(server.http, "/monitoring/system", Some(ADMIN)).await.json();
+    let percent = system["capacity_transparency"]["capacity_metrics"]["configuration"]["capacity_buffer_percent"]
+        .as_f64()
+        .expect("a number");
+    assert!((percent - 200.0 / 3.0).abs() < 1e-9, "HTTP: {percent}");
+    let grpc = c.admin.get_system_status(pb::GetSystemStatusRequest {}).await.unwrap().into_inner();
+    let configuration = grpc.capacity_transparency.unwrap().capacity_metrics.unwrap().configuration.unwrap();
+    assert!((configuration.capacity_buffer_percent - 200.0 / 3.0).abs() < 1e-9, "gRPC: {configuration:?}");
+}
+
 #[tokio::test]
 async fn monitoring_documents_carry_every_key_of_the_seed_examples() {
     let server = start(Profile::Production, "").await;

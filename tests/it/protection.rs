@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use floodgate::clock::ManualClock;
 use floodgate::config::{Profile, StoreUrl};
+use floodgate::core::breaker::BreakerState;
 use floodgate_client::pb::{self, Decision, ProcessStatus, UserType};
 
 const FAST_BREAKER: &str =
@@ -135,6 +136,38 @@ async fn unknown_circuit_names_are_not_found() {
     assert_eq!(err.code(), floodgate_client::Code::NotFound);
 }
 
+/// Regression: the reset answered a literal `Closed` whatever the breakers
+/// said; its answer is now the circuit read back after the reset (the
+/// lifetime failure count kept, the window's failures cleared).
+#[tokio::test]
+async fn a_reset_answers_the_circuit_as_the_breakers_read_it_after_the_reset() {
+    // No worker: T = 0, so every anonymous request is an overload failure.
+    let server =
+        start(Profile::Development, "[breakers.backpressure]\nfailure_threshold = 2\nrecovery_timeout_ms = 600000")
+            .await;
+    let mut c = clients(&server).await;
+    for i in 0..3 {
+        c.admission.check_capacity(check(UserType::Anonymous, &format!("anon-{i}"))).await.unwrap();
+    }
+    assert_eq!(server.floodgate.breaker_state("backpressure"), Some("open"));
+    let reset = server.operations.reset_circuit_breaker("backpressure").await.unwrap();
+    assert_eq!(reset.circuit_name, "backpressure");
+    assert_eq!(reset.circuit.state, BreakerState::Closed);
+    assert_eq!(reset.circuit.failure_count, 2, "read from the breaker: the lifetime count is kept");
+    assert_eq!((reset.circuit.current_window_failures, reset.circuit.consecutive_failures), (0, 0));
+    assert_eq!(reset.circuit.opened_at, None);
+    let read = server.operations.circuit_breakers().await.unwrap().circuits["backpressure"];
+    assert_eq!(reset.circuit, read, "the answer is what the breakers hold");
+    // The edges answer the state read.
+    let answer = c
+        .admin
+        .reset_circuit_breaker(pb::ResetCircuitBreakerRequest { circuit_name: "backpressure".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.circuit_name.as_str(), answer.state.as_str()), ("backpressure", "closed"));
+}
+
 #[tokio::test]
 async fn a_reset_on_one_replica_closes_the_circuit_on_another() {
     let redis = common::redis::RedisServer::start();
@@ -256,7 +289,7 @@ async fn a_hundred_thousand_throttled_sessions_leave_analytics_bounded() {
             assert!(floodgate.pending_throttled_sessions() <= floodgate::throttling::PENDING_SESSIONS);
         }
     }
-    let stats = floodgate.throttling_stats().await.unwrap();
+    let stats = server.operations.throttling_stats().await.unwrap();
     assert_eq!(stats["1h"].total_requests, 100_000);
     assert_eq!(stats["1h"].backpressure_503, 100_000);
     // Stored heavy hitters: TOP_SESSIONS per hour bucket; the 100,000

@@ -167,7 +167,7 @@ async fn shadow_mode_counts_but_never_refuses(backend: Backend) {
     assert_eq!(second.overall_code(), Code::Ok, "shadow mode lets it through");
     assert_eq!((second.statuses[0].code(), second.statuses[0].limit_remaining), (Code::Ok, 0));
     assert!(second.response_headers_to_add.is_empty());
-    let metrics = r.server.floodgate.metrics_text().await.unwrap();
+    let metrics = r.server.operations.metrics_text().await.unwrap();
     assert!(metrics.contains("floodgate_rls_shadow_over_limit_total 1\n"), "{metrics}");
 }
 
@@ -210,7 +210,7 @@ async fn user_type_anonymous_is_refused_at_the_threshold_like_check_capacity(bac
     let again = ask(&mut r, rate_limit_request("chat", &[&[("remote_address", "late")]], 0)).await;
     assert_eq!(again.statuses[0].limit_remaining, 2);
     // Counted like CheckCapacity's decisions (Envoy's have no transport).
-    let metrics = r.server.floodgate.metrics_text().await.unwrap();
+    let metrics = r.server.operations.metrics_text().await.unwrap();
     let counted = "floodgate_decisions_total{level=\"1\",decision=\"backpressure\",user_type=\"anonymous\",transport=\"unspecified\"} 1\n";
     assert!(metrics.contains(counted), "{metrics}");
     assert!(metrics.contains("floodgate_rls_answers_total{code=\"over_limit\"} 1\n"), "{metrics}");

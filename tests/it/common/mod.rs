@@ -13,6 +13,7 @@ use floodgate::app::App;
 use floodgate::auth::Tokens;
 use floodgate::clock::{Clock, SystemClock};
 use floodgate::config::{Profile, RuntimeConfig, Settings, StoreUrl};
+use floodgate::operations::Operations;
 use floodgate::service::Floodgate;
 use floodgate_client::{AdminClient, AdmissionClient, Client, WorkersClient, pb};
 use tokio::sync::oneshot;
@@ -38,6 +39,7 @@ pub struct Server {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub floodgate: Arc<Floodgate>,
+    pub operations: Arc<Operations>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
     /// The private redis-server, stopped after the floodgate.
@@ -105,7 +107,7 @@ pub async fn backend_server(backend: Backend, mut settings: Settings, clock: Arc
 
 pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
     let app = App::bind_with_clock(settings, clock).await.expect("server binds");
-    let (grpc, http, floodgate) = (app.grpc_addr(), app.http_addr(), app.floodgate());
+    let (grpc, http, floodgate, operations) = (app.grpc_addr(), app.http_addr(), app.floodgate(), app.operations());
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         app.serve(async move {
@@ -114,7 +116,7 @@ pub async fn start_with(settings: Settings, clock: Arc<dyn Clock>) -> Server {
         .await
         .expect("server runs");
     });
-    Server { grpc, http, floodgate, stop: Some(stop), handle: Some(handle), redis: None }
+    Server { grpc, http, floodgate, operations, stop: Some(stop), handle: Some(handle), redis: None }
 }
 
 pub async fn connect(server: &Server, token: Option<&str>) -> Client {
