@@ -10,7 +10,7 @@ use crate::core::Millis;
 use crate::core::alerts::{Condition, Severity};
 
 /// How long info events are shown.
-pub const INFO_RETENTION_MS: Millis = 10 * 60_000;
+pub(crate) const INFO_RETENTION_MS: Millis = 10 * 60_000;
 /// At most this many info events are kept.
 const INFO_LIMIT: usize = 100;
 
@@ -29,14 +29,14 @@ pub struct AlertView {
 
 /// Active conditions and recent events.
 #[derive(Debug, Default)]
-pub struct AlertBook {
+pub(crate) struct AlertBook {
     active: BTreeMap<String, AlertView>,
     info: VecDeque<AlertView>,
 }
 
 impl AlertBook {
     /// Replaces the active critical/warning set, logging what started and ended.
-    pub fn update(&mut self, conditions: Vec<Condition>, now: Millis) {
+    pub(crate) fn update(&mut self, conditions: Vec<Condition>, now: Millis) {
         let mut next = BTreeMap::new();
         for c in conditions {
             let since_ms = self.active.get(&c.code).map_or(now, |a| a.since_ms);
@@ -58,7 +58,7 @@ impl AlertBook {
     }
 
     /// Records an info event.
-    pub fn info(&mut self, code: &str, message: String, now: Millis) {
+    pub(crate) fn info(&mut self, code: &str, message: String, now: Millis) {
         tracing::info!(code, "ALERT info: {message}");
         self.info.push_back(AlertView { severity: Severity::Info, code: code.to_owned(), message, since_ms: now });
         while self.info.len() > INFO_LIMIT {
@@ -67,7 +67,7 @@ impl AlertBook {
     }
 
     /// Critical first, then warnings, then info (newest first).
-    pub fn list(&self) -> Vec<AlertView> {
+    pub(crate) fn list(&self) -> Vec<AlertView> {
         let mut all: Vec<AlertView> = self.active.values().cloned().collect();
         all.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.code.cmp(&b.code)));
         all.extend(self.info.iter().rev().cloned());

@@ -14,7 +14,7 @@ use crate::service::ServiceError;
 
 /// Whether and how loudly an error is logged where it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Log {
+pub(crate) enum Log {
     /// The caller's doing: not logged.
     No,
     /// A dependency failed: a warning.
@@ -25,7 +25,7 @@ pub enum Log {
 
 /// How an error is answered, at either edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classified {
+pub(crate) struct Classified {
     /// The gRPC status code.
     pub grpc: Code,
     /// The HTTP status.
@@ -38,7 +38,7 @@ pub struct Classified {
 }
 
 /// The one classifier of errors that reach a caller.
-pub trait Classify: std::error::Error {
+pub(crate) trait Classify: std::error::Error {
     /// The answer for this error.
     fn classify(&self) -> Classified;
 

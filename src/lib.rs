@@ -5,26 +5,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod alerting;
+mod alerting;
 pub mod app;
 pub mod auth;
-pub mod classify;
+mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
 pub mod grpc;
-pub mod http;
-pub mod metrics;
+mod http;
+mod metrics;
 mod net;
 pub mod operations;
-pub mod protection;
+mod protection;
 pub mod rls_rules;
-pub mod rpc_trace;
+mod rpc_trace;
 pub mod service;
-pub mod shield;
+mod shield;
 pub mod store;
-pub mod sync;
+mod sync;
 pub mod telemetry;
 pub mod throttling;
 pub mod tls;

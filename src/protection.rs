@@ -254,7 +254,7 @@ impl Drop for Permit<'_> {
 /// The permits one admission call holds: `backpressure` (None when the
 /// call bypasses it) and its store step's circuit.
 #[derive(Default)]
-pub struct Permits<'a> {
+pub(crate) struct Permits<'a> {
     /// The backpressure circuit's permit.
     pub backpressure: Option<Permit<'a>>,
     /// The permit of the call's store-step circuit.
@@ -264,7 +264,7 @@ pub struct Permits<'a> {
 impl Permits<'_> {
     /// Reports a finished call to every circuit it passed, as
     /// [`feedback::feedback`] decides.
-    pub fn settle(self, call: Call, now: Millis) {
+    pub(crate) fn settle(self, call: Call, now: Millis) {
         let feedback = feedback::feedback(call);
         if let Some(permit) = self.backpressure {
             permit.report(feedback.backpressure, now);
@@ -277,7 +277,7 @@ impl Permits<'_> {
 
 /// The cluster's view of one circuit: the worst state any replica reports,
 /// counters summed, the earliest `opened_at`.
-pub fn merge_cluster(views: &[BTreeMap<String, BreakerStats>]) -> BTreeMap<String, BreakerStats> {
+pub(crate) fn merge_cluster(views: &[BTreeMap<String, BreakerStats>]) -> BTreeMap<String, BreakerStats> {
     let mut merged: BTreeMap<String, BreakerStats> = BTreeMap::new();
     for view in views {
         for (name, s) in view {

@@ -30,20 +30,20 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::core::{Decision, UserType};
 
 /// The tracing target of call spans (the exporter's filter lets it through).
-pub const CALL_TARGET: &str = "floodgate::rpc";
+pub(crate) const CALL_TARGET: &str = "floodgate::rpc";
 /// The tracing target of store spans.
-pub const STORE_TARGET: &str = "floodgate::store";
+pub(crate) const STORE_TARGET: &str = "floodgate::store";
 
 static SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
 /// Starts sampling calls with `sampler` (telemetry calls it once, when an
 /// exporter runs); before that no call is spanned.
-pub fn start_sampling(sampler: Sampler) {
+pub(crate) fn start_sampling(sampler: Sampler) {
     let _ = SAMPLER.set(sampler);
 }
 
 /// Whether spans are exported.
-pub fn exporting() -> bool {
+pub(crate) fn exporting() -> bool {
     SAMPLER.get().is_some()
 }
 
@@ -83,7 +83,7 @@ fn sampled_call() -> Option<Span> {
 /// sends: `EVALSHA enqueue` (the command, then the script's name, which
 /// goes to `db.stored_procedure.name`), `HGETALL`, `PIPELINE`;
 /// `Span::none()` otherwise.
-pub fn redis_span(operation: &'static str) -> Span {
+pub(crate) fn redis_span(operation: &'static str) -> Span {
     if sampled_call().is_none() {
         return Span::none();
     }
@@ -104,7 +104,7 @@ pub fn redis_span(operation: &'static str) -> Span {
 
 /// Records the decision and, when the request named one, the user type on
 /// the current call's span (`floodgate.decision`, `floodgate.user_type`).
-pub fn record_decision(decision: Decision, user_type: Option<UserType>) {
+pub(crate) fn record_decision(decision: Decision, user_type: Option<UserType>) {
     if let Some(span) = sampled_call() {
         span.record("floodgate.decision", decision.as_str());
         if let Some(user_type) = user_type {
@@ -116,14 +116,14 @@ pub fn record_decision(decision: Decision, user_type: Option<UserType>) {
 /// Wraps a service (the gRPC server's routes or the HTTP router's) so that
 /// each sampled call runs in its SERVER span.
 #[derive(Debug, Clone, Copy)]
-pub struct TraceLayer {
+pub(crate) struct TraceLayer {
     /// `url.scheme` of HTTP spans.
     scheme: &'static str,
 }
 
 impl TraceLayer {
     /// The layer of a listener served over TLS (`tls`) or plain text.
-    pub fn new(tls: bool) -> TraceLayer {
+    pub(crate) fn new(tls: bool) -> TraceLayer {
         TraceLayer { scheme: if tls { "https" } else { "http" } }
     }
 }
@@ -138,7 +138,7 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
 
 /// The service [`TraceLayer`] builds.
 #[derive(Debug, Clone)]
-pub struct Traced<S> {
+pub(crate) struct Traced<S> {
     inner: S,
     scheme: &'static str,
 }

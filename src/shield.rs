@@ -36,7 +36,7 @@ struct Refusal {
 const MIN_REMEMBERED_US: u64 = 1_000;
 
 /// The refusals of one replica, by key. Cheap to share (`&self` methods).
-pub struct Shield {
+pub(crate) struct Shield {
     groups: Option<Groups>,
     hits: AtomicU64,
 }
@@ -68,7 +68,7 @@ fn user_index(user_type: UserType) -> usize {
 impl Shield {
     /// A shield remembering up to about `capacity` refused keys per group;
     /// `0` turns it off (every call goes to the store).
-    pub fn new(capacity: usize) -> Shield {
+    pub(crate) fn new(capacity: usize) -> Shield {
         let groups = (capacity > 0).then(|| Groups {
             users: std::array::from_fn(|_| Cache::new(capacity)),
             descriptors: Cache::new(capacity),
@@ -77,14 +77,15 @@ impl Shield {
     }
 
     /// Whether the shield remembers anything at all.
-    pub fn is_enabled(&self) -> bool {
+    #[cfg(test)]
+    fn is_enabled(&self) -> bool {
         self.groups.is_some()
     }
 
     /// The store's answer for `cost` hits on `key` at `now_us`, when it is
     /// known without asking: a refusal whose retry time has not come.
     /// Counted as a shield hit.
-    pub fn refused(&self, key: &RateKey<'_>, cost: u32, now_us: u64) -> Option<GcraOutcome> {
+    pub(crate) fn refused(&self, key: &RateKey<'_>, cost: u32, now_us: u64) -> Option<GcraOutcome> {
         let groups = self.groups.as_ref()?;
         let (cache, name) = groups.cache(key);
         let refusal = cache.get(name)?;
@@ -100,7 +101,7 @@ impl Shield {
 
     /// Remembers the store's `outcome` for `cost` hits on `key` decided at
     /// `now_us`, if it is a refusal worth remembering.
-    pub fn remember(&self, key: &RateKey<'_>, cost: u32, outcome: &GcraOutcome, now_us: u64) {
+    pub(crate) fn remember(&self, key: &RateKey<'_>, cost: u32, outcome: &GcraOutcome, now_us: u64) {
         let Some(groups) = self.groups.as_ref() else { return };
         if let Some(refusal) = refusal_of(outcome, cost, now_us) {
             let (cache, name) = groups.cache(key);
@@ -114,7 +115,7 @@ impl Shield {
     /// (all or nothing: a refused request consumes nothing). Counted as one
     /// shield hit. A request with any check the shield does not know goes
     /// to the store whole, so its answer stays exact for every descriptor.
-    pub fn refused_all(&self, checks: &[(RateKey<'_>, Check)], now_us: u64) -> Option<RateBatch> {
+    pub(crate) fn refused_all(&self, checks: &[(RateKey<'_>, Check)], now_us: u64) -> Option<RateBatch> {
         let groups = self.groups.as_ref()?;
         let outcomes = checks
             .iter()
@@ -131,7 +132,7 @@ impl Shield {
     /// request's checks, decided at `now_us`. A key checked twice in one
     /// request is skipped: its second check saw the first one's unwritten
     /// step, not the stored state.
-    pub fn remember_all(&self, checks: &[(RateKey<'_>, Check)], batch: &RateBatch, now_us: u64) {
+    pub(crate) fn remember_all(&self, checks: &[(RateKey<'_>, Check)], batch: &RateBatch, now_us: u64) {
         for (i, ((key, check), outcome)) in checks.iter().zip(&batch.outcomes).enumerate() {
             if checks.iter().enumerate().all(|(j, (other, _))| i == j || other != key) {
                 self.remember(key, check.cost, outcome, now_us);
@@ -140,7 +141,7 @@ impl Shield {
     }
 
     /// Requests refused by the shield since start.
-    pub fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 }

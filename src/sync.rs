@@ -5,7 +5,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// Locks `mutex`, recovering the guard if a panicking thread poisoned it.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -23,11 +23,11 @@ use crate::service::ServiceError;
 mod console;
 
 /// Largest request body the shim reads.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Documents (and /metrics) computed at once; more get 503 at once.
-pub const MAX_CONCURRENT_DOCUMENTS: usize = 16;
+pub(crate) const MAX_CONCURRENT_DOCUMENTS: usize = 16;
 /// Longest a document may take before the shim answers 504.
-pub const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Shim {
@@ -38,7 +38,7 @@ struct Shim {
 /// a generic answer. A service or auth error is kept as it is until axum
 /// turns it into the response; it is classified and logged there, once.
 #[derive(Debug)]
-pub struct HttpError(Failure);
+pub(crate) struct HttpError(Failure);
 
 #[derive(Debug)]
 enum Failure {
@@ -181,7 +181,7 @@ async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
 }
 
 /// The shim's routes, over the operator layer (the shim serves no data plane).
-pub fn router(operations: Arc<Operations>, auth: Authenticator) -> Router {
+pub(crate) fn router(operations: Arc<Operations>, auth: Authenticator) -> Router {
     let shim = Shim { operations };
     let console_pages = console::pages(!auth.is_open());
     let admin = Router::new()

@@ -15,22 +15,22 @@ use prometheus_client::registry::Registry;
 
 use crate::core::analytics::{self, CELLS};
 use crate::core::{Decision, Transport, UserType};
-pub use rpc::{BOUNDS_NS, GRPC_CODES, RPCS, RpcDurations, RpcMetricsLayer};
+pub(crate) use rpc::{RpcDurations, RpcMetricsLayer};
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Store operations whose errors are counted (the ones the service counts:
 /// the admission steps and the analytics flush).
-pub const STORE_OPERATIONS: [&str; 3] = ["rate_limit", "enqueue", "analytics"];
+pub(crate) const STORE_OPERATIONS: [&str; 3] = ["rate_limit", "enqueue", "analytics"];
 
 /// Labels of a scrape-time sample.
-pub type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// One family's samples in a fixed order: label sets with their values,
 /// scrape-time `ConstGauge`s and `ConstCounter`s or live `Counter` handles.
 #[derive(Debug)]
-pub struct Samples<M>(pub Vec<(Labels, M)>);
+pub(crate) struct Samples<M>(pub Vec<(Labels, M)>);
 
 impl<M: EncodeMetric + TypedMetric> EncodeMetric for Samples<M> {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
@@ -128,7 +128,7 @@ impl Default for Metrics {
 
 /// Gauges read at scrape time.
 #[derive(Debug, Clone, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// System total capacity T.
     pub capacity_system: u64,
     /// Tasks admitted and not yet completed.
@@ -174,7 +174,7 @@ fn one<M>(value: M) -> Samples<M> {
 
 impl Gauges {
     /// Registers the gauges in a scrape's registry.
-    pub fn register(&self, r: &mut Registry) {
+    pub(crate) fn register(&self, r: &mut Registry) {
         r.register(
             "floodgate_capacity_system",
             "System total capacity T, in tasks",

@@ -17,7 +17,7 @@ use tonic::codegen::{Service, http};
 
 /// The RPCs whose latency is measured, as (gRPC service, method). The
 /// hot ones come first: a call finds its row by comparing names in order.
-pub const RPCS: [(&str, &str); 17] = [
+pub(crate) const RPCS: [(&str, &str); 17] = [
     ("floodgate.v1.Admission", "CheckCapacity"),
     ("floodgate.v1.Admission", "EnqueueAtomic"),
     ("envoy.service.ratelimit.v3.RateLimitService", "ShouldRateLimit"),
@@ -38,7 +38,7 @@ pub const RPCS: [(&str, &str); 17] = [
 ];
 
 /// The canonical gRPC status code names, indexed by code.
-pub const GRPC_CODES: [&str; 17] = [
+pub(crate) const GRPC_CODES: [&str; 17] = [
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -65,7 +65,7 @@ const UNKNOWN: usize = 2;
 /// Upper bounds of the latency buckets, in nanoseconds: 100 µs for a
 /// Level-1 check in memory up to 30 s for a `LeaseTasks` long poll (20 s
 /// at most) with room to spare.
-pub const BOUNDS_NS: [u64; 18] = [
+pub(crate) const BOUNDS_NS: [u64; 18] = [
     100_000,
     250_000,
     500_000,
