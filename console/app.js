@@ -342,7 +342,8 @@ function drawQueues(view) {
   setText("queue-leased", view.leased);
   setText("queue-dead", view.dead_letters);
   $("dead-letters").replaceChildren(...view.recent_dead_letters.map((d) =>
-    h("li", {}, h("code", {}, d.task_id), ` ${d.user_type}, ${d.delivery_count} deliveries, dead at ${new Date(d.dead_at_ms).toLocaleTimeString()}`)));
+    h("li", {}, h("code", {}, d.task_id), ` ${d.user_type}, ${d.delivery_count} deliveries, dead at ${new Date(d.dead_at_ms).toLocaleTimeString()}` +
+      (d.last_holder ? `, last held by ${d.last_holder.instance_id}/${d.last_holder.process_id}` : ""))));
 }
 
 function drawAlerts(alerts) {

@@ -119,6 +119,30 @@ def check(page: pathlib.Path, cache: dict) -> tuple[int, list[str]]:
     return links, broken
 
 
+# Code, chart and proto comments cite the architecture page's sections as
+# "docs/architecture.md §N"; each N must be a `## §N ...` heading there.
+CITING = ("src", "helm", "proto", "clients/rust/proto", "tests")
+SECTION_CITE = re.compile(r"docs/architecture\.md §(\d+)(?:, §(\d+))*")
+
+
+def section_cites() -> tuple[int, list[str]]:
+    page = ROOT / "docs" / "architecture.md"
+    sections = set(re.findall(r"^## §(\d+)\b", page.read_text(), flags=re.M)) if page.exists() else set()
+    count, broken = 0, []
+    for root in CITING:
+        for path in sorted((ROOT / root).rglob("*")):
+            if not path.is_file() or path.suffix not in (".rs", ".lua", ".proto", ".yaml", ".md", ".tpl"):
+                continue
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                for m in SECTION_CITE.finditer(line):
+                    for number in re.findall(r"§(\d+)", m.group(0)):
+                        count += 1
+                        if number not in sections:
+                            rel = path.relative_to(ROOT)
+                            broken.append(f"{rel}:{n}: docs/architecture.md has no section §{number}")
+    return count, broken
+
+
 def main() -> int:
     pages = sorted({p for pattern in PAGES for p in ROOT.glob(pattern) if p.is_file()})
     cache: dict = {}
@@ -127,12 +151,14 @@ def main() -> int:
         links, bad = check(page, cache)
         total += links
         broken += bad
+    cites, bad = section_cites()
+    broken += bad
     for line in broken:
         print(line, file=sys.stderr)
     if broken:
         print(f"{len(broken)} broken link(s) of {total} in {len(pages)} Markdown files", file=sys.stderr)
         return 1
-    print(f"links: {total} relative links in {len(pages)} Markdown files resolve")
+    print(f"links: {total} relative links in {len(pages)} Markdown files resolve, and {cites} citations of docs/architecture.md sections")
     return 0
 
 

@@ -1,11 +1,11 @@
-//! Caller tokens → roles (design §9): one check used by the gRPC
+//! Caller tokens → roles (docs/architecture.md §9): one check used by the gRPC
 //! interceptors and the HTTP shim. Tokens are compared in constant time.
 
 use std::fmt;
 
 use subtle::ConstantTimeEq;
 
-/// Caller tokens per role (design §9).
+/// Caller tokens per role (docs/architecture.md §9).
 #[derive(Clone, Default)]
 pub struct Tokens {
     /// Tokens of the admin role.

@@ -1,4 +1,4 @@
-//! The named circuit breakers of design §6, shared by both levels. The hot
+//! The named circuit breakers of docs/architecture.md §6, shared by both levels. The hot
 //! path reads an atomic state mirror and takes a circuit's lock only when it
 //! is not closed or a failure is recorded. A call that passes a circuit
 //! holds a [`Permit`]; what it reports is decided by `core::feedback`, and a

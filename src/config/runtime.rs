@@ -12,7 +12,7 @@ use crate::core::capacity::{CapacityConfig, Thresholds};
 use crate::core::gcra::RateLimit;
 use crate::core::health::HealthTiming;
 
-/// A named set of runtime defaults (design §8).
+/// A named set of runtime defaults (docs/architecture.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -123,7 +123,7 @@ pub struct RuntimeConfig {
     pub backpressure_retry_after_ms: u64,
     /// Throttling analytics on or off (decisions are always in /metrics).
     pub analytics_enabled: bool,
-    /// Circuit breakers (design §6).
+    /// Circuit breakers (docs/architecture.md §6).
     pub breakers: BreakersConfig,
 }
 

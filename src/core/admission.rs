@@ -1,4 +1,4 @@
-//! The admission rules of both levels (design §3): who bypasses the rate
+//! The admission rules of both levels (docs/architecture.md §3): who bypasses the rate
 //! limit, and the backpressure test `L < limit(user_type)`.
 
 use serde::Serialize;

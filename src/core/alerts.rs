@@ -1,4 +1,4 @@
-//! The seed's alert conditions (design §7), evaluated from a snapshot of
+//! The seed's alert conditions (docs/architecture.md §7), evaluated from a snapshot of
 //! capacity, processes, breakers and throttle rates.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Throttling analytics (design §7): decisions counted by outcome, user
+//! Throttling analytics (docs/architecture.md §7): decisions counted by outcome, user
 //! type and transport in one-minute buckets kept 24 h; windows 1h … 24h;
 //! the top throttled sessions by Space-Saving (bounded memory).
 

@@ -1,4 +1,4 @@
-//! The circuit-breaker state machine (design §6): Closed → Open after
+//! The circuit-breaker state machine (docs/architecture.md §6): Closed → Open after
 //! `failure_threshold` failures within `window`; Open → Half-open after
 //! `recovery_timeout` (or, for queue-aware circuits, as soon as pressure
 //! falls below `recovery_pressure`); Half-open admits `half_open_max_calls`

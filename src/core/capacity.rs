@@ -1,5 +1,5 @@
 //! The seed's eight-step capacity calculation and the per-user-type limits
-//! derived from it (design §2).
+//! derived from it (docs/architecture.md §2).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Breaker feedback (design §6, seed "Circuit Breaker Philosophy"): which
+//! Breaker feedback (docs/architecture.md §6, seed "Circuit Breaker Philosophy"): which
 //! outcome of an admission call counts for or against which circuit. Only
 //! system failures count; 429 and refusals at the anonymous or registered
 //! threshold are policy and give a half-open probe slot back. A store

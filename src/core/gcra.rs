@@ -1,4 +1,4 @@
-//! GCRA rate limiting (design §5): one "theoretical arrival time" per key,
+//! GCRA rate limiting (docs/architecture.md §5): one "theoretical arrival time" per key,
 //! no window boundaries, O(1) state. Times are microseconds.
 
 use serde::{Deserialize, Serialize};

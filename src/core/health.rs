@@ -1,4 +1,4 @@
-//! Heartbeat health classification (design §4) and the healthy chat REST
+//! Heartbeat health classification (docs/architecture.md §4) and the healthy chat REST
 //! process counts that capacity is computed from.
 
 use std::collections::BTreeMap;

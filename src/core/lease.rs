@@ -1,4 +1,4 @@
-//! Lease rules (design §3, "Workers"): the order tasks are leased in,
+//! Lease rules (docs/architecture.md §3, "Workers"): the order tasks are leased in,
 //! whether a lease is still held, and what an expired lease does to its
 //! task (back to the head of its queue, or to the dead letters after
 //! `max_deliveries`). The memory store calls these functions; the Redis

@@ -1,4 +1,4 @@
-//! Live configuration (design §8): review, update and the pick-up of
+//! Live configuration (docs/architecture.md §8): review, update and the pick-up of
 //! another replica's update, and the `/debug/environment` document.
 
 use std::collections::BTreeMap;

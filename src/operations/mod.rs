@@ -1,4 +1,4 @@
-//! The operator layer over the service (design §7, §8; the seed's
+//! The operator layer over the service (docs/architecture.md §7, §8; the seed's
 //! "Monitoring Endpoints"): system status, circuit breakers, throttling
 //! analytics, alerts, live configuration, environment and metrics, the
 //! console's documents, and the housekeeping that keeps them current.

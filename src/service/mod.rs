@@ -82,7 +82,7 @@ pub struct Floodgate {
     snapshot: ArcSwap<Snapshot>,
     /// Serialises snapshot refreshes so an older one never overwrites a newer.
     refreshing: Mutex<()>,
-    /// Level 1's rate limiter when the store fails (fail open, design §6).
+    /// Level 1's rate limiter when the store fails (fail open, docs/architecture.md §6).
     fallback_rates: RateTable,
     /// Refusals remembered until their retry time (Redis only: see `shield`).
     shield: Shield,
