@@ -34,7 +34,12 @@ pub use console::{
     CHART_MINUTES, CircuitRecovery, DEAD_LETTERS_SHOWN, MinutePoint, MinutesView, ProcessRow, ProcessesView,
     QueuesView, RecoveryView, RuntimeConfigView,
 };
-pub use documents::*;
+pub use documents::{
+    ActualProcessesView, ActualRuntime, CapacityConfigurationView, CapacityMetrics, CapacityReport, CapacityTotals,
+    CapacityTransparency, CircuitBreakersView, CircuitReset, CircuitSummary, ConfigReview, ConfigUpdate,
+    ConfiguredCapacity, EnhancedQueueStats, EnvironmentValue, GlobalGroupStats, GroupCount, GroupStatus, HealthMetrics,
+    ProcessesVsConfigured, SystemStatus,
+};
 
 /// Replicas whose breaker stats are older than this drop out of the cluster view.
 const CLUSTER_VIEW_MS: Millis = 30_000;
