@@ -49,11 +49,36 @@ pub(crate) fn exporting() -> bool {
 
 /// The caller's trace context, when the request carries a valid `traceparent`.
 fn caller_context(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
-    if !headers.contains_key("traceparent") {
+    // The propagator is lenient (it reads `+`-prefixed and short ids as
+    // numbers); a caller is joined only when its header follows the W3C rules.
+    if !is_w3c_traceparent(headers.get("traceparent")?.as_bytes()) {
         return None;
     }
     let context = TraceContextPropagator::new().extract(&Headers(headers));
     context.span().span_context().is_valid().then_some(context)
+}
+
+/// Whether `value` is a `traceparent` by the W3C Trace Context rules:
+/// `version-traceid-parentid-flags`, lower-case hex of 2, 32, 16 and 2
+/// digits; version `ff` is invalid; all-zero ids are invalid; version 00 has
+/// nothing after the flags, a later version may add `-` and more.
+fn is_w3c_traceparent(value: &[u8]) -> bool {
+    fn hex(field: &[u8]) -> bool {
+        field.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    }
+    fn zero(field: &[u8]) -> bool {
+        field.iter().all(|b| *b == b'0')
+    }
+    if value.len() < 55 || [2, 35, 52].iter().any(|&i| value[i] != b'-') {
+        return false;
+    }
+    let (version, trace_id, parent_id, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+    let fields_ok = [version, trace_id, parent_id, flags].into_iter().all(hex);
+    let tail_ok = match version {
+        b"00" => value.len() == 55,
+        _ => value.len() == 55 || value[55] == b'-',
+    };
+    fields_ok && version != b"ff" && !zero(trace_id) && !zero(parent_id) && tail_ok
 }
 
 /// Whether a call is sampled: the caller's context (and trace id) when it
@@ -362,6 +387,37 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("traceparent", "00-not-a-trace-01".parse().expect("value"));
         assert!(caller_context(&headers).is_none());
+    }
+
+    #[test]
+    fn a_traceparent_against_the_w3c_rules_is_not_joined() {
+        // Each was adopted as a parent before: the propagator reads ids as numbers.
+        for bad in [
+            "00-abc-def-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", // 31-digit trace id
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // '+'-prefixed trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-+0f067aa0ba902b7-01", // '+'-prefixed parent id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-011", // 3-digit flags
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper-case hex
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version ff
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero parent id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", // version 00 with more
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", bad.parse().expect("value"));
+            assert!(caller_context(&headers).is_none(), "{bad} was joined");
+        }
+    }
+
+    #[test]
+    fn a_later_versions_traceparent_may_carry_more_fields() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next".parse().unwrap(),
+        );
+        assert!(is_w3c_traceparent(headers["traceparent"].as_bytes()));
     }
 
     #[test]

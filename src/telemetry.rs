@@ -36,10 +36,13 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// `json` or `text` (any case); unset or empty means `json`.
+    /// `json` or `text` (any case); unset means `json`. Set but empty is
+    /// refused: an empty value is a deployment's mistake, not a choice.
     pub fn parse(value: Option<&str>) -> Result<LogFormat, TelemetryError> {
-        match value.map(str::trim).unwrap_or("") {
-            "" => Ok(LogFormat::Json),
+        let Some(value) = value else {
+            return Ok(LogFormat::Json);
+        };
+        match value.trim() {
             v if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
             v if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
             other => Err(TelemetryError {
@@ -85,6 +88,31 @@ pub fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, Telemet
     })
 }
 
+/// The OTLP endpoint `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (or else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`) names, checked: an `http://` or
+/// `https://` URL with a host. Unset or empty means no export. A bad one is
+/// refused rather than starting with tracing silently off.
+pub fn otlp_endpoint(traces: Option<&str>, general: Option<&str>) -> Result<Option<String>, TelemetryError> {
+    let named = |name: &'static str, value: Option<&str>| {
+        value.map(str::trim).filter(|v| !v.is_empty()).map(|v| (name, v.to_owned()))
+    };
+    let Some((variable, endpoint)) =
+        named("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces).or_else(|| named("OTEL_EXPORTER_OTLP_ENDPOINT", general))
+    else {
+        return Ok(None);
+    };
+    let uri = endpoint.parse::<axum::http::Uri>().ok();
+    let scheme_ok = uri.as_ref().and_then(|u| u.scheme_str()).is_some_and(|s| s == "http" || s == "https");
+    let host_ok = uri.as_ref().and_then(|u| u.host()).is_some_and(|h| !h.is_empty());
+    if !(scheme_ok && host_ok) {
+        return Err(TelemetryError {
+            variable,
+            message: format!("must be an http:// or https:// URL with a host, got {endpoint:?}"),
+        });
+    }
+    Ok(Some(endpoint))
+}
+
 /// The telemetry settings read from the environment, checked before
 /// anything starts.
 #[derive(Debug)]
@@ -96,9 +124,14 @@ pub struct TelemetrySettings {
 }
 
 impl TelemetrySettings {
-    /// Reads `FLOODGATE_LOG_FORMAT`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    /// Reads `FLOODGATE_LOG_FORMAT`, `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG`, and checks the OTLP endpoint variables.
     pub fn from_env() -> Result<TelemetrySettings, TelemetryError> {
         let var = |name| std::env::var(name).ok();
+        otlp_endpoint(
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").as_deref(),
+            var("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+        )?;
         Ok(TelemetrySettings {
             log_format: LogFormat::parse(var("FLOODGATE_LOG_FORMAT").as_deref())?,
             sampler: sampler(var("OTEL_TRACES_SAMPLER").as_deref(), var("OTEL_TRACES_SAMPLER_ARG").as_deref())?,
@@ -216,7 +249,6 @@ mod tests {
     #[test]
     fn log_format_is_json_unless_text_is_asked_for() {
         assert_eq!(LogFormat::parse(None), Ok(LogFormat::Json));
-        assert_eq!(LogFormat::parse(Some("")), Ok(LogFormat::Json));
         assert_eq!(LogFormat::parse(Some("JSON")), Ok(LogFormat::Json));
         assert_eq!(LogFormat::parse(Some("text")), Ok(LogFormat::Text));
     }
@@ -226,6 +258,34 @@ mod tests {
         let e = LogFormat::parse(Some("logfmt")).unwrap_err();
         assert_eq!(e.variable, "FLOODGATE_LOG_FORMAT");
         assert_eq!(e.to_string(), "FLOODGATE_LOG_FORMAT: must be json or text, got \"logfmt\"");
+    }
+
+    #[test]
+    fn an_empty_log_format_is_refused() {
+        for empty in ["", "  "] {
+            let e = LogFormat::parse(Some(empty)).unwrap_err();
+            assert_eq!(e.variable, "FLOODGATE_LOG_FORMAT");
+            assert!(e.message.starts_with("must be json or text"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_otlp_endpoint_must_be_an_http_url_with_a_host() {
+        assert_eq!(otlp_endpoint(None, None), Ok(None));
+        assert_eq!(otlp_endpoint(Some(" "), Some("")), Ok(None));
+        assert_eq!(otlp_endpoint(None, Some("http://collector:4317")), Ok(Some("http://collector:4317".into())));
+        assert_eq!(
+            otlp_endpoint(Some("https://traces.example:4317"), Some("http://other:4317")),
+            Ok(Some("https://traces.example:4317".into())),
+            "the traces endpoint wins"
+        );
+        for bad in ["collector:4317", "not a url", "ftp://collector:4317", "http://"] {
+            let e = otlp_endpoint(None, Some(bad)).unwrap_err();
+            assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_ENDPOINT", "{bad}");
+            assert!(e.message.contains("http:// or https:// URL"), "{bad}: {e}");
+        }
+        let e = otlp_endpoint(Some("grpc://x"), None).unwrap_err();
+        assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     }
 
     #[test]

@@ -399,3 +399,21 @@ fn bad_telemetry_settings_are_refused_at_startup_naming_the_variable() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "{env:?} must not serve");
     }
 }
+
+#[test]
+fn an_empty_log_format_or_a_bad_otlp_endpoint_stops_startup_naming_the_variable() {
+    for (env, variable) in [
+        (("FLOODGATE_LOG_FORMAT", ""), "FLOODGATE_LOG_FORMAT"),
+        (("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"), "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--profile", "development", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .env(env.0, env.1)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{env:?} must stop startup: {stderr}");
+        assert!(stderr.contains(variable), "{env:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "{env:?} must not serve");
+    }
+}
