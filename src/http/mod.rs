@@ -32,6 +32,8 @@ pub(crate) const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 struct Shim {
     operations: Arc<Operations>,
+    /// No caller tokens are configured (auth off).
+    auth_open: bool,
 }
 
 /// The one HTTP error type: bad input keeps its message, internals become
@@ -87,7 +89,26 @@ async fn require_admin(
 ) -> Result<Response, HttpError> {
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     auth.authorize(header, Role::Admin)?;
+    // With no caller tokens a browser on another origin could change state
+    // without a preflight: a POST whose Origin is not this shim is refused.
+    if auth.is_open() && request.method() != axum::http::Method::GET && !same_origin(&headers) {
+        return Err(HttpError::plain(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused: no caller tokens are configured, so only this origin may change state",
+        ));
+    }
     Ok(next.run(request).await)
+}
+
+/// Whether a request's `Origin` (when it sends one) names the host it was
+/// sent to. Clients other than browsers send none.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// Bounds the expensive routes: a concurrency cap (shed, not queued) and a timeout.
@@ -132,9 +153,17 @@ async fn reset_circuit_breaker(
 }
 
 /// Reads a JSON body; malformed JSON is a 400 naming the problem. A
-/// missing Content-Type is read as JSON (curl without `-H`); an explicit
-/// other type is a 415.
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, HttpError> {
+/// missing Content-Type is read as JSON (curl without `-H`) only when
+/// caller tokens are configured: without them it is a 415 like any other
+/// type, since a browser sends a body without one cross-origin and without
+/// a preflight.
+fn json_body(headers: &HeaderMap, body: &[u8], auth_open: bool) -> Result<serde_json::Value, HttpError> {
+    if auth_open && !headers.contains_key(header::CONTENT_TYPE) {
+        return Err(HttpError::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "body: expected Content-Type: application/json (required while no caller tokens are configured)",
+        ));
+    }
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
         let json = essence.eq_ignore_ascii_case("application/json")
@@ -152,13 +181,13 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Http
 }
 
 async fn validate_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
-    let review = shim.operations.review_config(&json_body(&headers, &body)?);
+    let review = shim.operations.review_config(&json_body(&headers, &body, shim.auth_open)?);
     let status = if review.valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(review)).into_response())
 }
 
 async fn update_config(State(shim): State<Shim>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
-    let update = shim.operations.update_config(&json_body(&headers, &body)?).await?;
+    let update = shim.operations.update_config(&json_body(&headers, &body, shim.auth_open)?).await?;
     let status = if update.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(update)).into_response())
 }
@@ -182,7 +211,7 @@ async fn metrics(State(shim): State<Shim>) -> Result<Response, HttpError> {
 
 /// The shim's routes, over the operator layer (the shim serves no data plane).
 pub(crate) fn router(operations: Arc<Operations>, auth: Authenticator) -> Router {
-    let shim = Shim { operations };
+    let shim = Shim { operations, auth_open: auth.is_open() };
     let console_pages = console::pages(!auth.is_open());
     let admin = Router::new()
         .route("/monitoring/system", get(system_status))

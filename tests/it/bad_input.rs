@@ -108,3 +108,29 @@ async fn an_undecodable_store_answer_is_internal_not_unavailable() {
     assert_eq!(reply.status, 500, "{}", reply.body);
     assert_eq!(reply.json()["error"], "internal error");
 }
+
+#[tokio::test]
+async fn cross_origin_posts_change_nothing_while_no_tokens_are_set() {
+    let mut open = settings(Profile::Development, "");
+    open.tokens = Default::default();
+    let server = start_with(open, std::sync::Arc::new(floodgate::clock::SystemClock)).await;
+    let change = r#"{"concurrent_per_process": 77}"#;
+    let update = "/admin/gateway/update-config";
+    // A body without Content-Type, as a browser sends it cross-origin without a preflight.
+    let (status, body) = raw_http(server.http, "POST", update, &[], change).await;
+    assert_eq!(status, 415, "{body}");
+    // A page on another origin, whatever its Content-Type.
+    let json = "Content-Type: application/json";
+    let evil = "Origin: http://evil.example";
+    let (status, body) = raw_http(server.http, "POST", update, &[json, evil], change).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = raw_http(server.http, "POST", "/admin/circuit-breakers/backpressure/reset", &[evil], "").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(config_version(&server).await, "0", "no update was applied");
+    // The console on this origin, and a client that sends no Origin, may.
+    let (status, body) = raw_http(server.http, "POST", update, &[json, "Origin: http://test"], change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(config_version(&server).await, "1");
+    let (status, body) = raw_http(server.http, "POST", update, &[json], r#"{"concurrent_per_process": 6}"#).await;
+    assert_eq!(status, 200, "{body}");
+}
