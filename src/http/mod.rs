@@ -236,7 +236,39 @@ pub(crate) fn router(operations: Arc<Operations>, auth: Authenticator) -> Router
         .merge(documents)
         .merge(console_pages)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_errors))
         .with_state(shim)
+}
+
+/// Every error the shim answers has a JSON body `{"error": …}`, also the
+/// ones axum writes itself (a body over the limit: 413, an unknown route:
+/// 404, a wrong method: 405), which come as plain text or empty. Answers
+/// below 400 and JSON answers pass untouched.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_owned(),
+        text => text.to_owned(),
+    };
+    let mut answer = (status, Json(json!({ "error": message }))).into_response();
+    // Keep what the caller may act on (Allow on a 405, Retry-After).
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 #[cfg(test)]

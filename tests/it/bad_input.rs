@@ -134,3 +134,23 @@ async fn cross_origin_posts_change_nothing_while_no_tokens_are_set() {
     let (status, body) = raw_http(server.http, "POST", update, &[json], r#"{"concurrent_per_process": 6}"#).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn every_http_error_the_shim_answers_is_json() {
+    let server = start(Profile::Production, "").await;
+    let auth = format!("Authorization: Bearer {ADMIN}");
+    let json = "Content-Type: application/json";
+    let too_big = format!(r#"{{"concurrent_per_process": 5, "padding": "{}"}}"#, "x".repeat(100 * 1024));
+    let cases: [(&str, &str, Vec<&str>, &str, u16); 3] = [
+        ("POST", "/admin/gateway/validate-config", vec![&auth, json], &too_big, 413),
+        ("GET", "/no/such/route", vec![&auth], "", 404),
+        ("GET", "/admin/gateway/update-config", vec![&auth], "", 405),
+    ];
+    for (method, path, headers, body, want) in cases {
+        let reply = common::http::request_with_headers(server.http, method, path, &headers, body).await;
+        assert_eq!(reply.status, want, "{method} {path}: {}", reply.body);
+        let content_type = reply.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        assert_eq!(content_type, Some("application/json"), "{method} {path}");
+        assert!(reply.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {}", reply.body);
+    }
+}
