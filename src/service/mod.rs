@@ -106,6 +106,18 @@ fn check_id(field: &str, value: &str, required: bool) -> Result<(), ServiceError
     Ok(())
 }
 
+/// An id that names a worker process (`instance_id`, `process_id`): as
+/// [`check_id`], and no control characters, since the store joins the two
+/// with a separator byte (`\x1f`) and `a\x1fb`+`c` must not name the same
+/// process as `a`+`b\x1fc`.
+fn check_process_id(field: &str, value: &str) -> Result<(), ServiceError> {
+    check_id(field, value, true)?;
+    if value.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ServiceError> {
     if value < min || value > max {
         return Err(ServiceError::invalid(field, format!("must be {min}..={max}, got {value}")));

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ServiceError;
-use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_range};
+use super::{Floodgate, MAX_PROCESS_LOAD, check_id, check_process_id, check_range};
 use crate::core::Millis;
 use crate::core::health::{self, Health, ProcessRecord};
 use crate::store::{LeaseHolder, LeaseRequest, LeasedTask, ProcessRegistry, TaskQueue};
@@ -41,8 +41,8 @@ impl Floodgate {
     /// is usable by the next request. The record's `last_seen_ms` is
     /// ignored: it is stamped with the receive time here.
     pub async fn heartbeat(&self, mut record: ProcessRecord) -> Result<HeartbeatAck, ServiceError> {
-        check_id("instance_id", &record.instance_id, true)?;
-        check_id("process_id", &record.process_id, true)?;
+        check_process_id("instance_id", &record.instance_id)?;
+        check_process_id("process_id", &record.process_id)?;
         check_id("service_type", &record.service_type, true)?;
         check_id("service_name", &record.service_name, true)?;
         let max = u64::from(MAX_PROCESS_LOAD);
@@ -63,8 +63,8 @@ impl Floodgate {
 
     /// Leases tasks, long-polling up to `wait_ms` while none is ready.
     pub async fn lease_tasks(&self, query: LeaseQuery) -> Result<Vec<LeasedTask>, ServiceError> {
-        check_id("instance_id", &query.instance_id, true)?;
-        check_id("process_id", &query.process_id, true)?;
+        check_process_id("instance_id", &query.instance_id)?;
+        check_process_id("process_id", &query.process_id)?;
         let runtime = self.runtime();
         check_range("max_tasks", u64::from(query.max_tasks), 1, u64::from(runtime.max_tasks_per_lease))?;
         check_range("lease_ms", query.lease_ms, 1, runtime.max_lease_ms)?;

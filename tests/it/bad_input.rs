@@ -154,3 +154,27 @@ async fn every_http_error_the_shim_answers_is_json() {
         assert!(reply.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {}", reply.body);
     }
 }
+
+#[tokio::test]
+async fn process_ids_with_control_characters_are_refused_so_records_cannot_collide() {
+    // The store keys a process by instance and process joined with 0x1f:
+    // "a\x1fb" + "c" and "a" + "b\x1fc" would be one record.
+    let server = start(Profile::Production, "").await;
+    let mut c = clients(&server).await;
+    for (instance, process, field) in [("a\u{1f}b", "c", "instance_id"), ("a", "b\u{1f}c", "process_id")] {
+        let err = c.workers.heartbeat(heartbeat(instance, process, pb::ProcessStatus::Healthy)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{instance:?}/{process:?}");
+        assert_eq!(err.message(), format!("{field}: must not contain control characters"));
+    }
+    let lease = pb::LeaseTasksRequest {
+        instance_id: "a\u{1f}b".into(),
+        process_id: "c".into(),
+        max_tasks: 1,
+        lease_ms: 1_000,
+        wait_ms: 0,
+    };
+    let err = c.workers.lease_tasks(lease).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let status = c.admin.get_system_status(pb::GetSystemStatusRequest {}).await.unwrap().into_inner();
+    assert!(status.instances.is_empty(), "nothing was recorded: {:?}", status.instances);
+}
