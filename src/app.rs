@@ -222,7 +222,8 @@ impl App {
             // the chat frontends behind it, with a frontend token sent as
             // static `initial_metadata` of its `grpc_service`.
             .add_service(RequireRole::new(
-                RateLimitServiceServer::new(RateLimitService::new(floodgate.clone())),
+                RateLimitServiceServer::new(RateLimitService::new(floodgate.clone()))
+                    .max_decoding_message_size(max_message),
                 auth.clone(),
                 Role::Frontend,
             ))

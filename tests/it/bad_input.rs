@@ -178,3 +178,16 @@ async fn process_ids_with_control_characters_are_refused_so_records_cannot_colli
     let status = c.admin.get_system_status(pb::GetSystemStatusRequest {}).await.unwrap().into_inner();
     assert!(status.instances.is_empty(), "nothing was recorded: {:?}", status.instances);
 }
+
+#[tokio::test]
+async fn an_oversize_rate_limit_request_is_resource_exhausted_like_any_other() {
+    // ShouldRateLimit has the documented message limit (max_payload_bytes
+    // + 64 KiB, 128 KiB here), not tonic's default of 4 MiB.
+    let server = start(Profile::Production, "").await;
+    let mut rls = connect(&server, Some(FRONTEND)).await.rate_limit();
+    let value = "x".repeat(256 * 1024);
+    let request =
+        floodgate_client::rate_limit_request("floodgate", &[&[("user_type", "registered"), ("subject", &value)]], 1);
+    let err = rls.should_rate_limit(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+}
