@@ -214,7 +214,7 @@ impl App {
                 Role::Worker,
             ))
             .add_service(RequireRole::new(
-                AdminServer::new(AdminService::new(operations.clone())),
+                AdminServer::new(AdminService::new(operations.clone())).max_decoding_message_size(max_message),
                 auth.clone(),
                 Role::Admin,
             ))
