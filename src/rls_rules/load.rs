@@ -1,5 +1,6 @@
-//! Reading envoyproxy/ratelimit's YAML rules: a file, or a directory whose
-//! `*.yaml` / `*.yml` files each hold one domain, parsed strictly (unknown
+//! Reading envoyproxy/ratelimit's YAML rules: a file, a directory whose
+//! `*.yaml` / `*.yml` files each hold one domain, or the peer's runtime
+//! directory (rules under its `config/`), parsed strictly (unknown
 //! keys refused) and compiled by the core; every refusal names the file
 //! and the key path.
 
@@ -29,27 +30,55 @@ impl LoadError {
 /// reload compares to decide whether anything changed.
 pub type Files = Vec<(PathBuf, Vec<u8>)>;
 
-fn is_rule_file(path: &Path) -> bool {
-    let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
-    let yaml = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
-    !hidden && yaml
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'))
 }
 
-/// Reads `path`: the file itself, or every `*.yaml` / `*.yml` file of the
+fn is_rule_file(path: &Path) -> bool {
+    let yaml = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+    !is_hidden(path) && yaml
+}
+
+/// The subdirectory envoyproxy/ratelimit reads its rules from under
+/// `RUNTIME_ROOT/RUNTIME_SUBDIRECTORY` (its `RUNTIME_APPDIRECTORY` default).
+pub const APP_DIRECTORY: &str = "config";
+
+/// Where the rule files of `path` are: the directory itself, or, in the
+/// peer's runtime layout, its `config/` subdirectory.
+pub fn rules_dir(path: &Path) -> PathBuf {
+    let app = path.join(APP_DIRECTORY);
+    if app.is_dir() { app } else { path.to_owned() }
+}
+
+/// Reads `path`: the file itself; every `*.yaml` / `*.yml` file of the
 /// directory (not its subdirectories, nor hidden entries such as a
-/// ConfigMap's `..data`; symbolic links are followed).
+/// ConfigMap's `..data`; symbolic links are followed); or, when the
+/// directory has a `config/` subdirectory (the peer's
+/// `RUNTIME_ROOT/RUNTIME_SUBDIRECTORY` holding `RUNTIME_APPDIRECTORY`),
+/// every rule file under `config/`, its subdirectories included, as the
+/// peer reads them. Rule files beside `config/` would never be read by the
+/// peer, so they are refused rather than ignored.
 pub fn read(path: &Path) -> Result<Files, LoadError> {
-    let io = |p: &Path, e: std::io::Error| LoadError::new(p, format!("cannot read: {e}"));
     let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
     if !meta.is_dir() {
         return Ok(vec![(path.to_owned(), std::fs::read(path).map_err(|e| io(path, e))?)]);
     }
+    let app = path.join(APP_DIRECTORY);
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
-        let file = entry.map_err(|e| io(path, e))?.path();
-        if is_rule_file(&file) && file.is_file() {
-            names.push(file);
+    if app.is_dir() {
+        let beside = rule_files(path, false)?;
+        if let Some(file) = beside.first() {
+            return Err(LoadError::new(
+                file,
+                format!(
+                    "a rule file beside {}: in the peer's runtime layout only the files under config/ are rules; move it there",
+                    app.display()
+                ),
+            ));
         }
+        names = rule_files(&app, true)?;
+    } else {
+        names.extend(rule_files(path, false)?);
     }
     names.sort();
     names
@@ -59,6 +88,24 @@ pub fn read(path: &Path) -> Result<Files, LoadError> {
             Ok((file, bytes))
         })
         .collect()
+}
+
+fn io(p: &Path, e: std::io::Error) -> LoadError {
+    LoadError::new(p, format!("cannot read: {e}"))
+}
+
+/// The rule files of `dir`, and of its (non-hidden) subdirectories when `deep`.
+fn rule_files(dir: &Path, deep: bool) -> Result<Vec<PathBuf>, LoadError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let file = entry.map_err(|e| io(dir, e))?.path();
+        if is_rule_file(&file) && file.is_file() {
+            names.push(file);
+        } else if deep && file.is_dir() && !is_hidden(&file) {
+            names.extend(rule_files(&file, true)?);
+        }
+    }
+    Ok(names)
 }
 
 /// Parses one file in envoyproxy/ratelimit's format: `domain` and
@@ -101,10 +148,11 @@ pub fn compile(
                 ),
             ));
         }
-        let compiled = Rules::compile_domains(&[(String::new(), &domain)], stats).map_err(|errors| LoadError {
-            path: path.display().to_string(),
-            problems: errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect(),
-        })?;
+        let compiled =
+            Rules::compile_domains(&[(String::new(), &domain)], true, stats).map_err(|errors| LoadError {
+                path: path.display().to_string(),
+                problems: errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect(),
+            })?;
         rules = rules.merged(compiled);
         sources.insert(domain.domain, path.clone());
     }
@@ -113,8 +161,23 @@ pub fn compile(
     Ok((rules, sources))
 }
 
-/// `check-config --rls-config`: reads and compiles `path` alone; the domains it holds.
+/// Why a path holding no rule file loads nothing (check-config refuses
+/// it; `serve` is not ready with it).
+pub fn no_rule_file(path: &Path) -> String {
+    format!(
+        "holds no rule file (*.yaml or *.yml, in {} or in its config/ subdirectory): no Envoy domain is loaded",
+        path.display()
+    )
+}
+
+/// `check-config --rls-config`: reads and compiles `path` alone; the
+/// domains it holds. A path holding no rule file is refused: it would
+/// load nothing and every request would pass.
 pub fn check(path: &Path) -> Result<Vec<String>, LoadError> {
-    let (_, sources) = compile(&read(path)?, &Rules::default(), &mut |_, _| Default::default())?;
+    let files = read(path)?;
+    if files.is_empty() {
+        return Err(LoadError::new(path, no_rule_file(path)));
+    }
+    let (_, sources) = compile(&files, &Rules::default(), &mut |_, _| Default::default())?;
     Ok(sources.into_iter().map(|(domain, _)| domain).collect())
 }

@@ -113,6 +113,16 @@ impl RlsRules {
         self.version.load(Ordering::Relaxed)
     }
 
+    /// Why the replica is not ready for its YAML rules: a path that loaded
+    /// no domain (None without a path, or with domains loaded).
+    pub fn not_ready(&self) -> Option<String> {
+        let path = self.options.path.as_ref()?;
+        if self.version() > 0 && lock(&self.loaded).sources.is_empty() {
+            return Some(format!("--rls-config {}: {}", path.display(), load::no_rule_file(path)));
+        }
+        None
+    }
+
     /// Re-reads the YAML path; when its files changed, compiles them and
     /// swaps the whole rule set. A bad file keeps the rules in force, is
     /// logged naming the file and counted. Ok(true) when rules were swapped.

@@ -194,6 +194,7 @@ async fn wildcards_replaces_and_detailed_metric_match_as_the_peer(backend: Backe
 common::on_both_stores!(
     the_peer_example_answers_as_the_peer_documents,
     wildcards_replaces_and_detailed_metric_match_as_the_peer,
+    the_peers_runtime_layout_mixed_case_units_and_user_type_rules_answer,
 );
 
 #[tokio::test]
@@ -645,5 +646,134 @@ async fn reloading_a_thousand_rules_under_load_drops_no_request() {
     }
     assert!(total >= 200, "{total}");
     assert_eq!(server.floodgate.rls_rules().load_errors(), 0);
+    server.stop().await;
+}
+
+// ---- migrating teams' own files (issue 22) ----
+
+/// The peer's runtime layout: `RUNTIME_ROOT/RUNTIME_SUBDIRECTORY` (the
+/// directory floodgate is pointed at) holding `config/` (`RUNTIME_APPDIRECTORY`).
+fn peer_layout(tag: &str, files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::create_dir_all(dir.0.join("config")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.0.join("config").join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Rule files as the peer's users write them: mixed-case units, a limit at
+/// the top of uint32's range, a rule keyed `user_type`.
+const MIGRATED: &str = "\
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit:
+      unit: Minute
+      requests_per_unit: 2
+  - key: user_type
+    value: premium
+    rate_limit:
+      unit: SECOND
+      requests_per_unit: 1
+  - key: bytes
+    rate_limit:
+      unit: second
+      requests_per_unit: 4294967295
+";
+
+async fn the_peers_runtime_layout_mixed_case_units_and_user_type_rules_answer(backend: Backend) {
+    let dir = peer_layout(&format!("migrated-{backend:?}"), &[("edge.yaml", MIGRATED)]);
+    let mut r = start_rls(backend, RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() }).await;
+    // `unit: Minute` is a minute.
+    let address = [("remote_address", "10.0.0.1")];
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::Ok, Some((2, M)), 1));
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::Ok, Some((2, M)), 0));
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::OverLimit, Some((2, M)), 0));
+    // `user_type` in a YAML domain is an ordinary key: its rule applies,
+    // any value is accepted, and floodgate's Level 1 is not asked.
+    let premium = [("user_type", "premium")];
+    assert_eq!(first(&mut r, "edge", &premium).await, (Code::Ok, Some((1, Unit::Second)), 0));
+    assert_eq!(first(&mut r, "edge", &premium).await, (Code::OverLimit, Some((1, Unit::Second)), 0));
+    let other = ask(&mut r.rls, one("edge", &[("user_type", "gold")])).await;
+    assert_eq!((other.overall_code(), status(&other.statuses[0])), (Code::Ok, (Code::Ok, None, 0)));
+    r.clock.advance_ms(1_000);
+    assert_eq!(first(&mut r, "edge", &premium).await.0, Code::Ok);
+    // 4294967295 per second, counted in hits_addend (a byte budget): a
+    // million hits pass and leave the rest of the second's budget.
+    let bytes = ask(&mut r.rls, rate_limit_request("edge", &[&[("bytes", "tenant-a")]], 1_000_000)).await;
+    let (code, limit, remaining) = status(&bytes.statuses[0]);
+    assert_eq!((code, limit), (Code::Ok, Some((u32::MAX, Unit::Second))));
+    // The counter keeps µs of the second: 1,000,000 hits cost 233 µs
+    // (rounded up), so the rest is known to within one µs's worth (4,295 hits).
+    let left = u32::MAX - 1_000_000;
+    assert!((left - 4_295..=left).contains(&remaining), "{remaining}");
+    let d = http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!(d["domains"][0]["source"], dir.0.join("config/edge.yaml").display().to_string());
+    r.server.stop().await;
+}
+
+#[test]
+fn check_config_reads_the_peers_layout_and_refuses_a_path_with_no_rule_file() {
+    let dir = peer_layout("check-layout", &[("edge.yaml", MIGRATED), ("mongo.yml", &domain_file("mongo", 5))]);
+    let (code, stdout, stderr) = check_config(&dir.0);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("valid Envoy rules (domains: edge, mongo)"), "{stdout}");
+    // A rule file beside config/ would never be read by the peer: refused, not ignored.
+    std::fs::write(dir.0.join("stray.yaml"), domain_file("stray", 1)).unwrap();
+    let (code, _, stderr) = check_config(&dir.0);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("stray.yaml: a rule file beside") && stderr.contains("config"), "{stderr}");
+    // An empty directory, an empty config/, a directory of other files: no rule file.
+    for (tag, files) in [("none", &[][..]), ("other", &[("README.md", "rules")][..])] {
+        let empty = TempDir::new(&format!("check-empty-{tag}"));
+        for (name, text) in files {
+            std::fs::write(empty.0.join(name), text).unwrap();
+        }
+        for path in [empty.0.clone(), {
+            std::fs::create_dir_all(empty.0.join("config")).unwrap();
+            empty.0.clone()
+        }] {
+            let (code, stdout, stderr) = check_config(&path);
+            assert_eq!(code, 1, "{tag}: {stdout}");
+            assert!(stderr.contains(&format!("{}: holds no rule file", path.display())), "{tag}: {stderr}");
+        }
+    }
+    // requests_per_unit: missing and out of range say different things.
+    let one_rule = |rate: &str| format!("domain: d\ndescriptors:\n  - key: a\n    rate_limit:\n{rate}");
+    let files = TempDir::new("check-rpu");
+    for (text, expected) in [
+        (one_rule("      unit: Hour\n"), "descriptors[0].rate_limit.requests_per_unit: is required with a unit"),
+        (
+            one_rule("      unit: Hour\n      requests_per_unit: 4294967296\n"),
+            "4294967296 is out of range: must be a whole number 0..=4294967295",
+        ),
+        (one_rule("      unit: hour\n      requests_per_unit: -5\n"), "-5 is out of range"),
+    ] {
+        files.write("d.yaml", &text);
+        let (code, _, stderr) = check_config(&files.0.join("d.yaml"));
+        assert_eq!(code, 1, "{text}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    }
+    files.write("d.yaml", &one_rule("      unit: Day\n      requests_per_unit: 4294967295\n"));
+    assert_eq!(check_config(&files.0.join("d.yaml")).0, 0);
+}
+
+#[tokio::test]
+async fn a_rule_path_that_loads_no_domain_is_not_ready_and_says_why() {
+    let dir = TempDir::new("not-ready");
+    std::fs::create_dir_all(dir.0.join("config")).unwrap();
+    let mut s = settings(Profile::Development, "");
+    s.rls_options = RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() };
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    let ready = http::get(server.http, "/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let reason = ready.json()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains(&format!("--rls-config {}: holds no rule file", dir.0.display())), "{reason}");
+    // A rule file arrives (in the peer's config/): ready.
+    std::fs::write(dir.0.join("config/edge.yaml"), MIGRATED).unwrap();
+    let http = server.http;
+    eventually("ready once a domain is loaded", || async move { http::get(http, "/readyz", None).await.status == 200 })
+        .await;
     server.stop().await;
 }

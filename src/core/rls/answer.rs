@@ -140,7 +140,9 @@ pub fn answer(
         unit: rate.unit,
     };
     for ((i, check), outcome) in checks.iter().zip(outcomes) {
-        let (remaining, until_reset_us) = counter_state(*outcome, check, now_us, kept);
+        let (units, until_reset_us) = counter_state(*outcome, check, now_us, kept);
+        // A rate faster than one per µs counts µs of its unit, not hits.
+        let remaining = plan.descriptors[*i].rate().map_or(units, |rate| rate.hits_of(units));
         let status = &mut statuses[*i];
         status.limit_remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
         status.until_reset_us = until_reset_us;
@@ -163,7 +165,13 @@ pub fn answer(
                 }
                 GcraOutcome::Allowed { .. } => {
                     status.tally.within_limit = hits;
-                    status.tally.near_limit = near_limit(hits, remaining, check, kept);
+                    let near = near_limit(check.cost, units, check, kept);
+                    status.tally.near_limit = if check.cost == hits {
+                        near
+                    } else {
+                        let scaled = u64::from(near) * u64::from(hits) / u64::from(check.cost.max(1));
+                        u32::try_from(scaled).unwrap_or(hits)
+                    };
                 }
             }
         }
