@@ -24,6 +24,27 @@ impl LoadError {
     fn new(path: &Path, problem: impl Into<String>) -> LoadError {
         LoadError { path: path.display().to_string(), problems: vec![problem.into()] }
     }
+
+    /// Each problem as (key path, message): the key path is what the
+    /// problem starts with (`descriptors[0].rate_limit.unit`, `domain`),
+    /// empty when it names none (a file that is not YAML, an unreadable path).
+    pub fn key_paths(&self) -> Vec<(String, String)> {
+        self.problems
+            .iter()
+            .map(|problem| match problem.split_once(": ") {
+                Some((key, message)) if is_key_path(key) => (key.to_owned(), message.to_owned()),
+                _ => (String::new(), problem.clone()),
+            })
+            .collect()
+    }
+}
+
+/// `descriptors[0].rate_limit.unit`, `domain`, `rls.domains[1]`: names,
+/// indexes and dots only.
+fn is_key_path(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '[' | ']' | '.'))
+        && !text.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// The rule files under a path and their bytes, in name order: what a

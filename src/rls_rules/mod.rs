@@ -39,6 +39,34 @@ struct Loaded {
     /// The last unreadable-path error, so a path that stays missing is
     /// logged and counted once, not at every re-read.
     unreadable: Option<LoadError>,
+    /// The outcome of the last load that read something new (None before the first).
+    last: Option<LastLoad>,
+}
+
+/// The outcome of the last load of the YAML rules that found the files
+/// changed (or unreadable): what an operator reads after editing them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastLoad {
+    /// When it ran (ms since the epoch).
+    pub at_ms: u64,
+    /// Whether its rules were put in force.
+    pub ok: bool,
+    /// The version in force after it (a failure leaves the previous one).
+    pub version: u64,
+    /// For a failure: the file (or directory) at fault.
+    pub file: Option<String>,
+    /// For a failure: each problem with its key path (empty when the
+    /// problem names none, e.g. a file that is not YAML).
+    pub problems: Vec<LoadProblem>,
+}
+
+/// One reason a load failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadProblem {
+    /// The key path in the file (`descriptors[0].rate_limit.unit`).
+    pub key_path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 /// The rules in force and their counters.
@@ -135,6 +163,7 @@ impl RlsRules {
             Err(e) => {
                 loaded.unreadable = Some(e.clone());
                 loaded.seen = None;
+                loaded.last = Some(self.failure(&e));
                 return Err(self.failed(e));
             }
         };
@@ -155,12 +184,49 @@ impl RlsRules {
                 self.current.store(Arc::new(rules));
                 loaded.sources = sources;
                 let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
-                self.loaded_at_ms.store(now_ms(), Ordering::Relaxed);
+                let at_ms = now_ms();
+                self.loaded_at_ms.store(at_ms, Ordering::Relaxed);
+                loaded.last = Some(LastLoad { at_ms, ok: true, version, file: None, problems: Vec::new() });
                 tracing::info!(path = %path.display(), domains, version, "Envoy rate-limit rules loaded");
                 Ok(true)
             }
-            Err(e) => Err(self.failed(e)),
+            Err(e) => {
+                loaded.last = Some(self.failure(&e));
+                Err(self.failed(e))
+            }
         }
+    }
+
+    fn failure(&self, e: &LoadError) -> LastLoad {
+        LastLoad {
+            at_ms: now_ms(),
+            ok: false,
+            version: self.version(),
+            file: Some(e.path.clone()),
+            problems: e.key_paths().into_iter().map(|(key_path, message)| LoadProblem { key_path, message }).collect(),
+        }
+    }
+
+    /// The outcome of the last load that read something new.
+    pub fn last_load(&self) -> Option<LastLoad> {
+        lock(&self.loaded).last.clone()
+    }
+
+    /// While the last load failed: what failed, in one line (the rules of
+    /// the version before it stay in force). For the alert.
+    pub fn reload_failure(&self) -> Option<String> {
+        let last = self.last_load().filter(|l| !l.ok)?;
+        let problems: Vec<String> = last
+            .problems
+            .iter()
+            .map(|p| if p.key_path.is_empty() { p.message.clone() } else { format!("{}: {}", p.key_path, p.message) })
+            .collect();
+        Some(format!(
+            "Envoy rule files not loaded: {}: {} (version {} stays in force)",
+            last.file.unwrap_or_default(),
+            problems.join("; "),
+            last.version
+        ))
     }
 
     fn failed(&self, e: LoadError) -> LoadError {
@@ -245,6 +311,11 @@ impl RlsRules {
             "Successful loads of the Envoy rule files",
             Samples(vec![(Vec::new(), ConstGauge::new(self.version()))]),
         );
+        registry.register(
+            "floodgate_rls_config_last_load_failed",
+            "1 while the last load of the Envoy rule files failed (the rules before it stay in force), else 0",
+            Samples(vec![(Vec::new(), ConstGauge::new(u64::from(self.reload_failure().is_some())))]),
+        );
         let at = self.loaded_at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         registry.register(
             "floodgate_rls_config_loaded_timestamp_seconds",
@@ -276,6 +347,7 @@ impl RlsRules {
             version: self.version(),
             loaded_at_ms: self.loaded_at_ms.load(Ordering::Relaxed),
             load_errors: self.load_errors(),
+            last_load: self.last_load(),
             shadow_mode: self.options.shadow_mode,
             ratelimit_headers: self.options.ratelimit_headers,
             domains: domains.into_values().collect(),
@@ -294,6 +366,9 @@ pub struct RulesView {
     pub loaded_at_ms: u64,
     /// Files refused since start.
     pub load_errors: u64,
+    /// The last load that read something new: when, its outcome, and for
+    /// a failure the file, key paths and messages.
+    pub last_load: Option<LastLoad>,
     /// Global shadow mode.
     pub shadow_mode: bool,
     /// Whether `RateLimit-*` response headers are added.

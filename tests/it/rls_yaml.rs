@@ -309,6 +309,11 @@ async fn the_admin_rpc_lists_the_same_rules_as_the_debug_route() {
         "path": config.path, "version": config.version, "loaded_at_ms": config.loaded_at_ms,
         "load_errors": config.load_errors, "shadow_mode": config.shadow_mode,
         "ratelimit_headers": config.ratelimit_headers, "domains": domains,
+        "last_load": config.last_load.as_ref().map(|l| serde_json::json!({
+            "at_ms": l.at_ms, "ok": l.ok, "version": l.version, "file": l.file,
+            "problems": l.problems.iter().map(|p| serde_json::json!({ "key_path": p.key_path, "message": p.message }))
+                .collect::<Vec<_>>(),
+        })),
     });
     assert_eq!(grpc, http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json());
 }
@@ -775,5 +780,96 @@ async fn a_rule_path_that_loads_no_domain_is_not_ready_and_says_why() {
     let http = server.http;
     eventually("ready once a domain is loaded", || async move { http::get(http, "/readyz", None).await.status == 200 })
         .await;
+    server.stop().await;
+}
+
+/// `floodgate admin rls-config` against `server`, as an operator runs it.
+async fn admin_rls_config(server: &Server) -> String {
+    let target = format!("http://{}", server.grpc);
+    let mut command = Command::new(BIN);
+    command.args(["admin", "--target", &target, "--token", ADMIN, "rls-config"]);
+    command.env_remove("FLOODGATE_ADMIN_TARGET").env_remove("FLOODGATE_ADMIN_TOKEN");
+    let out = tokio::task::spawn_blocking(move || command.output().expect("floodgate runs")).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn alert_codes(server: &Server) -> Vec<(String, String, String)> {
+    server.operations.evaluate_alerts().await.unwrap();
+    let doc = http::get(server.http, "/monitoring/alerts", Some(ADMIN)).await.json();
+    doc["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (field("severity"), field("code"), field("message"))
+        })
+        .filter(|(_, code, _)| code.starts_with("rls_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_reload_shows_its_file_key_path_and_message_everywhere_and_warns_until_mended() {
+    let dir = TempDir::new("last-load");
+    dir.write("a.yaml", &domain_file("live", 1));
+    let mut s = settings(Profile::Development, "");
+    s.rls_options = RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() };
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!((doc["last_load"]["ok"].as_bool(), doc["last_load"]["version"].as_u64()), (Some(true), Some(1)));
+    assert!(doc["last_load"]["at_ms"].as_u64().is_some_and(|at| at > 0));
+    assert_eq!(alert_codes(&server).await, []);
+    assert_eq!(sample(&metrics(&server).await, "floodgate_rls_config_last_load_failed"), Some(0));
+
+    dir.write("a.yaml", "domain: live\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: fortnight\n");
+    let http = server.http;
+    eventually("the failed reload is recorded", || async move {
+        let doc = http::get(http, "/debug/rls-config", Some(ADMIN)).await.json();
+        doc["last_load"]["ok"] == false
+    })
+    .await;
+    let file = dir.0.join("a.yaml").display().to_string();
+    // The debug route: when, which version stays, the file, the key path, the message.
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    let last = &doc["last_load"];
+    assert_eq!((last["version"].as_u64(), last["file"].as_str()), (Some(1), Some(file.as_str())), "{doc}");
+    assert_eq!(last["problems"][0]["key_path"], "descriptors[0].rate_limit.unit", "{doc}");
+    assert!(
+        last["problems"][0]["message"].as_str().unwrap_or_default().starts_with("unknown variant `fortnight`"),
+        "{doc}"
+    );
+    assert_eq!(doc["load_errors"], 1);
+    // The Admin API says the same.
+    let mut admin = connect(&server, Some(ADMIN)).await.admin();
+    let config = admin.get_rls_config(floodgate_client::pb::GetRlsConfigRequest {}).await.unwrap().into_inner();
+    let load = config.last_load.expect("last_load");
+    assert_eq!((load.ok, load.version, load.file.as_deref()), (false, 1, Some(file.as_str())));
+    assert_eq!(load.problems[0].key_path, "descriptors[0].rate_limit.unit");
+    // The CLI.
+    let table = admin_rls_config(&server).await;
+    assert!(table.contains(&format!("FAILED in {file} (version 1 stays in force)")), "{table}");
+    assert!(table.contains("  descriptors[0].rate_limit.unit: unknown variant `fortnight`"), "{table}");
+    // A warning alert and the gauge the PrometheusRule watches.
+    let alerts = alert_codes(&server).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0].0.as_str(), alerts[0].1.as_str()), ("warning", "rls_config_reload_failed"));
+    assert!(alerts[0].2.contains(&file) && alerts[0].2.contains("descriptors[0].rate_limit.unit"), "{alerts:?}");
+    assert_eq!(sample(&metrics(&server).await, "floodgate_rls_config_last_load_failed"), Some(1));
+
+    // Mended: ok again, version 2, and the alert clears.
+    dir.write("a.yaml", &domain_file("live", 5));
+    eventually("the mended file is loaded", || async move {
+        let doc = http::get(http, "/debug/rls-config", Some(ADMIN)).await.json();
+        doc["last_load"]["ok"] == true
+    })
+    .await;
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!(
+        (doc["last_load"]["version"].as_u64(), doc["last_load"]["problems"].as_array().map(Vec::len)),
+        (Some(2), Some(0))
+    );
+    assert_eq!(alert_codes(&server).await, []);
+    assert!(admin_rls_config(&server).await.contains("ok, version 2 in force"));
     server.stop().await;
 }
