@@ -119,6 +119,9 @@ pub struct StaticSettings {
     /// `ratelimit`: RateLimit-Limit/Remaining/Reset headers on every Envoy answer.
     #[arg(long, env = "FLOODGATE_RLS_RESPONSE_HEADERS", hide = true)]
     pub rls_response_headers: Option<String>,
+    /// Envoy rule files of one domain are merged (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG).
+    #[arg(long, env = "FLOODGATE_RLS_MERGE_DOMAINS", num_args = 0..=1, default_missing_value = "true")]
+    pub rls_merge_domains: Option<String>,
 }
 
 /// The config file: the same declaration, read through serde.
@@ -252,6 +255,8 @@ impl StaticSettings {
         settings.rls_options =
             RlsOptions::parse(self.rls_config, self.rls_shadow_mode.as_deref(), self.rls_response_headers.as_deref())
                 .map_err(ConfigError::Setting)?;
+        settings.rls_options.merge_domains =
+            RlsOptions::merge_domains(self.rls_merge_domains.as_deref()).map_err(ConfigError::Setting)?;
         settings.check()?;
         Ok(settings)
     }
@@ -293,9 +298,22 @@ pub struct RlsOptions {
     pub shadow_mode: bool,
     /// `FLOODGATE_RLS_RESPONSE_HEADERS=ratelimit`: the `RateLimit-*` headers.
     pub ratelimit_headers: bool,
+    /// `--rls-merge-domains` / `FLOODGATE_RLS_MERGE_DOMAINS`: files of one
+    /// domain are merged (the peer's `MERGE_DOMAIN_CONFIG`).
+    pub merge_domains: bool,
 }
 
 impl RlsOptions {
+    /// `--rls-merge-domains` / `FLOODGATE_RLS_MERGE_DOMAINS`: true or false
+    /// (the flag alone is true); anything else is refused naming it.
+    pub fn merge_domains(value: Option<&str>) -> Result<bool, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(format!("FLOODGATE_RLS_MERGE_DOMAINS must be true or false, got {other:?}")),
+        }
+    }
+
     /// From the flag and the two environment variables' raw values;
     /// an unknown value is refused naming the variable.
     pub fn parse(
@@ -315,7 +333,7 @@ impl RlsOptions {
                 return Err(format!("FLOODGATE_RLS_RESPONSE_HEADERS must be ratelimit or none, got {other:?}"));
             }
         };
-        Ok(RlsOptions { path, shadow_mode, ratelimit_headers })
+        Ok(RlsOptions { path, shadow_mode, ratelimit_headers, merge_domains: false })
     }
 }
 

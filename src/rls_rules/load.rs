@@ -138,28 +138,26 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<DomainConfig, LoadError> {
     serde_norway::from_slice(bytes).map_err(|e| LoadError::new(path, e.to_string()))
 }
 
-/// Parses and compiles `files` over `base` (the TOML rules): each domain
-/// has one source, so a domain in two files, or in a file and in the TOML
-/// config, is refused. Returns the merged rules and each YAML domain's file.
+/// Parses and compiles `files` over `base` (the TOML rules). Without
+/// `merge` each domain has one source, so a domain in two files is
+/// refused; with it (the peer's `MERGE_DOMAIN_CONFIG`) the files of one
+/// domain are merged, their top-level rules appended in file order, and a
+/// rule repeated across them (same key and value) is refused naming both
+/// files, as the peer refuses a duplicate composite key. A domain in a file
+/// and in the TOML config is refused either way. Returns the merged rules
+/// and each YAML domain's files.
 pub fn compile(
     files: &Files,
     base: &Rules,
+    merge: bool,
     stats: &mut StatsFor<'_>,
 ) -> Result<(Rules, Vec<(String, PathBuf)>), LoadError> {
     let mut rules = base.clone();
-    let mut sources: HashMap<String, PathBuf> = HashMap::new();
+    // Each domain's merged config and the files it came from, in file order.
+    let mut domains: Vec<(DomainConfig, Vec<(PathBuf, usize)>)> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
     for (path, bytes) in files {
         let domain = parse(path, bytes)?;
-        if let Some(first) = sources.get(&domain.domain) {
-            return Err(LoadError::new(
-                path,
-                format!(
-                    "domain: {:?} is also configured in {}; one domain has one file",
-                    domain.domain,
-                    first.display()
-                ),
-            ));
-        }
         if base.has_domain(&domain.domain) {
             return Err(LoadError::new(
                 path,
@@ -169,17 +167,65 @@ pub fn compile(
                 ),
             ));
         }
-        let compiled =
-            Rules::compile_domains(&[(String::new(), &domain)], true, stats).map_err(|errors| LoadError {
-                path: path.display().to_string(),
-                problems: errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect(),
-            })?;
-        rules = rules.merged(compiled);
-        sources.insert(domain.domain, path.clone());
+        // Each file must hold on its own, so its errors name it.
+        Rules::compile_domains(&[(String::new(), &domain)], true, &mut |_, _| Default::default())
+            .map_err(|errors| problems(path, errors))?;
+        let Some(&at) = by_name.get(&domain.domain) else {
+            by_name.insert(domain.domain.clone(), domains.len());
+            let count = domain.descriptors.len();
+            domains.push((domain, vec![(path.clone(), count)]));
+            continue;
+        };
+        let (merged, sources) = &mut domains[at];
+        if !merge {
+            return Err(LoadError::new(
+                path,
+                format!(
+                    "domain: {:?} is also configured in {}; one domain has one file (or set --rls-merge-domains)",
+                    domain.domain,
+                    sources[0].0.display()
+                ),
+            ));
+        }
+        for (i, rule) in domain.descriptors.iter().enumerate() {
+            let mut offset = 0;
+            for (other, count) in sources.iter() {
+                let earlier = &merged.descriptors[offset..offset + count];
+                if let Some(j) = earlier.iter().position(|r| r.key == rule.key && r.value == rule.value) {
+                    return Err(LoadError::new(
+                        path,
+                        format!(
+                            "descriptors[{i}]: merging domain {:?}: {} descriptors[{j}] already has key {:?} and {}",
+                            domain.domain,
+                            other.display(),
+                            rule.key,
+                            rule.value.as_ref().map_or("no value".to_owned(), |v| format!("value {v:?}"))
+                        ),
+                    ));
+                }
+                offset += count;
+            }
+        }
+        sources.push((path.clone(), domain.descriptors.len()));
+        merged.descriptors.extend(domain.descriptors);
     }
-    let mut sources: Vec<(String, PathBuf)> = sources.into_iter().collect();
+    let mut sources = Vec::new();
+    for (domain, files) in &domains {
+        let first = &files[0].0;
+        let compiled = Rules::compile_domains(&[(String::new(), domain)], true, stats)
+            .map_err(|errors| problems(first, errors))?;
+        rules = rules.merged(compiled);
+        sources.extend(files.iter().map(|(path, _)| (domain.domain.clone(), path.clone())));
+    }
     sources.sort();
     Ok((rules, sources))
+}
+
+fn problems(path: &Path, errors: Vec<crate::core::rls::Invalid>) -> LoadError {
+    LoadError {
+        path: path.display().to_string(),
+        problems: errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect(),
+    }
 }
 
 /// Why a path holding no rule file loads nothing (check-config refuses
@@ -194,11 +240,13 @@ pub fn no_rule_file(path: &Path) -> String {
 /// `check-config --rls-config`: reads and compiles `path` alone; the
 /// domains it holds. A path holding no rule file is refused: it would
 /// load nothing and every request would pass.
-pub fn check(path: &Path) -> Result<Vec<String>, LoadError> {
+pub fn check(path: &Path, merge: bool) -> Result<Vec<String>, LoadError> {
     let files = read(path)?;
     if files.is_empty() {
         return Err(LoadError::new(path, no_rule_file(path)));
     }
-    let (_, sources) = compile(&files, &Rules::default(), &mut |_, _| Default::default())?;
-    Ok(sources.into_iter().map(|(domain, _)| domain).collect())
+    let (_, sources) = compile(&files, &Rules::default(), merge, &mut |_, _| Default::default())?;
+    let mut domains: Vec<String> = sources.into_iter().map(|(domain, _)| domain).collect();
+    domains.dedup();
+    Ok(domains)
 }

@@ -32,7 +32,7 @@ pub const MAX_DETAILED_SERIES: usize = 10_000;
 /// What the last successful load holds.
 #[derive(Debug, Default)]
 struct Loaded {
-    /// Each YAML domain's file.
+    /// Each YAML domain's files (several when merged).
     sources: Vec<(String, PathBuf)>,
     /// The files as last read, loaded or not: a reload only parses what changed.
     seen: Option<load::Files>,
@@ -173,7 +173,7 @@ impl RlsRules {
         }
         let compiled = {
             let mut registry = lock(&self.registry);
-            load::compile(&files, &self.base, &mut |domain, key| {
+            load::compile(&files, &self.base, self.options.merge_domains, &mut |domain, key| {
                 registry.entry((domain.to_owned(), key.to_owned())).or_default().clone()
             })
         };
@@ -327,8 +327,15 @@ impl RlsRules {
     /// The loaded rules (envoyproxy/ratelimit's `/rlconfig`): domains with
     /// their source, rules with their stats keys, and the load's version and time.
     pub fn view(&self) -> RulesView {
-        let sources: HashMap<String, String> =
-            lock(&self.loaded).sources.iter().map(|(d, p)| (d.clone(), p.display().to_string())).collect();
+        // A merged domain lists its files, comma-separated, in file order.
+        let mut sources: HashMap<String, String> = HashMap::new();
+        for (domain, path) in &lock(&self.loaded).sources {
+            let files = sources.entry(domain.clone()).or_default();
+            if !files.is_empty() {
+                files.push_str(", ");
+            }
+            files.push_str(&path.display().to_string());
+        }
         let mut domains: BTreeMap<String, DomainView> = BTreeMap::new();
         for rule in self.current().view() {
             let domain = rule.domain.clone();

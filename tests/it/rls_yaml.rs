@@ -873,3 +873,65 @@ async fn a_failed_reload_shows_its_file_key_path_and_message_everywhere_and_warn
     assert!(admin_rls_config(&server).await.contains("ok, version 2 in force"));
     server.stop().await;
 }
+
+const EDGE_PATHS: &str = "\
+domain: edge
+descriptors:
+  - key: path
+    value: /login
+    rate_limit:
+      unit: second
+      requests_per_unit: 1
+";
+
+#[tokio::test]
+async fn files_of_one_domain_merge_with_rls_merge_domains_and_repeated_rules_are_refused() {
+    let dir = peer_layout("merge", &[("a-edge.yaml", MIGRATED), ("b-edge-paths.yaml", EDGE_PATHS)]);
+    // Without the setting: one domain, one file.
+    let (code, _, stderr) = check_config(&dir.0);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("b-edge-paths.yaml: domain: \"edge\" is also configured in"), "{stderr}");
+    assert!(stderr.contains("--rls-merge-domains"), "{stderr}");
+    // With it (flag or environment, as the peer's MERGE_DOMAIN_CONFIG=true): one domain.
+    let out =
+        Command::new(BIN).args(["check-config", "--rls-merge-domains", "--rls-config"]).arg(&dir.0).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid Envoy rules (domains: edge)"));
+    let out = Command::new(BIN)
+        .env("FLOODGATE_RLS_MERGE_DOMAINS", "true")
+        .args(["check-config", "--rls-config"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Served merged: both files' rules answer through a real client.
+    let options = RlsOptions { path: Some(dir.0.clone()), merge_domains: true, ..RlsOptions::default() };
+    let mut r = start_rls(Backend::Memory, options).await;
+    assert_eq!(first(&mut r, "edge", &[("remote_address", "a")]).await, (Code::Ok, Some((2, M)), 1));
+    assert_eq!(first(&mut r, "edge", &[("path", "/login")]).await, (Code::Ok, Some((1, Unit::Second)), 0));
+    assert_eq!(first(&mut r, "edge", &[("path", "/login")]).await.0, Code::OverLimit);
+    let doc = http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    let config = dir.0.join("config");
+    assert_eq!(
+        doc["domains"][0]["source"],
+        format!("{}, {}", config.join("a-edge.yaml").display(), config.join("b-edge-paths.yaml").display())
+    );
+    r.server.stop().await;
+
+    // A rule repeated across the files (same key and value): refused, naming both.
+    std::fs::write(
+        config.join("c-again.yaml"),
+        "domain: edge\ndescriptors:\n  - key: x\n  - key: path\n    value: /login\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["check-config", "--rls-merge-domains", "--rls-config"]).arg(&dir.0).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!(
+        "c-again.yaml: descriptors[1]: merging domain \"edge\": {} descriptors[0] already has key \"path\" and value \"/login\"",
+        config.join("b-edge-paths.yaml").display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
