@@ -19,7 +19,9 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::config::RlsOptions;
-use crate::core::rls::{Answer, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally};
+use crate::core::rls::{
+    Answer, DEFAULT_NEAR_LIMIT_PERMILLE, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally,
+};
 use crate::metrics::Samples;
 
 pub use load::LoadError;
@@ -123,7 +125,11 @@ impl RlsRules {
 
     /// Global shadow mode and response headers, for [`Rules::plan_with`].
     pub fn plan_options(&self) -> PlanOptions {
-        PlanOptions { shadow_mode: self.options.shadow_mode, ratelimit_headers: self.options.ratelimit_headers }
+        PlanOptions {
+            shadow_mode: self.options.shadow_mode,
+            ratelimit_headers: self.options.ratelimit_headers,
+            near_limit_permille: self.options.near_limit_permille.unwrap_or(DEFAULT_NEAR_LIMIT_PERMILLE),
+        }
     }
 
     /// The static settings.
@@ -288,7 +294,10 @@ impl RlsRules {
         let counters = [
             ("hits", "Hits (hits_addend) on each Envoy rate-limit rule"),
             ("over_limit", "Hits over the rule's limit (shadow-mode ones included)"),
-            ("near_limit", "Hits within the limit but above 80 % of it"),
+            (
+                "near_limit",
+                "Hits within the limit but above its near-limit ratio (FLOODGATE_RLS_NEAR_LIMIT_RATIO, 0.8 by default)",
+            ),
             ("within_limit", "Hits within the rule's limit"),
             ("shadow_mode", "Hits over the limit let through in shadow mode"),
         ];
@@ -417,6 +426,13 @@ mod tests {
         assert_eq!(RlsOptions::parse(None, None, None).unwrap(), RlsOptions::default());
         assert!(RlsOptions::parse(None, Some("yes"), None).unwrap_err().contains("FLOODGATE_RLS_SHADOW_MODE"));
         assert!(RlsOptions::parse(None, None, Some("draft")).unwrap_err().contains("FLOODGATE_RLS_RESPONSE_HEADERS"));
+        assert_eq!(RlsOptions::near_limit_permille(Some("0.9")), Ok(Some(900)));
+        assert_eq!(RlsOptions::near_limit_permille(None), Ok(None));
+        for bad in ["1.5", "-0.1", "most"] {
+            assert!(RlsOptions::near_limit_permille(Some(bad)).unwrap_err().contains("FLOODGATE_RLS_NEAR_LIMIT_RATIO"));
+        }
+        assert_eq!(RlsOptions::merge_domains(Some("true")), Ok(true));
+        assert!(RlsOptions::merge_domains(Some("yes")).unwrap_err().contains("FLOODGATE_RLS_MERGE_DOMAINS"));
     }
 
     #[test]

@@ -935,3 +935,24 @@ async fn files_of_one_domain_merge_with_rls_merge_domains_and_repeated_rules_are
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_near_limit_ratio_is_a_setting_as_the_peers_near_limit_ratio() {
+    // mongo_cps database=users: 5 per minute. At 0.5 the 3rd, 4th and 5th hits are near (0.8: only the 5th).
+    for (permille, near) in [(None, 1), (Some(500), 3)] {
+        let options = RlsOptions { near_limit_permille: permille, ..path("peer") };
+        let mut r = start_rls(Backend::Memory, options).await;
+        for _ in 0..5 {
+            assert_eq!(first(&mut r, "mongo_cps", &[("database", "users")]).await.0, Code::Ok);
+        }
+        let text = metrics(&r.server).await;
+        assert_eq!(sample(&text, &rule("near_limit", "mongo_cps", "database_users")), Some(near), "{permille:?}");
+        r.server.stop().await;
+    }
+    // The variable, read by serve: a bad value refuses the start naming it.
+    let out = Command::new(BIN).env("FLOODGATE_RLS_NEAR_LIMIT_RATIO", "2").args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FLOODGATE_RLS_NEAR_LIMIT_RATIO must be a ratio from 0 to 1")
+    );
+}

@@ -28,7 +28,8 @@ pub use answer::{AdmissionOutcome, Answer, Code, ReportedLimit, Status, answer, 
 pub use config::{DescriptorConfig, DomainConfig, Invalid, RateLimitConfig, Replace, RlsConfig, Unit};
 pub use plan::{AdmissionEntries, Check, Checks, Entry, Plan, Planned, RlsRequest, Writes, decide_all, kept};
 pub use rules::{
-    Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle, Tally, counter_key,
+    DEFAULT_NEAR_LIMIT_PERMILLE, Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle,
+    Tally, counter_key,
 };
 
 #[cfg(test)]
@@ -488,9 +489,19 @@ mod tests {
     fn near_limit_counts_the_hits_above_eighty_percent() {
         // Burst 10: threshold 8. Used 7 before, 3 more hits: 1 within-only, 2 near.
         let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
-        assert_eq!(near_limit(3, 0, &check, true), 2);
-        assert_eq!(near_limit(3, 3, &check, true), 0, "used 7 after: under the threshold");
-        assert_eq!(near_limit(3, 1, &check, false), 3, "not kept: 9 used, 3 more all above 8");
+        assert_eq!(near_limit(3, 0, &check, true, 800), 2);
+        assert_eq!(near_limit(3, 3, &check, true, 800), 0, "used 7 after: under the threshold");
+        assert_eq!(near_limit(3, 1, &check, false, 800), 3, "not kept: 9 used, 3 more all above 8");
+    }
+
+    #[test]
+    fn the_near_limit_ratio_is_a_setting() {
+        // Burst 10, ratio 0.5: threshold 5. Used 7 after 3 hits (4 before): 2 near.
+        let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
+        assert_eq!(near_limit(3, 3, &check, true, 500), 2);
+        assert_eq!(near_limit(3, 3, &check, true, 800), 0);
+        assert_eq!(near_limit(3, 3, &check, true, 1000), 0, "ratio 1: nothing within the limit is near it");
+        assert_eq!(PlanOptions::default().near_limit_permille, 800, "the peer's default 0.8");
     }
 
     proptest! {

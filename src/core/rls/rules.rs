@@ -244,12 +244,24 @@ pub struct Rules {
 }
 
 /// Settings that apply to every rule of a request (not per rule).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanOptions {
     /// Every rule in shadow mode (envoyproxy/ratelimit's `SHADOW_MODE`).
     pub shadow_mode: bool,
     /// `RateLimit-Limit`, `-Remaining` and `-Reset` on every answer.
     pub ratelimit_headers: bool,
+    /// Hits within the limit above this share of it (per mille) count as
+    /// near the limit (envoyproxy/ratelimit's `NEAR_LIMIT_RATIO`).
+    pub near_limit_permille: u16,
+}
+
+/// envoyproxy/ratelimit's default `NEAR_LIMIT_RATIO`, 0.8, per mille.
+pub const DEFAULT_NEAR_LIMIT_PERMILLE: u16 = 800;
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions { shadow_mode: false, ratelimit_headers: false, near_limit_permille: DEFAULT_NEAR_LIMIT_PERMILLE }
+    }
 }
 
 /// One rule as the debug view lists it.
