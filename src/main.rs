@@ -37,6 +37,9 @@ enum Command {
         /// envoyproxy/ratelimit YAML rules to check: a file or a directory.
         #[arg(long)]
         rls_config: Option<PathBuf>,
+        /// Merge the rule files of one domain (as `serve --rls-merge-domains`).
+        #[arg(long, env = "FLOODGATE_RLS_MERGE_DOMAINS", num_args = 0..=1, default_missing_value = "true")]
+        rls_merge_domains: Option<String>,
     },
     /// Operate a running floodgate over gRPC: status, capacity, breakers, config, alerts, throttling.
     Admin(AdminArgs),
@@ -46,7 +49,15 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Some(Command::CheckConfig { file, profile, rls_config }) => check_config(file, profile, rls_config),
+        Some(Command::CheckConfig { file, profile, rls_config, rls_merge_domains }) => {
+            match floodgate::config::RlsOptions::merge_domains(rls_merge_domains.as_deref()) {
+                Ok(merge) => check_config(file, profile, rls_config, merge),
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Admin(args)) => floodgate::cli::run(args),
         Some(Command::Serve(_)) => serve(matches.subcommand_matches("serve").unwrap_or(&matches)),
         None => serve(&matches),
@@ -55,13 +66,13 @@ fn main() -> ExitCode {
 
 /// `check-config`: the TOML file and/or the Envoy YAML rules, each answered
 /// on its own line; non-zero if either is refused.
-fn check_config(file: Option<PathBuf>, profile: Option<Profile>, rls_config: Option<PathBuf>) -> ExitCode {
+fn check_config(file: Option<PathBuf>, profile: Option<Profile>, rls_config: Option<PathBuf>, merge: bool) -> ExitCode {
     let toml = file.map(|file| match config::check_file(&file, profile) {
         Ok((profile, _)) => Ok(format!("{}: valid ({profile} profile)", file.display())),
         Err(e) => Err(e.to_string()),
     });
     let rls = rls_config.map(|path| {
-        floodgate::rls_rules::load::check(&path)
+        floodgate::rls_rules::load::check(&path, merge)
             .map(|domains| format!("{}: valid Envoy rules (domains: {})", path.display(), domains.join(", ")))
             .map_err(|e| e.to_string())
     });

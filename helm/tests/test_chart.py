@@ -55,6 +55,7 @@ CONTRACT_METRICS = {
     "floodgate_throttle_ratio",
     "floodgate_alerts_active",
     "floodgate_store_errors_total",
+    "floodgate_rls_config_last_load_failed",
 }
 
 

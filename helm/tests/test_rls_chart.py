@@ -83,8 +83,45 @@ def test_an_existing_configmap_is_mounted_instead():
     assert container(r)["args"] == ["serve", "--rls-config", MOUNT]
 
 
+def check_config_of(r, files: dict[str, str]):
+    """Runs the rendered init container's command with `files` as the
+    mounted ConfigMap: (exit code, stderr)."""
+    (init,) = r.one("Deployment")["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"] == container(r)["image"]
+    assert init["volumeMounts"] == [{"name": "rls", "mountPath": MOUNT, "readOnly": True}]
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in files.items():
+            (Path(d) / name).write_text(text)
+        args = [d if a == MOUNT else a for a in init["args"]]
+        p = subprocess.run([str(floodgate_bin()), *args], capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stderr, d
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_an_init_container_refuses_rules_floodgate_would_refuse_before_the_pod_starts(helm):
+    """Issue 22: a bad rules ConfigMap, or one holding no rule file, fails
+    the new pod's init container, so a rolling update keeps traffic on the old pods."""
+    r = render(helm=helm, values_yaml={"rls": {"rules": {"rl": "domain: rl\ndescriptors:\n  - key: a\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n"}}})
+    assert r.rc == 0, r.stderr
+    for doc in r.docs:
+        validate_doc(doc, KUBE_NEWEST)
+    bad = r.one("ConfigMap", "-rls")["data"]
+    code, stderr, d = check_config_of(r, bad)
+    assert code == 1
+    assert f"{d}/rl.yaml: descriptors[0].rate_limit.unit: unknown variant `fortnight`" in stderr, stderr
+    # An existing ConfigMap with no rule file in it: refused, naming the path.
+    r = render(helm=helm, values_yaml={"rls": {"existingConfigMap": "team-rules"}})
+    code, stderr, d = check_config_of(r, {"README": "rules go here"})
+    assert code == 1
+    assert f"{d}: holds no rule file" in stderr, stderr
+    # Good rules pass (mixed-case units as the peer's users write them).
+    code, stderr, _ = check_config_of(r, {"rl.yaml": "domain: rl\ndescriptors:\n  - key: a\n    rate_limit: {unit: Minute, requests_per_unit: 1}\n"})
+    assert code == 0, stderr
+
+
 def test_without_rules_nothing_is_mounted():
     r = render()
+    assert "initContainers" not in r.one("Deployment")["spec"]["template"]["spec"]
     c = container(r)
     assert c["args"] == ["serve"]
     assert "rls" not in volumes(r)

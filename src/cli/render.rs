@@ -238,6 +238,23 @@ pub(super) fn rls_config(c: &pb::RlsConfig) -> String {
         ),
         None => "no --rls-config: the config file's [rls] rules only\n".to_owned(),
     };
+    if let Some(last) = &c.last_load {
+        if last.ok {
+            let _ = writeln!(out, "last load at {} ms: ok, version {} in force", last.at_ms, last.version);
+        } else {
+            let _ = writeln!(
+                out,
+                "last load at {} ms: FAILED in {} (version {} stays in force)",
+                last.at_ms,
+                last.file.as_deref().unwrap_or_default(),
+                last.version
+            );
+            for p in &last.problems {
+                let at = if p.key_path.is_empty() { String::new() } else { format!("{}: ", p.key_path) };
+                let _ = writeln!(out, "  {at}{}", p.message);
+            }
+        }
+    }
     let _ = writeln!(
         out,
         "global shadow mode {}; RateLimit headers {}",

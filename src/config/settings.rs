@@ -119,6 +119,12 @@ pub struct StaticSettings {
     /// `ratelimit`: RateLimit-Limit/Remaining/Reset headers on every Envoy answer.
     #[arg(long, env = "FLOODGATE_RLS_RESPONSE_HEADERS", hide = true)]
     pub rls_response_headers: Option<String>,
+    /// Envoy rule files of one domain are merged (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG).
+    #[arg(long, env = "FLOODGATE_RLS_MERGE_DOMAINS", num_args = 0..=1, default_missing_value = "true")]
+    pub rls_merge_domains: Option<String>,
+    /// Share of a rule's limit above which hits count as near it (0..=1; the peer's NEAR_LIMIT_RATIO).
+    #[arg(long, env = "FLOODGATE_RLS_NEAR_LIMIT_RATIO", hide = true)]
+    pub rls_near_limit_ratio: Option<String>,
 }
 
 /// The config file: the same declaration, read through serde.
@@ -252,6 +258,10 @@ impl StaticSettings {
         settings.rls_options =
             RlsOptions::parse(self.rls_config, self.rls_shadow_mode.as_deref(), self.rls_response_headers.as_deref())
                 .map_err(ConfigError::Setting)?;
+        settings.rls_options.merge_domains =
+            RlsOptions::merge_domains(self.rls_merge_domains.as_deref()).map_err(ConfigError::Setting)?;
+        settings.rls_options.near_limit_permille =
+            RlsOptions::near_limit_permille(self.rls_near_limit_ratio.as_deref()).map_err(ConfigError::Setting)?;
         settings.check()?;
         Ok(settings)
     }
@@ -293,9 +303,34 @@ pub struct RlsOptions {
     pub shadow_mode: bool,
     /// `FLOODGATE_RLS_RESPONSE_HEADERS=ratelimit`: the `RateLimit-*` headers.
     pub ratelimit_headers: bool,
+    /// `--rls-merge-domains` / `FLOODGATE_RLS_MERGE_DOMAINS`: files of one
+    /// domain are merged (the peer's `MERGE_DOMAIN_CONFIG`).
+    pub merge_domains: bool,
+    /// `FLOODGATE_RLS_NEAR_LIMIT_RATIO` per mille (None: the peer's 0.8).
+    pub near_limit_permille: Option<u16>,
 }
 
 impl RlsOptions {
+    /// `FLOODGATE_RLS_NEAR_LIMIT_RATIO`: a ratio in 0..=1, kept per mille
+    /// (unset: the peer's 0.8); anything else is refused naming it.
+    pub fn near_limit_permille(value: Option<&str>) -> Result<Option<u16>, String> {
+        let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+        match text.parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(Some((ratio * 1000.0).round() as u16)),
+            _ => Err(format!("FLOODGATE_RLS_NEAR_LIMIT_RATIO must be a ratio from 0 to 1, got {text:?}")),
+        }
+    }
+
+    /// `--rls-merge-domains` / `FLOODGATE_RLS_MERGE_DOMAINS`: true or false
+    /// (the flag alone is true); anything else is refused naming it.
+    pub fn merge_domains(value: Option<&str>) -> Result<bool, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(format!("FLOODGATE_RLS_MERGE_DOMAINS must be true or false, got {other:?}")),
+        }
+    }
+
     /// From the flag and the two environment variables' raw values;
     /// an unknown value is refused naming the variable.
     pub fn parse(
@@ -315,7 +350,7 @@ impl RlsOptions {
                 return Err(format!("FLOODGATE_RLS_RESPONSE_HEADERS must be ratelimit or none, got {other:?}"));
             }
         };
-        Ok(RlsOptions { path, shadow_mode, ratelimit_headers })
+        Ok(RlsOptions { path, shadow_mode, ratelimit_headers, merge_domains: false, near_limit_permille: None })
     }
 }
 

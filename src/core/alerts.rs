@@ -62,6 +62,8 @@ pub struct AlertInputs {
     pub pressure_ratio: f64,
     /// Expected chat REST processes missing.
     pub process_deficit: i64,
+    /// While the last load of the Envoy rule files failed: what failed.
+    pub rls_reload_failure: Option<String>,
 }
 
 /// Utilization above this is critical.
@@ -132,12 +134,27 @@ pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
             format!("{} expected chat REST processes missing", i.process_deficit),
         );
     }
+    if let Some(failure) = &i.rls_reload_failure {
+        // The rules before it stay in force, but the change an operator
+        // made is not: warn until a load succeeds.
+        raise(Severity::Warning, "rls_config_reload_failed", failure.clone());
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_rule_reload_warns_until_a_load_succeeds() {
+        let failing = AlertInputs { rls_reload_failure: Some("rules.yaml: unit: bad".into()), ..calm() };
+        let raised = evaluate(&failing);
+        assert_eq!(raised.len(), 1);
+        assert_eq!((raised[0].severity, raised[0].code.as_str()), (Severity::Warning, "rls_config_reload_failed"));
+        assert_eq!(raised[0].message, "rules.yaml: unit: bad");
+        assert!(evaluate(&calm()).is_empty());
+    }
 
     #[test]
     fn a_load_change_is_large_past_half_the_capacity_either_way() {

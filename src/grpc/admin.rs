@@ -241,6 +241,17 @@ pub fn rls_config_to_pb(view: RulesView) -> pb::RlsConfig {
         load_errors: view.load_errors,
         shadow_mode: view.shadow_mode,
         ratelimit_headers: view.ratelimit_headers,
+        last_load: view.last_load.map(|l| pb::RlsLoad {
+            at_ms: l.at_ms,
+            ok: l.ok,
+            version: l.version,
+            file: l.file,
+            problems: l
+                .problems
+                .into_iter()
+                .map(|p| pb::RlsLoadProblem { key_path: p.key_path, message: p.message })
+                .collect(),
+        }),
         domains: view
             .domains
             .into_iter()

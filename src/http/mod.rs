@@ -127,9 +127,17 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(shim): State<Shim>) -> Result<Json<serde_json::Value>, HttpError> {
+async fn readyz(State(shim): State<Shim>) -> Result<Response, HttpError> {
+    // Rules that load nothing would let every request through behind
+    // Envoy's fail-open: not ready, saying why (the peer's
+    // HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
+    if let Some(reason) = shim.operations.rls_not_ready() {
+        return Ok(
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "reason": reason }))).into_response()
+        );
+    }
     let stats = shim.operations.queue_stats().await?;
-    Ok(Json(json!({ "status": "ready", "load": stats.load() })))
+    Ok(Json(json!({ "status": "ready", "load": stats.load() })).into_response())
 }
 
 async fn capacity_calculation(State(shim): State<Shim>) -> Result<impl IntoResponse, HttpError> {

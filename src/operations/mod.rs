@@ -297,6 +297,12 @@ impl Operations {
     pub fn rls_config(&self) -> RulesView {
         self.floodgate.rls_rules().view()
     }
+
+    /// Why the replica must not take traffic for its Envoy rules (their
+    /// path loads no domain), if it must not.
+    pub fn rls_not_ready(&self) -> Option<String> {
+        self.floodgate.rls_rules().not_ready()
+    }
 }
 
 /// What a replica publishes for the cluster's breaker view.

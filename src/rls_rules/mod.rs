@@ -19,7 +19,9 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::config::RlsOptions;
-use crate::core::rls::{Answer, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally};
+use crate::core::rls::{
+    Answer, DEFAULT_NEAR_LIMIT_PERMILLE, Entry, Plan, PlanOptions, RlsRequest, RuleView, Rules, StatsHandle, Tally,
+};
 use crate::metrics::Samples;
 
 pub use load::LoadError;
@@ -32,13 +34,41 @@ pub const MAX_DETAILED_SERIES: usize = 10_000;
 /// What the last successful load holds.
 #[derive(Debug, Default)]
 struct Loaded {
-    /// Each YAML domain's file.
+    /// Each YAML domain's files (several when merged).
     sources: Vec<(String, PathBuf)>,
     /// The files as last read, loaded or not: a reload only parses what changed.
     seen: Option<load::Files>,
     /// The last unreadable-path error, so a path that stays missing is
     /// logged and counted once, not at every re-read.
     unreadable: Option<LoadError>,
+    /// The outcome of the last load that read something new (None before the first).
+    last: Option<LastLoad>,
+}
+
+/// The outcome of the last load of the YAML rules that found the files
+/// changed (or unreadable): what an operator reads after editing them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastLoad {
+    /// When it ran (ms since the epoch).
+    pub at_ms: u64,
+    /// Whether its rules were put in force.
+    pub ok: bool,
+    /// The version in force after it (a failure leaves the previous one).
+    pub version: u64,
+    /// For a failure: the file (or directory) at fault.
+    pub file: Option<String>,
+    /// For a failure: each problem with its key path (empty when the
+    /// problem names none, e.g. a file that is not YAML).
+    pub problems: Vec<LoadProblem>,
+}
+
+/// One reason a load failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadProblem {
+    /// The key path in the file (`descriptors[0].rate_limit.unit`).
+    pub key_path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 /// The rules in force and their counters.
@@ -95,7 +125,11 @@ impl RlsRules {
 
     /// Global shadow mode and response headers, for [`Rules::plan_with`].
     pub fn plan_options(&self) -> PlanOptions {
-        PlanOptions { shadow_mode: self.options.shadow_mode, ratelimit_headers: self.options.ratelimit_headers }
+        PlanOptions {
+            shadow_mode: self.options.shadow_mode,
+            ratelimit_headers: self.options.ratelimit_headers,
+            near_limit_permille: self.options.near_limit_permille.unwrap_or(DEFAULT_NEAR_LIMIT_PERMILLE),
+        }
     }
 
     /// The static settings.
@@ -113,6 +147,16 @@ impl RlsRules {
         self.version.load(Ordering::Relaxed)
     }
 
+    /// Why the replica is not ready for its YAML rules: a path that loaded
+    /// no domain (None without a path, or with domains loaded).
+    pub fn not_ready(&self) -> Option<String> {
+        let path = self.options.path.as_ref()?;
+        if self.version() > 0 && lock(&self.loaded).sources.is_empty() {
+            return Some(format!("--rls-config {}: {}", path.display(), load::no_rule_file(path)));
+        }
+        None
+    }
+
     /// Re-reads the YAML path; when its files changed, compiles them and
     /// swaps the whole rule set. A bad file keeps the rules in force, is
     /// logged naming the file and counted. Ok(true) when rules were swapped.
@@ -125,6 +169,7 @@ impl RlsRules {
             Err(e) => {
                 loaded.unreadable = Some(e.clone());
                 loaded.seen = None;
+                loaded.last = Some(self.failure(&e));
                 return Err(self.failed(e));
             }
         };
@@ -134,7 +179,7 @@ impl RlsRules {
         }
         let compiled = {
             let mut registry = lock(&self.registry);
-            load::compile(&files, &self.base, &mut |domain, key| {
+            load::compile(&files, &self.base, self.options.merge_domains, &mut |domain, key| {
                 registry.entry((domain.to_owned(), key.to_owned())).or_default().clone()
             })
         };
@@ -145,12 +190,49 @@ impl RlsRules {
                 self.current.store(Arc::new(rules));
                 loaded.sources = sources;
                 let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
-                self.loaded_at_ms.store(now_ms(), Ordering::Relaxed);
+                let at_ms = now_ms();
+                self.loaded_at_ms.store(at_ms, Ordering::Relaxed);
+                loaded.last = Some(LastLoad { at_ms, ok: true, version, file: None, problems: Vec::new() });
                 tracing::info!(path = %path.display(), domains, version, "Envoy rate-limit rules loaded");
                 Ok(true)
             }
-            Err(e) => Err(self.failed(e)),
+            Err(e) => {
+                loaded.last = Some(self.failure(&e));
+                Err(self.failed(e))
+            }
         }
+    }
+
+    fn failure(&self, e: &LoadError) -> LastLoad {
+        LastLoad {
+            at_ms: now_ms(),
+            ok: false,
+            version: self.version(),
+            file: Some(e.path.clone()),
+            problems: e.key_paths().into_iter().map(|(key_path, message)| LoadProblem { key_path, message }).collect(),
+        }
+    }
+
+    /// The outcome of the last load that read something new.
+    pub fn last_load(&self) -> Option<LastLoad> {
+        lock(&self.loaded).last.clone()
+    }
+
+    /// While the last load failed: what failed, in one line (the rules of
+    /// the version before it stay in force). For the alert.
+    pub fn reload_failure(&self) -> Option<String> {
+        let last = self.last_load().filter(|l| !l.ok)?;
+        let problems: Vec<String> = last
+            .problems
+            .iter()
+            .map(|p| if p.key_path.is_empty() { p.message.clone() } else { format!("{}: {}", p.key_path, p.message) })
+            .collect();
+        Some(format!(
+            "Envoy rule files not loaded: {}: {} (version {} stays in force)",
+            last.file.unwrap_or_default(),
+            problems.join("; "),
+            last.version
+        ))
     }
 
     fn failed(&self, e: LoadError) -> LoadError {
@@ -212,7 +294,10 @@ impl RlsRules {
         let counters = [
             ("hits", "Hits (hits_addend) on each Envoy rate-limit rule"),
             ("over_limit", "Hits over the rule's limit (shadow-mode ones included)"),
-            ("near_limit", "Hits within the limit but above 80 % of it"),
+            (
+                "near_limit",
+                "Hits within the limit but above its near-limit ratio (FLOODGATE_RLS_NEAR_LIMIT_RATIO, 0.8 by default)",
+            ),
             ("within_limit", "Hits within the rule's limit"),
             ("shadow_mode", "Hits over the limit let through in shadow mode"),
         ];
@@ -235,6 +320,11 @@ impl RlsRules {
             "Successful loads of the Envoy rule files",
             Samples(vec![(Vec::new(), ConstGauge::new(self.version()))]),
         );
+        registry.register(
+            "floodgate_rls_config_last_load_failed",
+            "1 while the last load of the Envoy rule files failed (the rules before it stay in force), else 0",
+            Samples(vec![(Vec::new(), ConstGauge::new(u64::from(self.reload_failure().is_some())))]),
+        );
         let at = self.loaded_at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         registry.register(
             "floodgate_rls_config_loaded_timestamp_seconds",
@@ -246,8 +336,15 @@ impl RlsRules {
     /// The loaded rules (envoyproxy/ratelimit's `/rlconfig`): domains with
     /// their source, rules with their stats keys, and the load's version and time.
     pub fn view(&self) -> RulesView {
-        let sources: HashMap<String, String> =
-            lock(&self.loaded).sources.iter().map(|(d, p)| (d.clone(), p.display().to_string())).collect();
+        // A merged domain lists its files, comma-separated, in file order.
+        let mut sources: HashMap<String, String> = HashMap::new();
+        for (domain, path) in &lock(&self.loaded).sources {
+            let files = sources.entry(domain.clone()).or_default();
+            if !files.is_empty() {
+                files.push_str(", ");
+            }
+            files.push_str(&path.display().to_string());
+        }
         let mut domains: BTreeMap<String, DomainView> = BTreeMap::new();
         for rule in self.current().view() {
             let domain = rule.domain.clone();
@@ -266,6 +363,7 @@ impl RlsRules {
             version: self.version(),
             loaded_at_ms: self.loaded_at_ms.load(Ordering::Relaxed),
             load_errors: self.load_errors(),
+            last_load: self.last_load(),
             shadow_mode: self.options.shadow_mode,
             ratelimit_headers: self.options.ratelimit_headers,
             domains: domains.into_values().collect(),
@@ -284,6 +382,9 @@ pub struct RulesView {
     pub loaded_at_ms: u64,
     /// Files refused since start.
     pub load_errors: u64,
+    /// The last load that read something new: when, its outcome, and for
+    /// a failure the file, key paths and messages.
+    pub last_load: Option<LastLoad>,
     /// Global shadow mode.
     pub shadow_mode: bool,
     /// Whether `RateLimit-*` response headers are added.
@@ -325,6 +426,13 @@ mod tests {
         assert_eq!(RlsOptions::parse(None, None, None).unwrap(), RlsOptions::default());
         assert!(RlsOptions::parse(None, Some("yes"), None).unwrap_err().contains("FLOODGATE_RLS_SHADOW_MODE"));
         assert!(RlsOptions::parse(None, None, Some("draft")).unwrap_err().contains("FLOODGATE_RLS_RESPONSE_HEADERS"));
+        assert_eq!(RlsOptions::near_limit_permille(Some("0.9")), Ok(Some(900)));
+        assert_eq!(RlsOptions::near_limit_permille(None), Ok(None));
+        for bad in ["1.5", "-0.1", "most"] {
+            assert!(RlsOptions::near_limit_permille(Some(bad)).unwrap_err().contains("FLOODGATE_RLS_NEAR_LIMIT_RATIO"));
+        }
+        assert_eq!(RlsOptions::merge_domains(Some("true")), Ok(true));
+        assert!(RlsOptions::merge_domains(Some("yes")).unwrap_err().contains("FLOODGATE_RLS_MERGE_DOMAINS"));
     }
 
     #[test]

@@ -55,7 +55,13 @@ fn watch_path(path: &Path, changed: Arc<Notify>) -> Option<notify::RecommendedWa
             return None;
         }
     };
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+    // The peer's layout keeps the rules under `config/` (and deeper): watch all of it.
+    let mode = if dir.join(super::load::APP_DIRECTORY).is_dir() {
+        RecursiveMode::Recursive
+    } else {
+        RecursiveMode::NonRecursive
+    };
+    if let Err(e) = watcher.watch(&dir, mode) {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the Envoy rule files; re-reading them every second instead");
         return None;
     }

@@ -194,6 +194,7 @@ async fn wildcards_replaces_and_detailed_metric_match_as_the_peer(backend: Backe
 common::on_both_stores!(
     the_peer_example_answers_as_the_peer_documents,
     wildcards_replaces_and_detailed_metric_match_as_the_peer,
+    the_peers_runtime_layout_mixed_case_units_and_user_type_rules_answer,
 );
 
 #[tokio::test]
@@ -308,6 +309,11 @@ async fn the_admin_rpc_lists_the_same_rules_as_the_debug_route() {
         "path": config.path, "version": config.version, "loaded_at_ms": config.loaded_at_ms,
         "load_errors": config.load_errors, "shadow_mode": config.shadow_mode,
         "ratelimit_headers": config.ratelimit_headers, "domains": domains,
+        "last_load": config.last_load.as_ref().map(|l| serde_json::json!({
+            "at_ms": l.at_ms, "ok": l.ok, "version": l.version, "file": l.file,
+            "problems": l.problems.iter().map(|p| serde_json::json!({ "key_path": p.key_path, "message": p.message }))
+                .collect::<Vec<_>>(),
+        })),
     });
     assert_eq!(grpc, http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json());
 }
@@ -646,4 +652,307 @@ async fn reloading_a_thousand_rules_under_load_drops_no_request() {
     assert!(total >= 200, "{total}");
     assert_eq!(server.floodgate.rls_rules().load_errors(), 0);
     server.stop().await;
+}
+
+// ---- migrating teams' own files (issue 22) ----
+
+/// The peer's runtime layout: `RUNTIME_ROOT/RUNTIME_SUBDIRECTORY` (the
+/// directory floodgate is pointed at) holding `config/` (`RUNTIME_APPDIRECTORY`).
+fn peer_layout(tag: &str, files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::create_dir_all(dir.0.join("config")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.0.join("config").join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Rule files as the peer's users write them: mixed-case units, a limit at
+/// the top of uint32's range, a rule keyed `user_type`.
+const MIGRATED: &str = "\
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit:
+      unit: Minute
+      requests_per_unit: 2
+  - key: user_type
+    value: premium
+    rate_limit:
+      unit: SECOND
+      requests_per_unit: 1
+  - key: bytes
+    rate_limit:
+      unit: second
+      requests_per_unit: 4294967295
+";
+
+async fn the_peers_runtime_layout_mixed_case_units_and_user_type_rules_answer(backend: Backend) {
+    let dir = peer_layout(&format!("migrated-{backend:?}"), &[("edge.yaml", MIGRATED)]);
+    let mut r = start_rls(backend, RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() }).await;
+    // `unit: Minute` is a minute.
+    let address = [("remote_address", "10.0.0.1")];
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::Ok, Some((2, M)), 1));
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::Ok, Some((2, M)), 0));
+    assert_eq!(first(&mut r, "edge", &address).await, (Code::OverLimit, Some((2, M)), 0));
+    // `user_type` in a YAML domain is an ordinary key: its rule applies,
+    // any value is accepted, and floodgate's Level 1 is not asked.
+    let premium = [("user_type", "premium")];
+    assert_eq!(first(&mut r, "edge", &premium).await, (Code::Ok, Some((1, Unit::Second)), 0));
+    assert_eq!(first(&mut r, "edge", &premium).await, (Code::OverLimit, Some((1, Unit::Second)), 0));
+    let other = ask(&mut r.rls, one("edge", &[("user_type", "gold")])).await;
+    assert_eq!((other.overall_code(), status(&other.statuses[0])), (Code::Ok, (Code::Ok, None, 0)));
+    r.clock.advance_ms(1_000);
+    assert_eq!(first(&mut r, "edge", &premium).await.0, Code::Ok);
+    // 4294967295 per second, counted in hits_addend (a byte budget): a
+    // million hits pass and leave the rest of the second's budget.
+    let bytes = ask(&mut r.rls, rate_limit_request("edge", &[&[("bytes", "tenant-a")]], 1_000_000)).await;
+    let (code, limit, remaining) = status(&bytes.statuses[0]);
+    assert_eq!((code, limit), (Code::Ok, Some((u32::MAX, Unit::Second))));
+    // The counter keeps µs of the second: 1,000,000 hits cost 233 µs
+    // (rounded up), so the rest is known to within one µs's worth (4,295 hits).
+    let left = u32::MAX - 1_000_000;
+    assert!((left - 4_295..=left).contains(&remaining), "{remaining}");
+    let d = http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!(d["domains"][0]["source"], dir.0.join("config/edge.yaml").display().to_string());
+    r.server.stop().await;
+}
+
+#[test]
+fn check_config_reads_the_peers_layout_and_refuses_a_path_with_no_rule_file() {
+    let dir = peer_layout("check-layout", &[("edge.yaml", MIGRATED), ("mongo.yml", &domain_file("mongo", 5))]);
+    let (code, stdout, stderr) = check_config(&dir.0);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("valid Envoy rules (domains: edge, mongo)"), "{stdout}");
+    // A rule file beside config/ would never be read by the peer: refused, not ignored.
+    std::fs::write(dir.0.join("stray.yaml"), domain_file("stray", 1)).unwrap();
+    let (code, _, stderr) = check_config(&dir.0);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("stray.yaml: a rule file beside") && stderr.contains("config"), "{stderr}");
+    // An empty directory, an empty config/, a directory of other files: no rule file.
+    for (tag, files) in [("none", &[][..]), ("other", &[("README.md", "rules")][..])] {
+        let empty = TempDir::new(&format!("check-empty-{tag}"));
+        for (name, text) in files {
+            std::fs::write(empty.0.join(name), text).unwrap();
+        }
+        for path in [empty.0.clone(), {
+            std::fs::create_dir_all(empty.0.join("config")).unwrap();
+            empty.0.clone()
+        }] {
+            let (code, stdout, stderr) = check_config(&path);
+            assert_eq!(code, 1, "{tag}: {stdout}");
+            assert!(stderr.contains(&format!("{}: holds no rule file", path.display())), "{tag}: {stderr}");
+        }
+    }
+    // requests_per_unit: missing and out of range say different things.
+    let one_rule = |rate: &str| format!("domain: d\ndescriptors:\n  - key: a\n    rate_limit:\n{rate}");
+    let files = TempDir::new("check-rpu");
+    for (text, expected) in [
+        (one_rule("      unit: Hour\n"), "descriptors[0].rate_limit.requests_per_unit: is required with a unit"),
+        (
+            one_rule("      unit: Hour\n      requests_per_unit: 4294967296\n"),
+            "4294967296 is out of range: must be a whole number 0..=4294967295",
+        ),
+        (one_rule("      unit: hour\n      requests_per_unit: -5\n"), "-5 is out of range"),
+    ] {
+        files.write("d.yaml", &text);
+        let (code, _, stderr) = check_config(&files.0.join("d.yaml"));
+        assert_eq!(code, 1, "{text}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    }
+    files.write("d.yaml", &one_rule("      unit: Day\n      requests_per_unit: 4294967295\n"));
+    assert_eq!(check_config(&files.0.join("d.yaml")).0, 0);
+}
+
+#[tokio::test]
+async fn a_rule_path_that_loads_no_domain_is_not_ready_and_says_why() {
+    let dir = TempDir::new("not-ready");
+    std::fs::create_dir_all(dir.0.join("config")).unwrap();
+    let mut s = settings(Profile::Development, "");
+    s.rls_options = RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() };
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    let ready = http::get(server.http, "/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let reason = ready.json()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains(&format!("--rls-config {}: holds no rule file", dir.0.display())), "{reason}");
+    // A rule file arrives (in the peer's config/): ready.
+    std::fs::write(dir.0.join("config/edge.yaml"), MIGRATED).unwrap();
+    let http = server.http;
+    eventually("ready once a domain is loaded", || async move { http::get(http, "/readyz", None).await.status == 200 })
+        .await;
+    server.stop().await;
+}
+
+/// `floodgate admin rls-config` against `server`, as an operator runs it.
+async fn admin_rls_config(server: &Server) -> String {
+    let target = format!("http://{}", server.grpc);
+    let mut command = Command::new(BIN);
+    command.args(["admin", "--target", &target, "--token", ADMIN, "rls-config"]);
+    command.env_remove("FLOODGATE_ADMIN_TARGET").env_remove("FLOODGATE_ADMIN_TOKEN");
+    let out = tokio::task::spawn_blocking(move || command.output().expect("floodgate runs")).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn alert_codes(server: &Server) -> Vec<(String, String, String)> {
+    server.operations.evaluate_alerts().await.unwrap();
+    let doc = http::get(server.http, "/monitoring/alerts", Some(ADMIN)).await.json();
+    doc["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (field("severity"), field("code"), field("message"))
+        })
+        .filter(|(_, code, _)| code.starts_with("rls_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_reload_shows_its_file_key_path_and_message_everywhere_and_warns_until_mended() {
+    let dir = TempDir::new("last-load");
+    dir.write("a.yaml", &domain_file("live", 1));
+    let mut s = settings(Profile::Development, "");
+    s.rls_options = RlsOptions { path: Some(dir.0.clone()), ..RlsOptions::default() };
+    let server = start_with(s, Arc::new(SystemClock)).await;
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!((doc["last_load"]["ok"].as_bool(), doc["last_load"]["version"].as_u64()), (Some(true), Some(1)));
+    assert!(doc["last_load"]["at_ms"].as_u64().is_some_and(|at| at > 0));
+    assert_eq!(alert_codes(&server).await, []);
+    assert_eq!(sample(&metrics(&server).await, "floodgate_rls_config_last_load_failed"), Some(0));
+
+    dir.write("a.yaml", "domain: live\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: fortnight\n");
+    let http = server.http;
+    eventually("the failed reload is recorded", || async move {
+        let doc = http::get(http, "/debug/rls-config", Some(ADMIN)).await.json();
+        doc["last_load"]["ok"] == false
+    })
+    .await;
+    let file = dir.0.join("a.yaml").display().to_string();
+    // The debug route: when, which version stays, the file, the key path, the message.
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    let last = &doc["last_load"];
+    assert_eq!((last["version"].as_u64(), last["file"].as_str()), (Some(1), Some(file.as_str())), "{doc}");
+    assert_eq!(last["problems"][0]["key_path"], "descriptors[0].rate_limit.unit", "{doc}");
+    assert!(
+        last["problems"][0]["message"].as_str().unwrap_or_default().starts_with("unknown variant `fortnight`"),
+        "{doc}"
+    );
+    assert_eq!(doc["load_errors"], 1);
+    // The Admin API says the same.
+    let mut admin = connect(&server, Some(ADMIN)).await.admin();
+    let config = admin.get_rls_config(floodgate_client::pb::GetRlsConfigRequest {}).await.unwrap().into_inner();
+    let load = config.last_load.expect("last_load");
+    assert_eq!((load.ok, load.version, load.file.as_deref()), (false, 1, Some(file.as_str())));
+    assert_eq!(load.problems[0].key_path, "descriptors[0].rate_limit.unit");
+    // The CLI.
+    let table = admin_rls_config(&server).await;
+    assert!(table.contains(&format!("FAILED in {file} (version 1 stays in force)")), "{table}");
+    assert!(table.contains("  descriptors[0].rate_limit.unit: unknown variant `fortnight`"), "{table}");
+    // A warning alert and the gauge the PrometheusRule watches.
+    let alerts = alert_codes(&server).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0].0.as_str(), alerts[0].1.as_str()), ("warning", "rls_config_reload_failed"));
+    assert!(alerts[0].2.contains(&file) && alerts[0].2.contains("descriptors[0].rate_limit.unit"), "{alerts:?}");
+    assert_eq!(sample(&metrics(&server).await, "floodgate_rls_config_last_load_failed"), Some(1));
+
+    // Mended: ok again, version 2, and the alert clears.
+    dir.write("a.yaml", &domain_file("live", 5));
+    eventually("the mended file is loaded", || async move {
+        let doc = http::get(http, "/debug/rls-config", Some(ADMIN)).await.json();
+        doc["last_load"]["ok"] == true
+    })
+    .await;
+    let doc = http::get(server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    assert_eq!(
+        (doc["last_load"]["version"].as_u64(), doc["last_load"]["problems"].as_array().map(Vec::len)),
+        (Some(2), Some(0))
+    );
+    assert_eq!(alert_codes(&server).await, []);
+    assert!(admin_rls_config(&server).await.contains("ok, version 2 in force"));
+    server.stop().await;
+}
+
+const EDGE_PATHS: &str = "\
+domain: edge
+descriptors:
+  - key: path
+    value: /login
+    rate_limit:
+      unit: second
+      requests_per_unit: 1
+";
+
+#[tokio::test]
+async fn files_of_one_domain_merge_with_rls_merge_domains_and_repeated_rules_are_refused() {
+    let dir = peer_layout("merge", &[("a-edge.yaml", MIGRATED), ("b-edge-paths.yaml", EDGE_PATHS)]);
+    // Without the setting: one domain, one file.
+    let (code, _, stderr) = check_config(&dir.0);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("b-edge-paths.yaml: domain: \"edge\" is also configured in"), "{stderr}");
+    assert!(stderr.contains("--rls-merge-domains"), "{stderr}");
+    // With it (flag or environment, as the peer's MERGE_DOMAIN_CONFIG=true): one domain.
+    let out =
+        Command::new(BIN).args(["check-config", "--rls-merge-domains", "--rls-config"]).arg(&dir.0).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid Envoy rules (domains: edge)"));
+    let out = Command::new(BIN)
+        .env("FLOODGATE_RLS_MERGE_DOMAINS", "true")
+        .args(["check-config", "--rls-config"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Served merged: both files' rules answer through a real client.
+    let options = RlsOptions { path: Some(dir.0.clone()), merge_domains: true, ..RlsOptions::default() };
+    let mut r = start_rls(Backend::Memory, options).await;
+    assert_eq!(first(&mut r, "edge", &[("remote_address", "a")]).await, (Code::Ok, Some((2, M)), 1));
+    assert_eq!(first(&mut r, "edge", &[("path", "/login")]).await, (Code::Ok, Some((1, Unit::Second)), 0));
+    assert_eq!(first(&mut r, "edge", &[("path", "/login")]).await.0, Code::OverLimit);
+    let doc = http::get(r.server.http, "/debug/rls-config", Some(ADMIN)).await.json();
+    let config = dir.0.join("config");
+    assert_eq!(
+        doc["domains"][0]["source"],
+        format!("{}, {}", config.join("a-edge.yaml").display(), config.join("b-edge-paths.yaml").display())
+    );
+    r.server.stop().await;
+
+    // A rule repeated across the files (same key and value): refused, naming both.
+    std::fs::write(
+        config.join("c-again.yaml"),
+        "domain: edge\ndescriptors:\n  - key: x\n  - key: path\n    value: /login\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["check-config", "--rls-merge-domains", "--rls-config"]).arg(&dir.0).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!(
+        "c-again.yaml: descriptors[1]: merging domain \"edge\": {} descriptors[0] already has key \"path\" and value \"/login\"",
+        config.join("b-edge-paths.yaml").display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_near_limit_ratio_is_a_setting_as_the_peers_near_limit_ratio() {
+    // mongo_cps database=users: 5 per minute. At 0.5 the 3rd, 4th and 5th hits are near (0.8: only the 5th).
+    for (permille, near) in [(None, 1), (Some(500), 3)] {
+        let options = RlsOptions { near_limit_permille: permille, ..path("peer") };
+        let mut r = start_rls(Backend::Memory, options).await;
+        for _ in 0..5 {
+            assert_eq!(first(&mut r, "mongo_cps", &[("database", "users")]).await.0, Code::Ok);
+        }
+        let text = metrics(&r.server).await;
+        assert_eq!(sample(&text, &rule("near_limit", "mongo_cps", "database_users")), Some(near), "{permille:?}");
+        r.server.stop().await;
+    }
+    // The variable, read by serve: a bad value refuses the start naming it.
+    let out = Command::new(BIN).env("FLOODGATE_RLS_NEAR_LIMIT_RATIO", "2").args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FLOODGATE_RLS_NEAR_LIMIT_RATIO must be a ratio from 0 to 1")
+    );
 }

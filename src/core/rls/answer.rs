@@ -89,15 +89,16 @@ pub struct AdmissionOutcome<'v> {
     pub user_type: UserType,
 }
 
-/// The part of `hits` above 80 % of the counter's burst (envoyproxy/ratelimit's
-/// near-limit ratio), given the requests it still allows after this decision.
-pub(super) fn near_limit(hits: u32, remaining: u64, check: &Check, kept: bool) -> u32 {
+/// The part of `hits` above `permille` of the counter's burst
+/// (envoyproxy/ratelimit's near-limit ratio, 0.8 by default), given the
+/// requests it still allows after this decision.
+pub(super) fn near_limit(hits: u32, remaining: u64, check: &Check, kept: bool, permille: u16) -> u32 {
     let burst = check.spacing.tolerance_us / check.spacing.interval_us.max(1);
     let hits64 = u64::from(hits);
     let used = burst.saturating_sub(remaining);
     // Kept: `used` includes this request's hits; not kept: it would add them.
     let (before, after) = if kept { (used.saturating_sub(hits64), used) } else { (used, used + hits64) };
-    let threshold = burst * 8 / 10;
+    let threshold = burst * u64::from(permille) / 1000;
     let near = if after > threshold { after - before.max(threshold) } else { 0 };
     u32::try_from(near.min(hits64)).unwrap_or(hits)
 }
@@ -140,7 +141,9 @@ pub fn answer(
         unit: rate.unit,
     };
     for ((i, check), outcome) in checks.iter().zip(outcomes) {
-        let (remaining, until_reset_us) = counter_state(*outcome, check, now_us, kept);
+        let (units, until_reset_us) = counter_state(*outcome, check, now_us, kept);
+        // A rate faster than one per µs counts µs of its unit, not hits.
+        let remaining = plan.descriptors[*i].rate().map_or(units, |rate| rate.hits_of(units));
         let status = &mut statuses[*i];
         status.limit_remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
         status.until_reset_us = until_reset_us;
@@ -163,7 +166,13 @@ pub fn answer(
                 }
                 GcraOutcome::Allowed { .. } => {
                     status.tally.within_limit = hits;
-                    status.tally.near_limit = near_limit(hits, remaining, check, kept);
+                    let near = near_limit(check.cost, units, check, kept, plan.options.near_limit_permille);
+                    status.tally.near_limit = if check.cost == hits {
+                        near
+                    } else {
+                        let scaled = u64::from(near) * u64::from(hits) / u64::from(check.cost.max(1));
+                        u32::try_from(scaled).unwrap_or(hits)
+                    };
                 }
             }
         }

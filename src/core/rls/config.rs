@@ -56,8 +56,9 @@ pub struct RateLimitConfig {
     /// The unit `requests_per_unit` counts over.
     #[serde(default)]
     pub unit: Option<Unit>,
-    /// Requests allowed per unit; 0 refuses every request.
-    #[serde(default)]
+    /// Requests allowed per unit (envoyproxy/ratelimit's range: any
+    /// uint32); 0 refuses every request.
+    #[serde(default, deserialize_with = "requests_per_unit")]
     pub requests_per_unit: Option<u32>,
     /// Requests an idle counter allows at once; `requests_per_unit` when unset.
     #[serde(default)]
@@ -73,6 +74,33 @@ pub struct RateLimitConfig {
     pub replaces: Vec<Replace>,
 }
 
+/// `requests_per_unit`: a whole number in uint32's range, refused with
+/// that range when it is outside it (a missing one is refused at compile,
+/// with its own message).
+fn requests_per_unit<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    struct Count;
+    const RANGE: &str = "must be a whole number 0..=4294967295 (0 refuses every request)";
+    impl serde::de::Visitor<'_> for Count {
+        type Value = Option<u32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(RANGE)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Option<u32>, E> {
+            u32::try_from(n).map(Some).map_err(|_| E::custom(format!("{n} is out of range: {RANGE}")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Option<u32>, E> {
+            u32::try_from(n).map(Some).map_err(|_| E::custom(format!("{n} is out of range: {RANGE}")))
+        }
+        fn visit_u128<E: serde::de::Error>(self, n: u128) -> Result<Option<u32>, E> {
+            u32::try_from(n).map(Some).map_err(|_| E::custom(format!("{n} is out of range: {RANGE}")))
+        }
+        fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<Option<u32>, E> {
+            u32::try_from(n).map(Some).map_err(|_| E::custom(format!("{n} is out of range: {RANGE}")))
+        }
+    }
+    deserializer.deserialize_any(Count)
+}
+
 /// One entry of `replaces`: the name of the limit to drop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,23 +109,42 @@ pub struct Replace {
     pub name: String,
 }
 
-/// The unit of a rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The unit of a rate, read in any case (`minute`, `MINUTE`, `Minute`), as
+/// envoyproxy/ratelimit upper-cases it before looking it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
-    // envoyproxy/ratelimit reads units in any case; its files use both.
     /// Per second.
-    #[serde(alias = "SECOND")]
     Second,
     /// Per minute.
-    #[serde(alias = "MINUTE")]
     Minute,
     /// Per hour.
-    #[serde(alias = "HOUR")]
     Hour,
     /// Per day.
-    #[serde(alias = "DAY")]
     Day,
+}
+
+impl<'de> Deserialize<'de> for Unit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Unit, D::Error> {
+        // A visitor, so a refusal carries the key path of the value.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Unit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("second, minute, hour or day, in any case")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Unit, E> {
+                match text.to_ascii_lowercase().as_str() {
+                    "second" => Ok(Unit::Second),
+                    "minute" => Ok(Unit::Minute),
+                    "hour" => Ok(Unit::Hour),
+                    "day" => Ok(Unit::Day),
+                    _ => Err(E::unknown_variant(text, &["second", "minute", "hour", "day"])),
+                }
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 impl Unit {

@@ -13,8 +13,6 @@ pub const MAX_DESCRIPTORS: usize = 64;
 pub const MAX_ENTRIES: usize = 16;
 /// Largest `hits_addend` (keeps the GCRA arithmetic exact in Lua's doubles).
 pub const MAX_HITS_ADDEND: u32 = 1_000_000;
-/// Largest `requests_per_unit` (one per µs at most, per second).
-pub const MAX_REQUESTS_PER_UNIT: u32 = 1_000_000;
 /// Longest time a burst may stand for (interval × burst), µs: 400 days.
 pub const MAX_TOLERANCE_US: u64 = 400 * 86_400_000_000;
 
@@ -30,7 +28,8 @@ pub use answer::{AdmissionOutcome, Answer, Code, ReportedLimit, Status, answer, 
 pub use config::{DescriptorConfig, DomainConfig, Invalid, RateLimitConfig, Replace, RlsConfig, Unit};
 pub use plan::{AdmissionEntries, Check, Checks, Entry, Plan, Planned, RlsRequest, Writes, decide_all, kept};
 pub use rules::{
-    Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle, Tally, counter_key,
+    DEFAULT_NEAR_LIMIT_PERMILLE, Limit, Pattern, PlanOptions, Rate, RuleStats, RuleView, Rules, StatsFor, StatsHandle,
+    Tally, counter_key,
 };
 
 #[cfg(test)]
@@ -87,7 +86,7 @@ mod tests {
             rate_limit = { requests_per_unit = 3 }
             [[domains.descriptors]]
             key = "b"
-            rate_limit = { unit = "second", requests_per_unit = 1000001 }
+            rate_limit = { unit = "second" }
             [[domains.descriptors]]
             key = "c"
             rate_limit = { unlimited = true, unit = "second" }
@@ -133,6 +132,101 @@ mod tests {
             panic!("no hourly rule");
         };
         assert_eq!(hourly.spacing(), Spacing { interval_us: 36_000_000, tolerance_us: 180_000_000 });
+    }
+
+    #[test]
+    fn units_are_read_in_any_case_as_the_peer_upper_cases_them() {
+        for (text, unit) in [
+            ("minute", Unit::Minute),
+            ("Minute", Unit::Minute),
+            ("SECOND", Unit::Second),
+            ("hOuR", Unit::Hour),
+            ("Day", Unit::Day),
+        ] {
+            let config: RateLimitConfig =
+                serde_norway::from_str(&format!("unit: {text}\nrequests_per_unit: 1\n")).unwrap();
+            assert_eq!(config.unit, Some(unit), "{text}");
+        }
+        let err = serde_norway::from_str::<RateLimitConfig>("unit: Fortnight\n").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `Fortnight`, expected one of `second`, `minute`, `hour`, `day`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn requests_per_unit_takes_any_uint32_and_names_missing_and_out_of_range_apart() {
+        let read =
+            |n: &str| serde_norway::from_str::<RateLimitConfig>(&format!("unit: second\nrequests_per_unit: {n}\n"));
+        assert_eq!(read("4294967295").unwrap().requests_per_unit, Some(u32::MAX));
+        assert_eq!(read("0").unwrap().requests_per_unit, Some(0));
+        for bad in ["4294967296", "-1"] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad} is out of range: must be a whole number 0..=4294967295")), "{err}");
+        }
+        let missing: RlsConfig = toml::from_str(
+            "[[domains]]\ndomain = \"d\"\n[[domains.descriptors]]\nkey = \"k\"\nrate_limit = { unit = \"second\" }\n",
+        )
+        .unwrap();
+        let errors = Rules::compile(&missing).unwrap_err();
+        assert_eq!(errors[0].field, "rls.domains[0].descriptors[0].rate_limit.requests_per_unit");
+        assert!(errors[0].message.starts_with("is required with a unit"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn user_type_is_level_one_in_floodgates_domains_and_an_ordinary_key_in_yaml_ones() {
+        let text = "domain: d\ndescriptors:\n  - key: user_type\n    value: gold\n    rate_limit: { unit: minute, requests_per_unit: 1 }\n";
+        let domain: DomainConfig = serde_norway::from_str(text).unwrap();
+        let yaml =
+            Rules::compile_domains(&[(String::new(), &domain)], true, &mut |_, _| StatsHandle::default()).unwrap();
+        let gold = RlsRequest::new("d", 0).with_descriptor(entries(&[("user_type", "gold")]));
+        let plan = yaml.plan(&gold).expect("any user_type value is an ordinary value in a YAML domain");
+        assert!(plan.admission.is_none());
+        assert!(matches!(plan.descriptors[0], Planned::Limited { .. }));
+        // In floodgate's own domains such a rule could never match: refused at load.
+        let errors =
+            Rules::compile_domains(&[("rls.domains[0]".into(), &domain)], false, &mut |_, _| StatsHandle::default())
+                .unwrap_err();
+        assert_eq!(errors[0].field, "rls.domains[0].descriptors[0].key");
+        // And a request there (or to an unknown domain) still asks Level 1.
+        let own = RlsRequest::new("other", 0).with_descriptor(entries(&[("user_type", "anonymous")]));
+        assert!(yaml.plan(&own).unwrap().admission.is_some());
+    }
+
+    #[test]
+    fn a_rate_faster_than_one_per_microsecond_holds_as_written() {
+        // 100,000,000 hits per second (a byte budget through hits_addend):
+        // counted in µs of the second, so 1,000,000 hits cost 10 ms.
+        let r = rules(
+            "[[domains]]\ndomain = \"d\"\n[[domains.descriptors]]\nkey = \"k\"\nrate_limit = { unit = \"second\", requests_per_unit = 100000000 }\n",
+        );
+        let Some(Limit::Rate(rate)) = r.find("d", &entries(&[("k", "v")])) else { panic!("no rate") };
+        assert_eq!(rate.spacing(), Spacing { interval_us: 1, tolerance_us: 1_000_000 });
+        assert_eq!((rate.cost(1_000_000), rate.cost(1), rate.hits_of(10_000)), (10_000, 1, 1_000_000));
+        // A full second's budget passes at once, the next hit does not; a
+        // tenth of a second later a tenth of the budget passes again.
+        let request = RlsRequest::new("d", 1_000_000).with_descriptor(entries(&[("k", "v")]));
+        let plan = r.plan(&request).unwrap();
+        let mut table = HashMap::new();
+        let check = plan.checks(None)[0].1;
+        for _ in 0..100 {
+            assert!(matches!(run(&mut table, &[("k", check)], 0, false)[0], GcraOutcome::Allowed { .. }));
+        }
+        assert!(matches!(run(&mut table, &[("k", check)], 0, false)[0], GcraOutcome::Limited { .. }));
+        for _ in 0..10 {
+            assert!(matches!(run(&mut table, &[("k", check)], 100_000, false)[0], GcraOutcome::Allowed { .. }));
+        }
+        assert!(matches!(run(&mut table, &[("k", check)], 100_000, false)[0], GcraOutcome::Limited { .. }));
+        // Statuses speak in hits: after one request, 99,000,000 left.
+        let mut fresh = HashMap::new();
+        let checks = plan.checks(None);
+        let outcomes = run(&mut fresh, &[("k", checks[0].1)], 0, false);
+        let answer = answer(&plan, &checks, &outcomes, 0, false, None);
+        assert_eq!(answer.statuses[0].limit_remaining, 99_000_000);
+        // The largest rate per hour too: 4294967295 per hour.
+        let hourly = Rate { unit: Unit::Hour, requests_per_unit: u32::MAX, burst: u32::MAX, ..rate.clone() };
+        assert_eq!(hourly.spacing(), Spacing { interval_us: 1, tolerance_us: 3_600_000_000 });
+        assert_eq!(hourly.hits_of(3_600_000_000), u64::from(u32::MAX));
     }
 
     fn request<'a>(descriptors: &[&[(&'a str, &'a str)]], hits: u32) -> RlsRequest<'a> {
@@ -395,9 +489,19 @@ mod tests {
     fn near_limit_counts_the_hits_above_eighty_percent() {
         // Burst 10: threshold 8. Used 7 before, 3 more hits: 1 within-only, 2 near.
         let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
-        assert_eq!(near_limit(3, 0, &check, true), 2);
-        assert_eq!(near_limit(3, 3, &check, true), 0, "used 7 after: under the threshold");
-        assert_eq!(near_limit(3, 1, &check, false), 3, "not kept: 9 used, 3 more all above 8");
+        assert_eq!(near_limit(3, 0, &check, true, 800), 2);
+        assert_eq!(near_limit(3, 3, &check, true, 800), 0, "used 7 after: under the threshold");
+        assert_eq!(near_limit(3, 1, &check, false, 800), 3, "not kept: 9 used, 3 more all above 8");
+    }
+
+    #[test]
+    fn the_near_limit_ratio_is_a_setting() {
+        // Burst 10, ratio 0.5: threshold 5. Used 7 after 3 hits (4 before): 2 near.
+        let check = Check { spacing: Spacing { interval_us: 1, tolerance_us: 10 }, cost: 3, enforce: true };
+        assert_eq!(near_limit(3, 3, &check, true, 500), 2);
+        assert_eq!(near_limit(3, 3, &check, true, 800), 0);
+        assert_eq!(near_limit(3, 3, &check, true, 1000), 0, "ratio 1: nothing within the limit is near it");
+        assert_eq!(PlanOptions::default().near_limit_permille, 800, "the peer's default 0.8");
     }
 
     proptest! {

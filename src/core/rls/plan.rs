@@ -179,7 +179,7 @@ impl Plan<'_> {
                     i,
                     Check {
                         spacing: rate.spacing(),
-                        cost: self.hits,
+                        cost: rate.cost(self.hits),
                         enforce: !rate.shadow_mode && !self.options.shadow_mode,
                     },
                 )),

@@ -11,8 +11,7 @@ use smallvec::SmallVec;
 use super::config::{DescriptorConfig, DomainConfig, Invalid, RlsConfig, Unit, invalid};
 use super::plan::{AdmissionEntries, Entry, Plan, Planned, RlsRequest};
 use super::{
-    MAX_DESCRIPTORS, MAX_ENTRIES, MAX_HITS_ADDEND, MAX_KEY_BYTES, MAX_REQUESTS_PER_UNIT, MAX_TOLERANCE_US,
-    MAX_VALUE_BYTES, USER_TYPE_KEY,
+    MAX_DESCRIPTORS, MAX_ENTRIES, MAX_HITS_ADDEND, MAX_KEY_BYTES, MAX_TOLERANCE_US, MAX_VALUE_BYTES, USER_TYPE_KEY,
 };
 use crate::core::gcra::Spacing;
 
@@ -113,10 +112,44 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `requests_per_unit` per unit with `burst`, as GCRA parameters.
+    /// `requests_per_unit` per unit with `burst`, as GCRA parameters. A
+    /// rate of more than one request per µs (above 1,000,000 per second,
+    /// 60,000,000 per minute, 3,600,000,000 per hour) is counted in µs of
+    /// the unit rather than in requests: one µs per unit of the counter,
+    /// the burst as the share of the unit it stands for, and each request's
+    /// hits as [`Rate::cost`] µs, so the rule holds as written.
     pub fn spacing(&self) -> Spacing {
+        if self.counts_micros() {
+            let tolerance_us = self.unit.micros() * u64::from(self.burst.max(1)) / u64::from(self.requests_per_unit);
+            return Spacing { interval_us: 1, tolerance_us: tolerance_us.max(1) };
+        }
         let interval_us = (self.unit.micros() / u64::from(self.requests_per_unit.max(1))).max(1);
         Spacing { interval_us, tolerance_us: interval_us * u64::from(self.burst.max(1)) }
+    }
+
+    /// Whether the rate is faster than one request per µs (see [`Rate::spacing`]).
+    fn counts_micros(&self) -> bool {
+        u64::from(self.requests_per_unit) > self.unit.micros()
+    }
+
+    /// What `hits` cost in the counter's units: the hits themselves, or
+    /// for a rate faster than one per µs the µs of the unit they stand for
+    /// (rounded up, at least 1).
+    pub fn cost(&self, hits: u32) -> u32 {
+        if !self.counts_micros() {
+            return hits;
+        }
+        let us = (u128::from(hits) * u128::from(self.unit.micros())).div_ceil(u128::from(self.requests_per_unit));
+        u32::try_from(us.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Counter units (see [`Rate::cost`]) as hits.
+    pub fn hits_of(&self, units: u64) -> u64 {
+        if !self.counts_micros() {
+            return units;
+        }
+        let hits = u128::from(units) * u128::from(self.requests_per_unit) / u128::from(self.unit.micros());
+        u64::try_from(hits).unwrap_or(u64::MAX)
     }
 
     /// `requests_per_unit: 0`: every request is over the limit.
@@ -142,6 +175,10 @@ type RuleMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default, Clone)]
 struct Node {
+    /// On a domain's root: an envoyproxy/ratelimit YAML domain, where every
+    /// descriptor key is an ordinary key (`user_type` included); floodgate's
+    /// own (TOML) domains, and unknown ones, give `user_type` to Level 1.
+    ordinary_keys: bool,
     limit: Option<Limit>,
     /// The rule's stats key (empty for a domain's root).
     stats_key: String,
@@ -207,12 +244,24 @@ pub struct Rules {
 }
 
 /// Settings that apply to every rule of a request (not per rule).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanOptions {
     /// Every rule in shadow mode (envoyproxy/ratelimit's `SHADOW_MODE`).
     pub shadow_mode: bool,
     /// `RateLimit-Limit`, `-Remaining` and `-Reset` on every answer.
     pub ratelimit_headers: bool,
+    /// Hits within the limit above this share of it (per mille) count as
+    /// near the limit (envoyproxy/ratelimit's `NEAR_LIMIT_RATIO`).
+    pub near_limit_permille: u16,
+}
+
+/// envoyproxy/ratelimit's default `NEAR_LIMIT_RATIO`, 0.8, per mille.
+pub const DEFAULT_NEAR_LIMIT_PERMILLE: u16 = 800;
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions { shadow_mode: false, ratelimit_headers: false, near_limit_permille: DEFAULT_NEAR_LIMIT_PERMILLE }
+    }
 }
 
 /// One rule as the debug view lists it.
@@ -247,14 +296,18 @@ impl Rules {
     pub fn compile(config: &RlsConfig) -> Result<Rules, Vec<Invalid>> {
         let domains: Vec<(String, &DomainConfig)> =
             config.domains.iter().enumerate().map(|(i, d)| (format!("rls.domains[{i}]"), d)).collect();
-        Rules::compile_domains(&domains, &mut |_, _| StatsHandle::default())
+        Rules::compile_domains(&domains, false, &mut |_, _| StatsHandle::default())
     }
 
     /// Validates and compiles domains, each with the prefix its error
     /// fields get (empty for a file holding one domain), taking each
-    /// rule's counters from `stats`.
+    /// rule's counters from `stats`. `ordinary_keys` for envoyproxy/ratelimit
+    /// YAML domains: every key is matched as written, `user_type` included;
+    /// without it (floodgate's TOML domains) a `user_type` descriptor is
+    /// Level 1's, so a rule keyed `user_type` could never match and is refused.
     pub fn compile_domains(
         domains: &[(String, &DomainConfig)],
+        ordinary_keys: bool,
         stats: &mut StatsFor<'_>,
     ) -> Result<Rules, Vec<Invalid>> {
         let mut errors = Vec::new();
@@ -264,8 +317,8 @@ impl Rules {
                 errors.push(invalid(join(field, "domain"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
                 continue;
             }
-            let mut root = Node::default();
-            let mut cx = Compiling { domain: &d.domain, errors: &mut errors, stats };
+            let mut root = Node { ordinary_keys, ..Node::default() };
+            let mut cx = Compiling { domain: &d.domain, ordinary_keys, errors: &mut errors, stats };
             cx.children(&d.descriptors, &mut root, &join(field, "descriptors"), "");
             if compiled.insert(d.domain.clone(), root).is_some() {
                 errors.push(invalid(join(field, "domain"), format!("domain {:?} is configured twice", d.domain)));
@@ -383,7 +436,7 @@ impl Rules {
                     ));
                 }
             }
-            if entries.iter().any(|e| e.key == USER_TYPE_KEY) {
+            if !root.is_some_and(|r| r.ordinary_keys) && entries.iter().any(|e| e.key == USER_TYPE_KEY) {
                 if admission.is_some() {
                     return Err(invalid(field(), "only one descriptor may carry user_type"));
                 }
@@ -454,6 +507,7 @@ fn walk<'n>(node: &'n Node, f: &mut impl FnMut(&'n Node)) {
 /// One domain being compiled.
 struct Compiling<'a, 'b, 'c> {
     domain: &'a str,
+    ordinary_keys: bool,
     errors: &'b mut Vec<Invalid>,
     stats: &'b mut StatsFor<'c>,
 }
@@ -466,6 +520,13 @@ impl Compiling<'_, '_, '_> {
                 self.errors.push(invalid(format!("{field}.key"), format!("must be 1..={MAX_KEY_BYTES} bytes")));
                 continue;
             }
+            if !self.ordinary_keys && rule.key == USER_TYPE_KEY {
+                self.errors.push(invalid(
+                    format!("{field}.key"),
+                    "user_type is floodgate's Level 1 descriptor in its own domains: no rule can match it (a rule keyed user_type belongs in a YAML domain)",
+                ));
+                continue;
+            }
             if rule.value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
                 self.errors.push(invalid(format!("{field}.value"), format!("must be at most {MAX_VALUE_BYTES} bytes")));
                 continue;
@@ -476,7 +537,8 @@ impl Compiling<'_, '_, '_> {
             };
             let stats_key = join(parent_key, &own_key);
             let limit = self.limit(rule, &field, &stats_key);
-            let mut node = Node { limit, stats_key: stats_key.clone(), children: RuleMap::default() };
+            let mut node =
+                Node { ordinary_keys: false, limit, stats_key: stats_key.clone(), children: RuleMap::default() };
             self.children(&rule.descriptors, &mut node, &format!("{field}.descriptors"), &stats_key);
             let by_key = parent.children.entry(rule.key.clone()).or_default();
             let taken = match &rule.value {
@@ -523,15 +585,12 @@ impl Compiling<'_, '_, '_> {
             self.errors.push(invalid(format!("{field}.unit"), "is required: second, minute, hour or day"));
             return None;
         };
-        let requests_per_unit = match config.requests_per_unit {
-            Some(n) if n <= MAX_REQUESTS_PER_UNIT => n,
-            _ => {
-                self.errors.push(invalid(
-                    format!("{field}.requests_per_unit"),
-                    format!("must be 0..={MAX_REQUESTS_PER_UNIT} (0 refuses every request)"),
-                ));
-                return None;
-            }
+        let Some(requests_per_unit) = config.requests_per_unit else {
+            self.errors.push(invalid(
+                format!("{field}.requests_per_unit"),
+                "is required with a unit: 0..=4294967295 (0 refuses every request)",
+            ));
+            return None;
         };
         let burst = config.burst.unwrap_or(requests_per_unit);
         let rate = Rate {

@@ -1159,6 +1159,40 @@ pub struct RlsConfig {
     pub ratelimit_headers: bool,
     #[prost(message, repeated, tag = "7")]
     pub domains: ::prost::alloc::vec::Vec<RlsDomain>,
+    /// The last load that read something new; unset before the first.
+    #[prost(message, optional, tag = "8")]
+    pub last_load: ::core::option::Option<RlsLoad>,
+}
+/// The outcome of one load of the YAML rule files.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RlsLoad {
+    /// When it ran (ms since the epoch).
+    #[prost(uint64, tag = "1")]
+    pub at_ms: u64,
+    /// Whether its rules were put in force.
+    #[prost(bool, tag = "2")]
+    pub ok: bool,
+    /// The version in force after it (a failure leaves the previous one).
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
+    /// For a failure: the file (or directory) at fault.
+    #[prost(string, optional, tag = "4")]
+    pub file: ::core::option::Option<::prost::alloc::string::String>,
+    /// For a failure: each problem with its key path.
+    #[prost(message, repeated, tag = "5")]
+    pub problems: ::prost::alloc::vec::Vec<RlsLoadProblem>,
+}
+/// One reason a load failed.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RlsLoadProblem {
+    /// The key path in the file (`descriptors\[0\].rate_limit.unit`); empty when
+    /// the problem names none (a file that is not YAML, an unreadable path).
+    #[prost(string, tag = "1")]
+    pub key_path: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
 }
 /// Generated client implementations.
 pub mod admin_client {

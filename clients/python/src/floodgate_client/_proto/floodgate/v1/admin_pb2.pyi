@@ -538,7 +538,7 @@ class RlsDomain(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., source: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[RlsRule, _Mapping]]] = ...) -> None: ...
 
 class RlsConfig(_message.Message):
-    __slots__ = ("path", "version", "loaded_at_ms", "load_errors", "shadow_mode", "ratelimit_headers", "domains")
+    __slots__ = ("path", "version", "loaded_at_ms", "load_errors", "shadow_mode", "ratelimit_headers", "domains", "last_load")
     PATH_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -546,6 +546,7 @@ class RlsConfig(_message.Message):
     SHADOW_MODE_FIELD_NUMBER: _ClassVar[int]
     RATELIMIT_HEADERS_FIELD_NUMBER: _ClassVar[int]
     DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOAD_FIELD_NUMBER: _ClassVar[int]
     path: str
     version: int
     loaded_at_ms: int
@@ -553,4 +554,27 @@ class RlsConfig(_message.Message):
     shadow_mode: bool
     ratelimit_headers: bool
     domains: _containers.RepeatedCompositeFieldContainer[RlsDomain]
-    def __init__(self, path: _Optional[str] = ..., version: _Optional[int] = ..., loaded_at_ms: _Optional[int] = ..., load_errors: _Optional[int] = ..., shadow_mode: _Optional[bool] = ..., ratelimit_headers: _Optional[bool] = ..., domains: _Optional[_Iterable[_Union[RlsDomain, _Mapping]]] = ...) -> None: ...
+    last_load: RlsLoad
+    def __init__(self, path: _Optional[str] = ..., version: _Optional[int] = ..., loaded_at_ms: _Optional[int] = ..., load_errors: _Optional[int] = ..., shadow_mode: _Optional[bool] = ..., ratelimit_headers: _Optional[bool] = ..., domains: _Optional[_Iterable[_Union[RlsDomain, _Mapping]]] = ..., last_load: _Optional[_Union[RlsLoad, _Mapping]] = ...) -> None: ...
+
+class RlsLoad(_message.Message):
+    __slots__ = ("at_ms", "ok", "version", "file", "problems")
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    at_ms: int
+    ok: bool
+    version: int
+    file: str
+    problems: _containers.RepeatedCompositeFieldContainer[RlsLoadProblem]
+    def __init__(self, at_ms: _Optional[int] = ..., ok: _Optional[bool] = ..., version: _Optional[int] = ..., file: _Optional[str] = ..., problems: _Optional[_Iterable[_Union[RlsLoadProblem, _Mapping]]] = ...) -> None: ...
+
+class RlsLoadProblem(_message.Message):
+    __slots__ = ("key_path", "message")
+    KEY_PATH_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    key_path: str
+    message: str
+    def __init__(self, key_path: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
