@@ -65,6 +65,7 @@ impl Operations {
             process_health_ratio: chat.ratio(),
             pressure_ratio: capacity::pressure_ratio(load, total),
             process_deficit: chat.deficit(),
+            capacity: total,
         };
         let mut book = self.lock_alerts();
         for event in self.floodgate.breakers().take_events() {
