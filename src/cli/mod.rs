@@ -17,7 +17,7 @@ use crate::grpc::pb;
 /// `floodgate admin`: where floodgate is, who asks, and what.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// floodgate's gRPC address.
+    /// floodgate's gRPC address: `host:port` (plaintext), `http://…` or `https://…`.
     #[arg(long, env = "FLOODGATE_ADMIN_TARGET", default_value = "http://127.0.0.1:50051", global = true)]
     target: String,
     /// Admin token, sent as `authorization: Bearer` (none when auth is off).
@@ -84,7 +84,9 @@ enum ConfigCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The target is not a URI, or an `https://` one without a CA.
-    #[error("invalid --target {0:?} (expected e.g. http://127.0.0.1:50051; https:// needs --ca-file)")]
+    #[error(
+        "invalid --target {0:?} (expected e.g. 127.0.0.1:50051 or http://127.0.0.1:50051; https:// needs --ca-file)"
+    )]
     Target(String),
     /// No connection to the target.
     #[error("cannot reach floodgate at {target}: {reason}")]
@@ -162,8 +164,16 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
+/// The URI of a `--target`: `http://…` and `https://…` as given, a bare
+/// `host:port` (as grpcurl and the clients take it) as plaintext `http://`.
+fn target_uri(target: &str) -> String {
+    if target.contains("://") { target.to_owned() } else { format!("http://{target}") }
+}
+
 /// Connects with the token attached to every call.
 async fn connect(target: &str, token: Option<&str>, ca_file: Option<&Path>) -> Result<AdminClient, CliError> {
+    let uri = target_uri(target);
+    let target = uri.as_str();
     let mut endpoint = Endpoint::from_shared(target.to_owned())
         .map_err(|_| CliError::Target(target.to_owned()))?
         .connect_timeout(Duration::from_secs(5))

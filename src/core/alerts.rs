@@ -64,6 +64,10 @@ pub struct AlertInputs {
     pub process_deficit: i64,
     /// While the last load of the Envoy rule files failed: what failed.
     pub rls_reload_failure: Option<String>,
+    /// The system total (capacity T). Zero makes every ratio undefined:
+    /// then no utilization, pressure or process-ratio alert is raised and
+    /// the one alert is `no_healthy_chat_rest_processes`.
+    pub capacity: u64,
 }
 
 /// Utilization above this is critical.
@@ -100,7 +104,10 @@ pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
             "no healthy chat REST processes detected: capacity is 0".into(),
         );
     }
-    if i.utilization_percent > CRITICAL_UTILIZATION {
+    // No capacity or no healthy process: the ratios below are over zero and
+    // say nothing true; the alert above covers it.
+    let defined = i.capacity > 0 && i.healthy_chat_rest_processes > 0;
+    if defined && i.utilization_percent > CRITICAL_UTILIZATION {
         raise(
             Severity::Critical,
             "utilization_high",
@@ -117,17 +124,17 @@ pub fn evaluate(i: &AlertInputs) -> Vec<Condition> {
     } else if i.requests_15m > 0 && i.throttle_rate_15m > WARNING_THROTTLE_RATE {
         raise(Severity::Warning, "throttle_rate_high", format!("throttle rate {:.1}% > 10%", i.throttle_rate_15m));
     }
-    if i.process_health_ratio < WARNING_HEALTH_RATIO {
+    if defined && i.process_health_ratio < WARNING_HEALTH_RATIO {
         raise(
             Severity::Warning,
             "process_health_low",
             format!("process health ratio {:.2} < 0.80", i.process_health_ratio),
         );
     }
-    if i.pressure_ratio > WARNING_PRESSURE {
+    if defined && i.pressure_ratio > WARNING_PRESSURE {
         raise(Severity::Warning, "queue_pressure_high", format!("queue pressure ratio {:.2} > 0.80", i.pressure_ratio));
     }
-    if i.process_deficit > 0 {
+    if defined && i.process_deficit > 0 {
         raise(
             Severity::Warning,
             "process_deficit",
@@ -166,7 +173,12 @@ mod tests {
     }
 
     fn calm() -> AlertInputs {
-        AlertInputs { healthy_chat_rest_processes: 1, process_health_ratio: 1.0, ..AlertInputs::default() }
+        AlertInputs {
+            healthy_chat_rest_processes: 1,
+            process_health_ratio: 1.0,
+            capacity: 100,
+            ..AlertInputs::default()
+        }
     }
 
     fn codes(i: &AlertInputs) -> Vec<String> {
@@ -183,6 +195,23 @@ mod tests {
         let i = AlertInputs { healthy_chat_rest_processes: 0, ..calm() };
         assert_eq!(evaluate(&i)[0].severity, Severity::Critical);
         assert_eq!(codes(&i), ["no_healthy_chat_rest_processes"]);
+    }
+
+    #[test]
+    fn no_capacity_raises_only_the_no_healthy_process_alert() {
+        // An idle server with no workers: the ratios are over zero.
+        let idle = AlertInputs {
+            healthy_chat_rest_processes: 0,
+            capacity: 0,
+            utilization_percent: 100.0,
+            pressure_ratio: 1.0,
+            process_health_ratio: 0.0,
+            process_deficit: 2,
+            ..calm()
+        };
+        assert_eq!(codes(&idle), ["no_healthy_chat_rest_processes"]);
+        let no_total = AlertInputs { capacity: 0, pressure_ratio: 1.0, utilization_percent: 100.0, ..calm() };
+        assert!(codes(&no_total).is_empty(), "{:?}", codes(&no_total));
     }
 
     #[test]

@@ -67,11 +67,11 @@ impl Default for Metrics {
             ("version", env!("CARGO_PKG_VERSION")),
             ("os", std::env::consts::OS),
             ("arch", std::env::consts::ARCH),
-            ("profile", if cfg!(debug_assertions) { "debug" } else { "release" }),
+            ("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" }),
         ]);
         registry.register(
             "floodgate_build",
-            "The running floodgate build: version, OS, architecture and profile",
+            "The running floodgate build: version, OS, architecture and cargo build profile",
             build,
         );
         // Every child resolved here, in a fixed order: recording is an

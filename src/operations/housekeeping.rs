@@ -66,6 +66,7 @@ impl Operations {
             pressure_ratio: capacity::pressure_ratio(load, total),
             process_deficit: chat.deficit(),
             rls_reload_failure: self.floodgate.rls_rules().reload_failure(),
+            capacity: total,
         };
         let mut book = self.lock_alerts();
         for event in self.floodgate.breakers().take_events() {

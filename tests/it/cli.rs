@@ -16,7 +16,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 /// Runs `floodgate admin --target … --token TOKEN ARGS` off the runtime
 /// that serves the server.
 async fn admin(server: &Server, token: &str, args: &[&str]) -> Output {
-    let target = format!("http://{}", server.grpc);
+    admin_at(&format!("http://{}", server.grpc), token, args).await
+}
+
+/// Runs `floodgate admin --target TARGET --token TOKEN ARGS`.
+async fn admin_at(target: &str, token: &str, args: &[&str]) -> Output {
+    let target = target.to_owned();
     let mut command = Command::new(BIN);
     command.args(["admin", "--target", &target, "--token", token]).args(args);
     command.env_remove("FLOODGATE_ADMIN_TARGET").env_remove("FLOODGATE_ADMIN_TOKEN");
@@ -256,4 +261,12 @@ async fn an_https_target_is_reached_with_the_ca_file() {
     let out = run(args(&[])).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --ca-file"));
+}
+
+#[tokio::test]
+async fn a_bare_host_port_target_is_reached_over_plaintext() {
+    // Issue 23: `--target 127.0.0.1:50051` as grpcurl and the clients take it.
+    let server = seeded().await;
+    let out = admin_at(&server.grpc.to_string(), ADMIN, &["status"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

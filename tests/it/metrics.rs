@@ -100,6 +100,10 @@ async fn the_exposition_follows_the_prometheus_conventions() {
     let build = find(&scrape, "floodgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]);
     assert_eq!(build.len(), 1, "{text}");
     assert!(matches!(build[0].value, Value::Gauge(v) if v == 1.0));
+    // Issue 23: the cargo profile is `build_profile`, not to be read as the runtime profile.
+    let cargo_profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    assert_eq!(build[0].labels.get("build_profile"), Some(cargo_profile), "{text}");
+    assert_eq!(build[0].labels.get("profile"), None, "{text}");
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let started = value(&scrape, "process_start_time_seconds", &[]);

@@ -361,3 +361,15 @@ async fn alerts_follow_the_seed_conditions() {
     clock.advance_ms(15_000);
     wait_for_alert(&mut c, "critical", "no_healthy_chat_rest_processes").await;
 }
+
+#[tokio::test]
+async fn an_idle_server_with_no_workers_shows_exactly_the_no_healthy_process_alert() {
+    // Issue 23: with no capacity the ratios are over zero; the one alert is
+    // "no healthy chat REST processes" (no pressure, health or deficit alert).
+    let clock = Arc::new(ManualClock::at_ms(1_800_000_000_000));
+    let server = start_with(settings(Profile::Production, "processes_per_instance = 2"), clock.clone()).await;
+    let mut c = clients(&server).await;
+    wait_for_alert(&mut c, "critical", "no_healthy_chat_rest_processes").await;
+    let firing: Vec<_> = alert_codes(&mut c).await.into_iter().filter(|(s, _)| s != "info").collect();
+    assert_eq!(firing, [("critical".to_owned(), "no_healthy_chat_rest_processes".to_owned())]);
+}
