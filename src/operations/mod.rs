@@ -80,10 +80,6 @@ struct Facts {
     now: Millis,
 }
 
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 { if part == 0 { 0.0 } else { 100.0 } } else { part as f64 * 100.0 / whole as f64 }
-}
-
 impl Operations {
     /// The operator layer over `floodgate`, with no alert and no config
     /// update yet.
@@ -240,7 +236,7 @@ impl Operations {
             }
         }
         for total in global.values_mut() {
-            total.utilization_percent = percent(total.load, total.capacity);
+            total.utilization_percent = capacity::utilization_percent(total.load, total.capacity);
         }
         let load = facts.stats.load();
         let total = snapshot.calculation.system_total;
