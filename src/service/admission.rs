@@ -140,18 +140,16 @@ impl Floodgate {
         let ratio = capacity::pressure_ratio(pressure.load, pressure.system_total);
         // Non-privileged traffic is refused without touching the store
         // while the system is known to be overloaded.
-        let backpressure = if !admission::level_one_guarded_by_circuit(user_type) {
-            None
+        let backpressure = if admission::level_one_guarded_by_circuit(user_type) {
+            let Some(permit) = self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) else {
+                return LevelOne::Decided(admission::circuit_open(
+                    runtime.breakers.backpressure.recovery_timeout_ms,
+                    ratio,
+                ));
+            };
+            Some(permit)
         } else {
-            match self.breakers.allow(Circuit::Backpressure, now_us / 1_000, ratio) {
-                Some(permit) => Some(permit),
-                None => {
-                    return LevelOne::Decided(admission::circuit_open(
-                        runtime.breakers.backpressure.recovery_timeout_ms,
-                        ratio,
-                    ));
-                }
-            }
+            None
         };
         let admin_route = admission::bypasses_rate_limit(user_type, &request.route, &runtime.admin_route_prefix);
         LevelOne::Pending(PendingLevelOne {
